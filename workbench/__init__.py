@@ -1,0 +1,1 @@
+"""IoT sensor analytics workbench."""

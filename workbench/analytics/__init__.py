@@ -1,0 +1,1 @@
+"""Computations (saved SQL) and tiles."""

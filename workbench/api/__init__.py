@@ -1,0 +1,1 @@
+"""The services' processes and HTTP APIs (ingest, engine)."""

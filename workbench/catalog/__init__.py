@@ -1,0 +1,1 @@
+"""The catalog database: migrations, sources, datasets and schemas, rules, computations."""

@@ -1,0 +1,1 @@
+"""Foundation shared by every stage: settings, errors, ids, clock, logging."""

@@ -1,0 +1,226 @@
+"""Typed settings, built once at an entry point and passed down.
+
+Sources, highest precedence first: keyword arguments, environment variables
+``WORKBENCH__<SECTION>__<KEY>`` (for example ``WORKBENCH__MQTT__PORT=1884``), the TOML file named
+by ``WORKBENCH__CONFIG`` or ``./workbench.toml`` if present, then the defaults below. The defaults
+are the embedded demo: a lake and a SQLite catalog under ``./.workbench``, a local broker, local
+Spark.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from workbench.core.errors import ConfigError
+
+
+class LakeSettings(BaseModel):
+    """Where the data lives."""
+
+    root: str = ".workbench/lake"
+    """Lake root: a local directory (default) or ``s3a://bucket/prefix``."""
+
+    @property
+    def bronze(self) -> str:
+        """Bronze Parquet files: ``bronze/ingestion_id=/date=/hour=/part-*.parquet``."""
+        return f"{self.root}/bronze"
+
+    @property
+    def silver_readings(self) -> str:
+        """The silver Delta table every source is normalized into."""
+        return f"{self.root}/silver/readings"
+
+    def gold(self, name: str) -> str:
+        """A gold Delta table."""
+        return f"{self.root}/gold/{name}"
+
+    @property
+    def checkpoints(self) -> str:
+        """Streaming checkpoints, one folder per query."""
+        return f"{self.root}/_checkpoints"
+
+    @property
+    def quarantine(self) -> str:
+        """Messages that cannot become bronze rows, with a reason."""
+        return f"{self.root}/_quarantine"
+
+
+class CatalogSettings(BaseModel):
+    """The catalog database (sources, schemas, rules, computations...)."""
+
+    url: str = "sqlite:///.workbench/catalog.db"
+    """SQLAlchemy URL: SQLite (default, WAL mode) or ``postgresql+psycopg://...`` for multi-host."""
+
+
+class MqttSettings(BaseModel):
+    """The broker the default MQTT source and the simulators talk to."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic: str = "sensors/#"
+    """Topic filter of the default MQTT source."""
+    qos: Literal[0, 1] = 1
+    client_id: str = "workbench-ingest"
+    """Stable client id: with a persistent session the broker keeps messages while we are away."""
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+    session_expiry_seconds: int = 7 * 24 * 3600
+    embedded: bool = True
+    """``workbench up`` starts a local Mosquitto when true."""
+
+
+class IngestSettings(BaseModel):
+    """The ingest service (no JVM)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8701
+    flush_rows: int = 20_000
+    """Flush a dataset's buffer once it holds this many rows..."""
+    flush_bytes: int = 8 * 1024 * 1024
+    """...or this many payload bytes..."""
+    flush_seconds: float = 1.0
+    """...or when its oldest row is this old."""
+    max_buffer_bytes: int = 64 * 1024 * 1024
+    """Above this, connectors stop reading (back-pressure) until a flush frees room."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest accepted REST push body."""
+    metadata_batch_size: int = 100
+    metadata_batch_seconds: float = 5.0
+    time_fields: list[str] = Field(
+        default_factory=lambda: ["timestamp", "ts", "time", "event_time", "datetime"]
+    )
+    """Payload fields tried, in order, for the event time."""
+
+
+class SparkSettings(BaseModel):
+    """How Spark sessions are built (one factory, see ``workbench.spark.session``)."""
+
+    master: str = "local[2]"
+    jar_cache: str = ".workbench/jars"
+    """Directory holding the JVM jars fetched by ``make setup`` (Maven)."""
+    driver_memory: str = "2g"
+    shuffle_partitions: int = 4
+    ui: bool = False
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+
+class EngineSettings(BaseModel):
+    """The engine service: Spark driver, streams, Spark Connect, HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8702
+    connect_port: int = 15002
+    enrichment_trigger_seconds: float = 2.0
+    gold_trigger_seconds: float = 5.0
+    max_files_per_trigger: int = 500
+    window: str = "1 minute"
+    watermark: str = "2 minutes"
+
+    @property
+    def connect_url(self) -> str:
+        """The Spark Connect URL thin clients use."""
+        return f"sc://{self.host}:{self.connect_port}"
+
+
+class VoilaSettings(BaseModel):
+    """The stakeholder dashboard server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8866
+    refresh_seconds: float = 15.0
+    """Tile auto-refresh interval (minimum 15 s, as in the seed)."""
+
+    @field_validator("refresh_seconds")
+    @classmethod
+    def _not_too_often(cls, value: float) -> float:
+        if value < 5:
+            raise ValueError("tiles refresh at most every 5 seconds")
+        return value
+
+
+class SimulatorSettings(BaseModel):
+    """The demo sensors."""
+
+    sensors: int = 5
+    interval_seconds: float = 1.0
+    topic_prefix: str = "sensors"
+
+
+class Settings(BaseSettings):
+    """Every setting of the workbench, grouped by section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKBENCH__",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    home: str = ".workbench"
+    """Working directory of the embedded stack (logs, broker data, pid files)."""
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    voila: VoilaSettings = Field(default_factory=VoilaSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("WORKBENCH__CONFIG", "workbench.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            file_secret_settings,
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, at an entry point.
+
+    Raises:
+        ConfigError: listing every invalid setting with where it came from.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(
+            f"invalid settings ({err.error_count()} problem(s)): {problems}. "
+            "Settings come from WORKBENCH__SECTION__KEY environment variables and workbench.toml.",
+            problems=[dict(loc=list(e["loc"]), msg=e["msg"]) for e in err.errors()],
+        ) from err
+
+
+def ensure_local_dirs(settings: Settings) -> None:
+    """Create the local directories the embedded default needs (no-op for ``s3a://`` lakes)."""
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    if "://" not in settings.lake.root:
+        Path(settings.lake.root).mkdir(parents=True, exist_ok=True)
+    if settings.catalog.url.startswith("sqlite:///"):
+        Path(settings.catalog.url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )

@@ -1,0 +1,1 @@
+"""Bronze to silver: union schema, normalization, the batch processor, streams."""

@@ -1,0 +1,1 @@
+"""Silver to gold: windowed aggregates."""

@@ -1,0 +1,1 @@
+"""Buffers, the bronze writer and its storage, ingest metrics. No Spark, no Delta."""

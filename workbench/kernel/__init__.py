@@ -1,0 +1,1 @@
+"""The IPython extension loaded by the ``workbench`` kernel."""

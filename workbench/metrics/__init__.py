@@ -1,0 +1,1 @@
+"""Prometheus helpers shared by the services."""

@@ -1,0 +1,1 @@
+"""papermill runs and schedules."""

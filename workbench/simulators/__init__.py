@@ -1,0 +1,1 @@
+"""Demo sensors publishing to the broker."""

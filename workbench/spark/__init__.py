@@ -1,0 +1,1 @@
+"""The Spark session factory and the JVM jar cache."""

@@ -1,0 +1,1 @@
+"""``workbench up``: the embedded demo stack as a supervised set of processes."""

@@ -1,0 +1,1 @@
+"""ipywidgets for analysts and dashboards."""
