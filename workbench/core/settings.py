@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,7 +69,7 @@ class MqttSettings(BaseModel):
     port: int = 1883
     topic: str = "sensors/#"
     """Topic filter of the default MQTT source."""
-    qos: Literal[0, 1] = 1
+    qos: int = Field(1, ge=0, le=1)
     client_id: str = "workbench-ingest"
     """Stable client id: with a persistent session the broker keeps messages while we are away."""
     username: str | None = None
@@ -178,6 +178,20 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _absolute_local_paths(self) -> Settings:
+        # Spark, subprocesses and the SQLite driver each resolve relative paths against their own
+        # working directory; resolving once here makes every process agree.
+        self.home = str(Path(self.home).resolve())
+        if "://" not in self.lake.root:
+            self.lake.root = str(Path(self.lake.root).resolve())
+        self.spark.jar_cache = str(Path(self.spark.jar_cache).resolve())
+        prefix = "sqlite:///"
+        if self.catalog.url.startswith(prefix) and not self.catalog.url.startswith(prefix + "/"):
+            db = Path(self.catalog.url.removeprefix(prefix)).resolve()
+            self.catalog.url = f"{prefix}{db}"
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -224,3 +238,25 @@ def ensure_local_dirs(settings: Settings) -> None:
         Path(settings.catalog.url.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True
         )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ``WORKBENCH__SECTION__KEY`` variables, to hand to a child process."""
+    env: dict[str, str] = {}
+    for section, value in settings.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if item is None:
+                    continue
+                env[f"WORKBENCH__{section.upper()}__{key.upper()}"] = _env_value(item)
+        else:
+            env[f"WORKBENCH__{section.upper()}"] = _env_value(value)
+    return env
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value)
+    return str(value)
