@@ -1,0 +1,106 @@
+"""Versioned, explicit catalog migrations.
+
+Each migration is a function ``(connection) -> None`` with a number and a name, applied once, in
+order, inside a transaction, and recorded in ``schema_migrations``. Never alter tables at
+start-up anywhere else. A later migration that changes a table must check the live schema
+(``sqlalchemy.inspect``) before altering, because 0001 creates tables from ``tables.py`` as they
+stand at the time it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
+
+from workbench.catalog import tables as t
+from workbench.core.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Seed normalization defaults (from the original platform): raw spellings → canonical key.
+DEFAULT_RULES: dict[str, list[str]] = {
+    "sensorId": ["sensor_id", "sensorid", "sensor", "device_id", "deviceid", "id"],
+    "temperature": ["temperature", "temp", "temp_c", "temperature_c"],
+    "humidity": ["humidity", "hum", "rh", "relative_humidity"],
+    "timestamp": ["timestamp", "ts", "time", "datetime", "event_time"],
+}
+
+#: The computation behind the demo dashboard's tile.
+DEFAULT_COMPUTATIONS: list[dict[str, object]] = [
+    {
+        "name": "sensor_averages",
+        "description": "Average temperature per sensor per minute (gold).",
+        "sql": (
+            "SELECT window_start, sensor_id, field, avg_value, count "
+            "FROM gold.sensor_averages WHERE field = 'temperature' ORDER BY window_start"
+        ),
+        "tile_type": "timeseries",
+        "tile_config": {"x": "window_start", "y": "avg_value", "color": "sensor_id"},
+    }
+]
+
+
+def _initial_schema(conn: Connection) -> None:
+    t.metadata.create_all(conn)
+
+
+def _seed_defaults(conn: Connection) -> None:
+    now = utcnow()
+    priority = 0
+    for canonical, raw_keys in DEFAULT_RULES.items():
+        for raw in raw_keys:
+            priority += 10
+            conn.execute(
+                insert(t.normalization_rules).values(
+                    raw_key=raw,
+                    canonical_key=canonical,
+                    ingestion_id="",
+                    priority=priority,
+                    enabled=True,
+                    rows_affected=0,
+                    created_at=now,
+                )
+            )
+    for comp in DEFAULT_COMPUTATIONS:
+        conn.execute(insert(t.computations).values(**comp, created_at=now, updated_at=now))
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema", _initial_schema),
+    Migration(2, "seed default rules and computations", _seed_defaults),
+]
+
+
+def migrate(engine: Engine) -> int:
+    """Apply every pending migration; returns the catalog's schema version afterwards.
+
+    Safe when several processes start at once: the whole run holds the database's write lock
+    (SQLite transactions begin IMMEDIATE, see ``store.create_catalog_engine``; PostgreSQL takes an
+    advisory lock), and the applied versions are read under it.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7312026)"))
+        if not inspect(conn).has_table(t.schema_migrations.name):
+            t.schema_migrations.create(conn)
+        done = set(conn.execute(select(t.schema_migrations.c.version)).scalars())
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            migration.apply(conn)
+            conn.execute(
+                insert(t.schema_migrations).values(
+                    version=migration.version, name=migration.name, applied_at=utcnow()
+                )
+            )
+            log.info("catalog migrated version=%s name=%r", migration.version, migration.name)
+    return MIGRATIONS[-1].version

@@ -1,0 +1,211 @@
+"""Schema inference: the type lattice, field observations, and merging them into the catalog.
+
+Lattice: ``null < boolean < integer < double < timestamp | string``. Two different types widen
+to their least upper bound; anything that is not on one chain (a number and a timestamp, an
+array and a number) widens to ``string``. Widening never fails.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from workbench.catalog import tables as t
+
+_ORDER = {"null": 0, "boolean": 1, "integer": 2, "double": 3}
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+MAX_SAMPLES = 5
+
+
+def infer_type(value: Any) -> str:
+    """The lattice type of one JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return "timestamp"
+    return "string"
+
+
+def widen(a: str, b: str) -> str:
+    """Least upper bound of two lattice types."""
+    if a == b:
+        return a
+    if a == "null":
+        return b
+    if b == "null":
+        return a
+    if a in _ORDER and b in _ORDER:
+        return a if _ORDER[a] > _ORDER[b] else b
+    return "string"
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dot paths: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+@dataclass
+class FieldObservation:
+    """What a batch showed about one field path."""
+
+    type: str = "null"
+    seen: int = 0
+    nulls: int = 0
+    samples: list[Any] = field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, value: Any) -> None:
+        """Fold one value in."""
+        self.seen += 1
+        kind = infer_type(value)
+        self.type = widen(self.type, kind)
+        if kind == "null":
+            self.nulls += 1
+            return
+        if len(self.samples) < MAX_SAMPLES and value not in self.samples:
+            self.samples.append(value if not isinstance(value, (dict, list)) else str(value))
+        if kind in ("integer", "double"):
+            number = float(value)
+            self.min = number if self.min is None else min(self.min, number)
+            self.max = number if self.max is None else max(self.max, number)
+
+
+@dataclass
+class DatasetObservation:
+    """What a batch showed about one dataset."""
+
+    ingestion_id: str
+    source_type: str
+    records: int = 0
+    bytes: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    fields: dict[str, FieldObservation] = field(default_factory=dict)
+
+    def add(self, record: dict[str, Any] | None, size: int, seen_at: datetime) -> None:
+        """Fold one record (None for non-object payloads: counted, no fields)."""
+        self.records += 1
+        self.bytes += size
+        self.first_seen = seen_at if self.first_seen is None else min(self.first_seen, seen_at)
+        self.last_seen = seen_at if self.last_seen is None else max(self.last_seen, seen_at)
+        if record is None:
+            return
+        for path, value in flatten(record).items():
+            self.fields.setdefault(path, FieldObservation()).add(value)
+
+
+def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
+    """Merge one observation into ``datasets`` and ``fields``; bumps the schema version when a
+    field appears or widens."""
+    ds = t.datasets.c
+    row = conn.execute(select(t.datasets).where(ds.ingestion_id == obs.ingestion_id)).mappings().first()
+    if row is None:
+        conn.execute(
+            insert(t.datasets).values(
+                ingestion_id=obs.ingestion_id,
+                source_type=obs.source_type,
+                record_count=0,
+                bytes=0,
+                first_seen=obs.first_seen,
+                last_seen=obs.last_seen,
+                schema_version=0,
+            )
+        )
+        version = 0
+        first_seen = obs.first_seen
+    else:
+        version = row["schema_version"]
+        first_seen = _earliest(row["first_seen"], obs.first_seen)
+    changed = False
+    fc = t.fields.c
+    existing = {
+        r["path"]: r
+        for r in conn.execute(select(t.fields).where(fc.ingestion_id == obs.ingestion_id)).mappings()
+    }
+    for path, fobs in obs.fields.items():
+        old = existing.get(path)
+        if old is None:
+            changed = True
+            conn.execute(
+                insert(t.fields).values(
+                    ingestion_id=obs.ingestion_id,
+                    path=path,
+                    type=fobs.type,
+                    nullable=fobs.nulls > 0 or fobs.seen < obs.records or row is not None,
+                    samples=fobs.samples,
+                    min_value=fobs.min,
+                    max_value=fobs.max,
+                    first_seen=obs.first_seen,
+                    last_seen=obs.last_seen,
+                )
+            )
+            continue
+        new_type = widen(old["type"], fobs.type)
+        changed = changed or new_type != old["type"]
+        samples = list(old["samples"] or [])
+        samples += [s for s in fobs.samples if s not in samples][: max(0, MAX_SAMPLES - len(samples))]
+        conn.execute(
+            update(t.fields)
+            .where(fc.ingestion_id == obs.ingestion_id, fc.path == path)
+            .values(
+                type=new_type,
+                nullable=old["nullable"] or fobs.nulls > 0 or fobs.seen < obs.records,
+                samples=samples,
+                min_value=_pick(min, old["min_value"], fobs.min),
+                max_value=_pick(max, old["max_value"], fobs.max),
+                last_seen=obs.last_seen,
+            )
+        )
+    conn.execute(
+        update(t.datasets)
+        .where(ds.ingestion_id == obs.ingestion_id)
+        .values(
+            record_count=ds.record_count + obs.records,
+            bytes=ds.bytes + obs.bytes,
+            first_seen=first_seen,
+            last_seen=obs.last_seen,
+            schema_version=version + 1 if changed else version,
+        )
+    )
+
+
+def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return float(fn(a, b))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(_aware(a), _aware(b))
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes for timezone-aware columns; everything stored is UTC.
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

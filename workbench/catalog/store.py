@@ -1,0 +1,294 @@
+"""The catalog: one object over the catalog database, used by every service and client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from workbench.catalog import tables as t
+from workbench.catalog.migrations import migrate
+from workbench.catalog.records import Computation, DatasetInfo, FieldInfo, NormalizationRule
+from workbench.catalog.schemas import DatasetObservation, merge_observation
+from workbench.core.clock import utcnow
+from workbench.core.errors import CatalogError, NotFoundError
+from workbench.core.ids import ingestion_id as make_ingestion_id
+
+log = logging.getLogger(__name__)
+
+
+def create_catalog_engine(url: str) -> Engine:
+    """An engine for the catalog URL; SQLite gets WAL, a busy timeout and IMMEDIATE transactions.
+
+    IMMEDIATE transactions take SQLite's write lock at BEGIN, so read-then-write sequences in
+    concurrent processes (ingest and engine share the file) serialize instead of failing with
+    "database is locked" half way through.
+    """
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Catalog:
+    """Sources, datasets and schemas, normalization rules and computations.
+
+    Args:
+        url: SQLAlchemy URL of the catalog database (``settings.catalog.url``).
+        migrate_schema: apply pending migrations on open (services and clients do; tests of
+            migrations themselves pass False).
+    """
+
+    def __init__(self, url: str, *, migrate_schema: bool = True) -> None:
+        self.url = url
+        self.engine = create_catalog_engine(url)
+        if migrate_schema:
+            self.schema_version = migrate(self.engine)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # -- sources ---------------------------------------------------------------------------
+
+    def save_source(self, name: str, source_type: str, config: dict[str, Any]) -> str:
+        """Create or replace a source; returns its deterministic ``ingestion_id``."""
+        iid = make_ingestion_id(name, source_type)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(t.sources.c.name).where(t.sources.c.name == name)).first()
+            values = {"type": source_type, "ingestion_id": iid, "config": config, "updated_at": now}
+            if exists:
+                conn.execute(update(t.sources).where(t.sources.c.name == name).values(**values))
+            else:
+                conn.execute(
+                    insert(t.sources).values(name=name, enabled=True, created_at=now, **values)
+                )
+        return iid
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        """Every registered source with its type, ``ingestion_id``, config and state."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.sources).order_by(t.sources.c.name)).mappings().all()
+        return [dict(row) for row in rows]
+
+    # -- normalization rules ----------------------------------------------------------------
+
+    def list_rules(self, *, include_disabled: bool = False) -> list[NormalizationRule]:
+        """Normalization rules, global and per source, by priority then id."""
+        query = select(t.normalization_rules).order_by(
+            t.normalization_rules.c.priority, t.normalization_rules.c.id
+        )
+        if not include_disabled:
+            query = query.where(t.normalization_rules.c.enabled.is_(True))
+        with self.engine.begin() as conn:
+            return [_rule(row) for row in conn.execute(query).mappings()]
+
+    def add_rule(
+        self,
+        raw_key: str,
+        canonical_key: str,
+        *,
+        ingestion_id: str | None = None,
+        priority: int = 100,
+    ) -> NormalizationRule:
+        """Map ``raw_key`` to ``canonical_key`` globally or for one dataset.
+
+        Raises:
+            CatalogError: if the same raw key already has a rule in that scope.
+        """
+        if not raw_key.strip() or not canonical_key.strip():
+            raise CatalogError("a rule needs a non-empty raw key and canonical key")
+        scope = ingestion_id or ""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    insert(t.normalization_rules).values(
+                        raw_key=raw_key,
+                        canonical_key=canonical_key,
+                        ingestion_id=scope,
+                        priority=priority,
+                        enabled=True,
+                        rows_affected=0,
+                        created_at=utcnow(),
+                    )
+                )
+                rule_id = result.inserted_primary_key[0]
+        except IntegrityError as err:
+            where = f"dataset {ingestion_id!r}" if ingestion_id else "the global scope"
+            raise CatalogError(
+                f"raw key {raw_key!r} already has a rule in {where}; update or delete it first",
+                raw_key=raw_key,
+                ingestion_id=ingestion_id,
+            ) from err
+        return NormalizationRule(rule_id, raw_key, canonical_key, ingestion_id, priority, True)
+
+    def update_rule(self, rule_id: int, **changes: Any) -> None:
+        """Change a rule's ``canonical_key``, ``priority`` or ``enabled`` flag."""
+        allowed = {"canonical_key", "priority", "enabled"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise CatalogError(f"cannot change {sorted(unknown)} of a rule; allowed: {sorted(allowed)}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.normalization_rules)
+                .where(t.normalization_rules.c.id == rule_id)
+                .values(**changes)
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no normalization rule with id {rule_id}", rule_id=rule_id)
+
+    def delete_rule(self, rule_id: int) -> None:
+        """Remove a rule."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.normalization_rules).where(t.normalization_rules.c.id == rule_id))
+
+    def record_rule_usage(self, usage: dict[int, int]) -> None:
+        """Add one batch's rows affected per rule id and stamp ``last_applied``."""
+        if not usage:
+            return
+        now = utcnow()
+        col = t.normalization_rules.c
+        with self.engine.begin() as conn:
+            for rule_id, rows in usage.items():
+                if rows:
+                    conn.execute(
+                        update(t.normalization_rules)
+                        .where(col.id == rule_id)
+                        .values(rows_affected=col.rows_affected + rows, last_applied=now)
+                    )
+
+    def rule_usage(self) -> list[dict[str, Any]]:
+        """Every rule with its usage counters."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.normalization_rules).order_by(t.normalization_rules.c.id))
+            return [dict(row) for row in rows.mappings()]
+
+    # -- computations ------------------------------------------------------------------------
+
+    def save_computation(self, computation: Computation) -> None:
+        """Create or replace a saved computation."""
+        now = utcnow()
+        values = {
+            "description": computation.description,
+            "sql": computation.sql,
+            "tile_type": computation.tile_type,
+            "tile_config": computation.tile_config,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            col = t.computations.c
+            if conn.execute(select(col.name).where(col.name == computation.name)).first():
+                conn.execute(update(t.computations).where(col.name == computation.name).values(values))
+            else:
+                conn.execute(
+                    insert(t.computations).values(name=computation.name, created_at=now, **values)
+                )
+
+    def get_computation(self, name: str) -> Computation:
+        """One saved computation.
+
+        Raises:
+            NotFoundError: naming the computations that do exist.
+        """
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.computations).where(t.computations.c.name == name)).mappings().first()
+        if row is None:
+            known = ", ".join(c.name for c in self.list_computations()) or "none"
+            raise NotFoundError(f"no computation named {name!r}; known: {known}", name=name)
+        return _computation(row)
+
+    def list_computations(self) -> list[Computation]:
+        """Every saved computation, by name."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.computations).order_by(t.computations.c.name)).mappings()
+            return [_computation(row) for row in rows]
+
+    # -- datasets and schemas ---------------------------------------------------------------
+
+    def record_observations(self, observations: Iterable[DatasetObservation]) -> None:
+        """Merge what the metadata extractor saw into datasets and fields (widening types)."""
+        with self.engine.begin() as conn:
+            for obs in observations:
+                merge_observation(conn, obs)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every dataset seen, with its inferred fields."""
+        with self.engine.begin() as conn:
+            datasets = conn.execute(select(t.datasets).order_by(t.datasets.c.ingestion_id)).mappings().all()
+            fields = conn.execute(select(t.fields).order_by(t.fields.c.path)).mappings().all()
+        by_id: dict[str, list[FieldInfo]] = {}
+        for row in fields:
+            by_id.setdefault(row["ingestion_id"], []).append(_field(row))
+        return [
+            DatasetInfo(
+                ingestion_id=row["ingestion_id"],
+                source_type=row["source_type"],
+                record_count=row["record_count"],
+                bytes=row["bytes"],
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                schema_version=row["schema_version"],
+                fields=by_id.get(row["ingestion_id"], []),
+            )
+            for row in datasets
+        ]
+
+    def get_dataset(self, ingestion_id: str) -> DatasetInfo:
+        """One dataset with its fields."""
+        for dataset in self.list_datasets():
+            if dataset.ingestion_id == ingestion_id:
+                return dataset
+        raise NotFoundError(f"no dataset {ingestion_id!r} has been ingested", ingestion_id=ingestion_id)
+
+
+def _rule(row: RowMapping) -> NormalizationRule:
+    return NormalizationRule(
+        id=row["id"],
+        raw_key=row["raw_key"],
+        canonical_key=row["canonical_key"],
+        ingestion_id=row["ingestion_id"] or None,
+        priority=row["priority"],
+        enabled=row["enabled"],
+    )
+
+
+def _computation(row: RowMapping) -> Computation:
+    return Computation(
+        name=row["name"],
+        sql=row["sql"],
+        description=row["description"],
+        tile_type=row["tile_type"],
+        tile_config=dict(row["tile_config"] or {}),
+    )
+
+
+def _field(row: RowMapping) -> FieldInfo:
+    return FieldInfo(
+        path=row["path"],
+        type=row["type"],
+        nullable=row["nullable"],
+        samples=list(row["samples"] or []),
+        min=row["min_value"],
+        max=row["max_value"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+    )

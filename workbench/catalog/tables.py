@@ -1,0 +1,93 @@
+"""The catalog's tables (SQLAlchemy Core). Changed only through ``migrations.py``."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("type", String(50), nullable=False),
+    Column("ingestion_id", String(200), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("ingestion_id", String(200), primary_key=True),
+    Column("source_type", String(50), nullable=False),
+    Column("record_count", Integer, nullable=False, default=0),
+    Column("bytes", Integer, nullable=False, default=0),
+    Column("first_seen", DateTime(timezone=True)),
+    Column("last_seen", DateTime(timezone=True)),
+    Column("schema_version", Integer, nullable=False, default=0),
+)
+
+fields = Table(
+    "fields",
+    metadata,
+    Column("ingestion_id", String(200), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("type", String(20), nullable=False),
+    Column("nullable", Boolean, nullable=False, default=False),
+    Column("samples", JSON, nullable=False),
+    Column("min_value", Float),
+    Column("max_value", Float),
+    Column("first_seen", DateTime(timezone=True)),
+    Column("last_seen", DateTime(timezone=True)),
+)
+
+normalization_rules = Table(
+    "normalization_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("raw_key", String(500), nullable=False),
+    Column("canonical_key", String(500), nullable=False),
+    # Empty string (not NULL) means global, so the unique constraint also covers global rules.
+    Column("ingestion_id", String(200), nullable=False, default=""),
+    Column("priority", Integer, nullable=False, default=100),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("rows_affected", Integer, nullable=False, default=0),
+    Column("last_applied", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("raw_key", "ingestion_id", name="uq_rule_raw_key_scope"),
+)
+
+computations = Table(
+    "computations",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("sql", Text, nullable=False),
+    Column("tile_type", String(20), nullable=False, default="table"),
+    Column("tile_config", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
