@@ -90,6 +90,17 @@ class FieldObservation:
             self.min = number if self.min is None else min(self.min, number)
             self.max = number if self.max is None else max(self.max, number)
 
+    def merge(self, other: FieldObservation) -> None:
+        """Fold another observation of the same field in."""
+        self.type = widen(self.type, other.type)
+        self.seen += other.seen
+        self.nulls += other.nulls
+        self.samples = (self.samples + [s for s in other.samples if s not in self.samples])[
+            :MAX_SAMPLES
+        ]
+        self.min = _pick(min, self.min, other.min)
+        self.max = _pick(max, self.max, other.max)
+
 
 @dataclass
 class DatasetObservation:
@@ -113,6 +124,19 @@ class DatasetObservation:
             return
         for path, value in flatten(record).items():
             self.fields.setdefault(path, FieldObservation()).add(value)
+
+    def merge(self, other: DatasetObservation) -> None:
+        """Fold a later observation of the same dataset in."""
+        self.records += other.records
+        self.bytes += other.bytes
+        self.first_seen = _earliest(self.first_seen, other.first_seen)
+        if other.last_seen and (self.last_seen is None or other.last_seen > self.last_seen):
+            self.last_seen = other.last_seen
+        for path, fobs in other.fields.items():
+            if path in self.fields:
+                self.fields[path].merge(fobs)
+            else:
+                self.fields[path] = fobs
 
 
 def merge_observation(conn: Connection, obs: DatasetObservation) -> None:

@@ -1,0 +1,164 @@
+"""The ingest process: sources, bronze writer, metadata extraction, and its HTTP API.
+
+Endpoints: ``POST /api/push/{source}`` (REST push, answers once the records are durable),
+``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus), ``GET /api/metadata/datasets``
+and ``GET /api/metadata/datasets/{ingestion_id}``. No JVM is ever loaded here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from workbench.catalog.extraction import MetadataExtractor
+from workbench.catalog.store import Catalog
+from workbench.core.errors import NotFoundError, WorkbenchError
+from workbench.core.settings import Settings, ensure_local_dirs
+from workbench.ingest.metrics import IngestMetrics
+from workbench.ingest.service import IngestService
+from workbench.ingest.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MQTT_SOURCE = "mqtt"
+DEFAULT_PUSH_SOURCE = "http"
+
+
+def register_default_sources(catalog: Catalog, settings: Settings) -> None:
+    """At first start: one MQTT source on the configured topic, one REST push source."""
+    types = {s["type"] for s in catalog.list_sources()}
+    if "mqtt" not in types:
+        catalog.save_source(DEFAULT_MQTT_SOURCE, "mqtt",
+                            {"topic": settings.mqtt.topic, "qos": settings.mqtt.qos})
+    if "rest_push" not in types:
+        catalog.save_source(DEFAULT_PUSH_SOURCE, "rest_push", {})
+
+
+def build_ingest_app(settings: Settings) -> FastAPI:
+    """The ingest service as an ASGI app; starting it (lifespan) starts every source."""
+    ensure_local_dirs(settings)
+    catalog = Catalog(settings.catalog.url)
+    register_default_sources(catalog, settings)
+    metrics = IngestMetrics()
+    extractor = MetadataExtractor(
+        catalog,
+        batch_size=settings.ingest.metadata_batch_size,
+        batch_seconds=settings.ingest.metadata_batch_seconds,
+    )
+    service = IngestService(
+        settings, storage=LocalStorage(settings.lake.root), metrics=metrics,
+        observer=extractor.observe,
+    )
+    for record in catalog.list_sources():
+        if record["enabled"]:
+            service.add_source(record)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        extractor.start()
+        service.start()
+        log.info("ingest service started port=%s sources=%s", settings.ingest.port,
+                 sorted(service.sources) + sorted(service.push_sources))
+        try:
+            yield
+        finally:
+            clean = await run_in_threadpool(service.stop)
+            extractor.stop()
+            catalog.close()
+            log.info("ingest service stopped flushed_all=%s", clean)
+
+    app = FastAPI(title="workbench ingest", lifespan=lifespan)
+    app.state.service = service
+
+    @app.exception_handler(WorkbenchError)
+    async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
+        status = 404 if isinstance(err, NotFoundError) else 400
+        return JSONResponse(err.to_dict(), status_code=status)
+
+    @app.post("/api/push/{source}")
+    async def push(source: str, request: Request) -> JSONResponse:
+        limit = settings.ingest.max_body_bytes
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > limit:
+            return _too_large(declared, limit)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _too_large(len(body), limit)
+        loop = asyncio.get_running_loop()
+        durable = loop.create_future()
+
+        def on_durable() -> None:
+            loop.call_soon_threadsafe(lambda: durable.done() or durable.set_result(True))
+
+        results = await run_in_threadpool(
+            service.push, source, bytes(body),
+            request.headers.get("content-type", "application/json"), on_durable,
+        )
+        await durable
+        flagged = sum(1 for r in results if r.status != "accepted")
+        return JSONResponse({
+            "accepted": len(results) - flagged,
+            "flagged": flagged,
+            "records": [r.to_dict() for r in results],
+        })
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        report = service.health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @app.get("/ready")
+    async def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/metadata/datasets")
+    async def datasets() -> list[dict[str, Any]]:
+        return [asdict(d) for d in await run_in_threadpool(catalog.list_datasets)]
+
+    @app.get("/api/metadata/datasets/{ingestion_id}")
+    async def dataset(ingestion_id: str) -> dict[str, Any]:
+        return asdict(await run_in_threadpool(catalog.get_dataset, ingestion_id))
+
+    return app
+
+
+def _too_large(size: int, limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"code": "payload_too_large",
+         "message": f"body of {size} bytes exceeds the limit of {limit} bytes "
+                    "(settings: WORKBENCH__INGEST__MAX_BODY_BYTES); split it into smaller batches"},
+        status_code=413,
+    )
+
+
+def run_ingest(settings: Settings) -> None:
+    """Run the ingest service until SIGINT/SIGTERM, then flush and stop."""
+    import uvicorn
+
+    app = build_ingest_app(settings)
+    uvicorn.run(app, host=settings.ingest.host, port=settings.ingest.port,
+                log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    from workbench.core.logs import configure_logging
+    from workbench.core.settings import load_settings
+
+    loaded = load_settings()
+    configure_logging(loaded.log_level)
+    run_ingest(loaded)

@@ -1,0 +1,72 @@
+"""REST push (SPEC F2a): a request body as envelopes, with a result per record.
+
+Accepted bodies: one JSON object, a JSON array (one record per element), or NDJSON (one record
+per non-empty line, chosen by a ``application/x-ndjson`` or ``application/jsonl`` content type).
+Anything else is still accepted as a flagged raw record, so the sender learns what happened and
+nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from workbench.connectors.envelope import OBJECT, Envelope, build_envelopes, message_identity
+
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What happened to one record of a pushed body."""
+
+    index: int
+    message_id: str
+    status: str
+    """``accepted`` (an object) or ``flagged`` (kept raw, see ``reason``)."""
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "message_id": self.message_id,
+                               "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def parse_push_body(
+    body: bytes,
+    *,
+    content_type: str,
+    ingestion_id: str,
+    endpoint: str,
+    received_at: datetime,
+    time_fields: list[str],
+) -> tuple[list[Envelope], list[RecordResult]]:
+    """Envelopes for a pushed body and the per-record results to send back."""
+    common = dict(
+        ingestion_id=ingestion_id,
+        source_type="rest_push",
+        topic=endpoint,
+        received_at=received_at,
+        time_fields=time_fields,
+    )
+    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        base = message_identity(endpoint, body)
+        envelopes: list[Envelope] = []
+        for number, line in enumerate(body.split(b"\n")):
+            if line.strip():
+                envelopes += build_envelopes(line, message_id=f"{base}:{number}", **common)
+    else:
+        envelopes = build_envelopes(body, **common)
+    results = [
+        RecordResult(
+            index=i,
+            message_id=env.message_id,
+            status="accepted" if env.payload_kind == OBJECT else "flagged",
+            reason=env.error,
+        )
+        for i, env in enumerate(envelopes)
+    ]
+    return envelopes, results
