@@ -1,0 +1,161 @@
+"""``workbench up``: the embedded demo as a supervised set of processes.
+
+Starts, in order, Mosquitto (unless an external broker is configured), the ingest service, the
+engine service, the temperature simulator and the Voila dashboard; prints the URLs; stops them
+all, in reverse order, on Ctrl-C or when one of them dies (pointing at its log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from workbench.catalog.store import Catalog
+from workbench.core.errors import ServiceUnavailableError
+from workbench.core.settings import Settings, ensure_local_dirs, settings_env
+from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "voila_apps" / "dashboard" / "app.ipynb"
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    ready_url: str | None = None
+    ready_port: tuple[str, int] | None = None
+    timeout: float = 60.0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+def plan(settings: Settings) -> list[Child]:
+    """The processes of the demo stack, in start order."""
+    py = sys.executable
+    children = []
+    if settings.mqtt.embedded:
+        conf = write_config(Path(settings.home) / "broker", settings.mqtt.host, settings.mqtt.port)
+        children.append(Child("broker", [mosquitto_binary(), "-c", str(conf)],
+                              ready_port=(settings.mqtt.host, settings.mqtt.port), timeout=10))
+    ing, eng, voila = settings.ingest, settings.engine, settings.voila
+    children += [
+        Child("ingest", [py, "-m", "workbench", "ingest"],
+              ready_url=f"http://{ing.host}:{ing.port}/health", timeout=30),
+        Child("engine", [py, "-m", "workbench", "engine"],
+              ready_url=f"http://{eng.host}:{eng.port}/health", timeout=180),
+        Child("simulator", [py, "-m", "workbench", "simulate", "--kind", "temperature"]),
+        Child("voila", [py, "-m", "voila", str(DASHBOARD), "--no-browser",
+                        f"--port={voila.port}", f"--Voila.ip={voila.host}"],
+              ready_port=(voila.host, voila.port), timeout=60),
+    ]
+    return children
+
+
+def run_stack(settings: Settings) -> int:
+    """Run the demo stack until Ctrl-C; returns the exit code."""
+    ensure_local_dirs(settings)
+    Catalog(settings.catalog.url).close()  # migrate once, before services race to do it
+    logs = Path(settings.home) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings_env(settings)}
+    children = plan(settings)
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for child in children:
+            _start(child, env, logs)
+            print(f"  started {child.name:<9} log: {child.log_path}", flush=True)
+        _print_urls(settings)
+        while not stopping:
+            for child in children:
+                if child.proc and child.proc.poll() is not None:
+                    print(f"\n{child.name} exited with code {child.proc.returncode}; "
+                          f"see {child.log_path}. Stopping the stack.", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except ServiceUnavailableError as err:
+        print(f"\n{err.message}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping the stack...", flush=True)
+        for child in reversed(children):
+            _stop(child)
+        print("stopped.", flush=True)
+
+
+def _start(child: Child, env: dict[str, str], logs: Path) -> None:
+    child.log_path = logs / f"{child.name}.log"
+    with open(child.log_path, "ab") as out:
+        child.proc = subprocess.Popen(child.argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      cwd=REPO, start_new_session=True)
+    if child.ready_port:
+        wait_for_port(*child.ready_port, child.timeout, what=child.name)
+    if child.ready_url:
+        _wait_http(child)
+
+
+def _wait_http(child: Child) -> None:
+    assert child.proc is not None and child.ready_url is not None
+    deadline = time.monotonic() + child.timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise ServiceUnavailableError(
+                f"{child.name} exited with code {child.proc.returncode} while starting; "
+                f"see {child.log_path}")
+        try:
+            if httpx.get(child.ready_url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise ServiceUnavailableError(
+        f"{child.name} not ready within {child.timeout:.0f}s; see {child.log_path}")
+
+
+def _stop(child: Child, timeout: float = 40.0) -> None:
+    proc = child.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %ss; killing it", child.name, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def _print_urls(settings: Settings) -> None:
+    v, i, e, m = settings.voila, settings.ingest, settings.engine, settings.mqtt
+    print(
+        "\nThe workbench is up (Ctrl-C stops everything):\n"
+        f"  dashboard (Voila)   http://{v.host}:{v.port}/\n"
+        f"  ingest API          http://{i.host}:{i.port}/health   push: POST /api/push/http\n"
+        f"  engine API          http://{e.host}:{e.port}/status\n"
+        f"  Spark Connect       {e.connect_url}\n"
+        f"  MQTT broker         mqtt://{m.host}:{m.port}  topic {m.topic}\n"
+        f"  JupyterLab          make lab   (kernel: Workbench)\n"
+        "The dashboard fills with live gold data within about a minute.",
+        flush=True,
+    )
