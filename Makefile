@@ -1,0 +1,66 @@
+# The workbench's two commands: `make demo` and `make test`. Everything else is what they need.
+# `make setup` is idempotent: each step is skipped when its stamp is newer than its inputs.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .workbench/stamps
+JARS := .workbench/jars
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := mosquitto chromium chromium-driver
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow lab system-packages kernel clean help
+
+help:
+	@echo "make demo      set up, then start the demo stack (Ctrl-C stops it)"
+	@echo "make test      set up, then run the default test suite"
+	@echo "make test-slow the slow suites (faults, long soaks)"
+	@echo "make lab       JupyterLab with the workbench kernel"
+	@echo "make setup     Debian packages, .venv, JVM jars, kernelspec (idempotent)"
+
+setup: system-packages $(STAMPS)/venv $(STAMPS)/jars $(STAMPS)/kernel
+
+demo: setup
+	$(VENV)/bin/workbench up
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
+
+# Debian packages: the real broker and the browser for the dashboard tests.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMPS)/venv: pyproject.toml constraints.txt
+	@mkdir -p $(STAMPS)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[all]'
+	@touch $@
+
+# JVM jars (Delta) from Maven Central into a local cache; Spark sessions never download.
+$(STAMPS)/jars: kernels/jvm/pom.xml
+	@mkdir -p $(STAMPS) $(JARS)
+	mvn -q -B -f kernels/jvm/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(abspath $(JARS)) -DincludeScope=runtime
+	@touch $@
+
+$(STAMPS)/kernel: $(STAMPS)/venv kernels/workbench/kernel.json
+	$(VENV)/bin/workbench kernel install --prefix $(abspath $(VENV))
+	@touch $@
+
+clean:
+	rm -rf .workbench/lake .workbench/catalog.db* .workbench/logs .workbench/broker

@@ -1,0 +1,148 @@
+"""The enrichment and gold streams on a real session, run to completion with availableNow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.spark.conftest import WriteBronze, bronze_row
+from workbench.catalog.store import Catalog
+from workbench.core.settings import Settings
+from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
+from workbench.enrichment.stream import run_enrichment_once, write_batch
+from workbench.gold.averages import TABLE, merge_batch, run_averages_once, sensor_averages
+
+pytestmark = pytest.mark.spark
+
+DS = "mqtt_demo_0001"
+
+
+def _silver(spark: Any, settings: Settings) -> dict[str, Any]:
+    rows = spark.read.format("delta").load(settings.lake.silver_readings).collect()
+    return {r.message_id: r for r in rows}
+
+
+def _gold(spark: Any, settings: Settings) -> dict[tuple[str, str, str], Any]:
+    rows = spark.read.format("delta").load(settings.lake.gold(TABLE)).collect()
+    return {(r.window_start.strftime("%H:%M"), r.sensor_id, r.field): r for r in rows}
+
+
+def test_bronze_to_silver_to_gold(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    catalog = Catalog(lake_settings.catalog.url)  # seeded with the default rules
+    write_bronze(
+        lake_settings,
+        DS,
+        [
+            bronze_row("m1", {"sensor_id": "t-1", "temperature": 20.0,
+                              "timestamp": "2026-11-26T10:00:10Z"}),
+            bronze_row("m2", {"SensorId": "t-1", "Temp": 22.0, "ts": "2026-11-26T10:00:40Z",
+                              "humidity": 50}),
+            bronze_row("m3", {"device_id": "t-2", "temp_c": "30",
+                              "timestamp": "2026-11-26T10:00:30Z"}),
+        ],
+    )
+    write_bronze(
+        lake_settings,
+        DS,
+        [
+            bronze_row("m4", {"sensor_id": "t-1", "temperature": 25,
+                              "timestamp": "2026-11-26T10:01:05Z", "note": "hello"}),
+            bronze_row("m5", "not json at all"),
+        ],
+    )
+
+    run_enrichment_once(spark, lake_settings, catalog)
+    silver = _silver(spark, lake_settings)
+
+    assert sorted(silver) == ["m1", "m2", "m3", "m4", "m5"]
+    m2 = silver["m2"]
+    assert m2.ingestion_id == DS
+    assert m2.sensor_id == "t-1"
+    assert m2.fields == {"sensorId": "t-1", "temperature": "22.0",
+                         "timestamp": "2026-11-26T10:00:40Z", "humidity": "50"}
+    assert m2.numeric == {"temperature": 22.0, "humidity": 50.0}
+    assert m2.event_time == datetime(2026, 11, 26, 10, 0, 40)  # session time zone is UTC
+    assert silver["m3"].sensor_id == "t-2"
+    assert silver["m4"].fields["note"] == "hello"
+    assert silver["m5"].raw is None and silver["m5"].fields == {}
+    assert silver["m5"].payload_kind == "non_json"
+
+    run_averages_once(spark, lake_settings)
+    gold = _gold(spark, lake_settings)
+
+    assert set(gold) == {
+        ("10:00", "t-1", "temperature"),
+        ("10:00", "t-1", "humidity"),
+        ("10:00", "t-2", "temperature"),
+        ("10:01", "t-1", "temperature"),
+    }
+    t1 = gold[("10:00", "t-1", "temperature")]
+    assert (t1.avg_value, t1.min_value, t1.max_value, t1.count) == (21.0, 20.0, 22.0, 2)
+    assert t1.window_end.strftime("%H:%M") == "10:01"
+    assert t1.ingestion_id == DS and t1.updated_at is not None
+    assert gold[("10:00", "t-2", "temperature")].avg_value == 30.0
+    assert gold[("10:01", "t-1", "temperature")].count == 1
+
+    # A later reading in an open window updates its row instead of adding one.
+    write_bronze(lake_settings, DS, [bronze_row(
+        "m6", {"sensor_id": "t-1", "temperature": 27, "timestamp": "2026-11-26T10:01:50Z"}
+    )], hour="10")
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_averages_once(spark, lake_settings)
+    gold = _gold(spark, lake_settings)
+    assert len(gold) == 4
+    late = gold[("10:01", "t-1", "temperature")]
+    assert (late.avg_value, late.count) == (26.0, 2)
+    catalog.close()
+
+
+def test_rule_edit_applies_to_the_next_batch(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    catalog = Catalog(lake_settings.catalog.url)
+    ts = "2026-11-26T10:00:00Z"
+    write_bronze(lake_settings, DS, [bronze_row("a1", {"id": "s", "reading": 1.5, "ts": ts})])
+    run_enrichment_once(spark, lake_settings, catalog)
+
+    rule = catalog.add_rule("READING", "temperature", ingestion_id=DS)
+    write_bronze(lake_settings, DS, [bronze_row("a2", {"id": "s", "reading": 2.5, "ts": ts})])
+    run_enrichment_once(spark, lake_settings, catalog)
+
+    silver = _silver(spark, lake_settings)
+    assert silver["a1"].fields == {"sensorId": "s", "reading": "1.5", "timestamp": ts}
+    assert silver["a2"].fields == {"sensorId": "s", "temperature": "2.5", "timestamp": ts}
+    usage = {u["id"]: u["rows_affected"] for u in catalog.rule_usage()}
+    assert usage[rule.id] == 1
+    catalog.close()
+
+
+def test_replayed_batches_do_not_duplicate(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    catalog = Catalog(lake_settings.catalog.url)
+    write_bronze(lake_settings, DS, [
+        bronze_row("r1", {"sensor": "x", "temperature": 1, "ts": "2026-11-26T10:00:00Z"}),
+        bronze_row("r2", {"sensor": "x", "temperature": 3, "ts": "2026-11-26T10:00:30Z"}),
+    ])
+    batch = spark.read.schema(BRONZE_READ_SCHEMA).parquet(lake_settings.lake.bronze)
+    from workbench.enrichment.stream import ensure_silver_table
+    from workbench.gold.averages import ensure_gold_table
+
+    ensure_silver_table(spark, lake_settings)
+    for _ in range(2):  # the same batch id twice, as after a crash before the checkpoint commit
+        write_batch(spark, lake_settings, catalog, batch, 0, app_id="test-app")
+    silver = spark.read.format("delta").load(lake_settings.lake.silver_readings)
+    assert silver.count() == 2
+
+    ensure_gold_table(spark, lake_settings)
+    stats = sensor_averages(silver, window="1 minute", watermark="2 minutes")
+    for _ in range(2):
+        merge_batch(spark, lake_settings.lake.gold(TABLE), stats)
+    gold = _gold(spark, lake_settings)
+    assert list(gold) == [("10:00", "x", "temperature")]
+    assert gold[("10:00", "x", "temperature")].avg_value == 2.0
+    catalog.close()

@@ -1,0 +1,109 @@
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from workbench.connectors.envelope import build_envelopes
+from workbench.core.errors import StorageError
+from workbench.core.settings import IngestSettings
+from workbench.ingest.bronze import BronzeWriter
+from workbench.ingest.metrics import IngestMetrics
+from workbench.ingest.storage import LocalStorage
+
+
+def reading(i: int, ts: str = "2026-11-26T10:15:00Z", topic: str = "t") -> list:
+    body = f'{{"sensor_id": "s{i % 3}", "v": {i}, "timestamp": "{ts}"}}'.encode()
+    return build_envelopes(body, ingestion_id="ds", source_type="mqtt", topic=topic,
+                           received_at=datetime.now(UTC), time_fields=["timestamp"])
+
+
+def bronze_rows(root: Path) -> pa.Table:
+    return ds.dataset(root / "bronze", format="parquet", partitioning="hive").to_table()
+
+
+class FlakyStorage(LocalStorage):
+    """Fails the first ``failures`` writes, like an object store that is briefly down."""
+
+    def __init__(self, root: str, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def write_parquet(self, relative_path: str, table: pa.Table) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageError("store down")
+        return super().write_parquet(relative_path, table)
+
+
+def writer(root: Path, storage=None, **settings) -> BronzeWriter:
+    cfg = IngestSettings(**{"flush_seconds": 0.1, **settings})
+    w = BronzeWriter(storage or LocalStorage(str(root)), cfg, IngestMetrics())
+    w.start()
+    return w
+
+
+def test_ack_runs_only_after_rows_are_in_a_file(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    seen_at_ack: list[int] = []
+    done = threading.Event()
+
+    def on_durable() -> None:
+        seen_at_ack.append(bronze_rows(tmp_path).num_rows)
+        done.set()
+
+    w.add(reading(1), on_durable)
+    assert done.wait(10)
+    assert seen_at_ack == [1]
+    w.stop()
+
+
+def test_rows_land_in_their_own_event_hour(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.add(reading(1, "2026-11-26T10:59:59Z"))
+    w.add(reading(2, "2026-11-26T11:00:00Z"))
+    w.add(reading(3, "2025-01-01T00:00:00+02:00"))
+    assert w.stop()
+    parts = sorted(p.relative_to(tmp_path / "bronze").parent.as_posix()
+                   for p in (tmp_path / "bronze").rglob("*.parquet"))
+    assert parts == [
+        "ingestion_id=ds/date=2024-12-31/hour=22",
+        "ingestion_id=ds/date=2026-11-26/hour=10",
+        "ingestion_id=ds/date=2026-11-26/hour=11",
+    ]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_failed_flush_keeps_rows_and_retries(tmp_path: Path) -> None:
+    storage = FlakyStorage(str(tmp_path), failures=3)
+    w = writer(tmp_path, storage)
+    acks = []
+    for i in range(50):
+        w.add(reading(i), lambda i=i: acks.append(i))
+    assert w.flush(timeout=60)
+    w.stop()
+    table = bronze_rows(tmp_path)
+    assert table.num_rows == 50 and sorted(acks) == list(range(50))
+    assert storage.failures == 0
+
+
+def test_flush_by_row_count_and_back_pressure(tmp_path: Path) -> None:
+    # A tiny memory budget forces add() to wait for flushes instead of growing without bound.
+    w = writer(tmp_path, flush_rows=10, flush_seconds=30, max_buffer_bytes=2000)
+    for i in range(200):
+        w.add(reading(i))
+        rows, size = w.buffered()
+        assert size <= 2000 + 200
+    assert w.stop()
+    assert bronze_rows(tmp_path).num_rows == 200
+
+
+def test_one_add_spanning_datasets_acks_once_both_are_durable(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    envs = reading(1) + reading(2)
+    envs[1].ingestion_id = "other"
+    done = threading.Event()
+    w.add(envs, done.set)
+    assert done.wait(10)
+    w.stop()
+    assert bronze_rows(tmp_path).num_rows == 2
