@@ -61,12 +61,16 @@ def _settings_show(settings: Settings, _args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render ``--help``)."""
     parser = argparse.ArgumentParser(
-        prog="workbench", description="IoT sensor analytics workbench.")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: settings)")
+        prog="workbench", description="IoT sensor analytics workbench."
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (default: settings)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[Settings, argparse.Namespace], int], help_: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[Settings, argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
@@ -78,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--kind", default="temperature", choices=["temperature"])
     sim.add_argument("--count", type=int, default=None, help="stop after N messages per sensor")
     kernel = sub.add_parser("kernel", help="Jupyter kernelspec").add_subparsers(
-        dest="kernel_command", required=True)
+        dest="kernel_command", required=True
+    )
     install = kernel.add_parser("install", help="install the 'workbench' kernelspec")
     install.add_argument("--user", action="store_true", help="into the user's Jupyter dir")
     install.add_argument("--prefix", default=None, help="into PREFIX/share/jupyter/kernels")

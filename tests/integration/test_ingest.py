@@ -26,13 +26,20 @@ def publish(settings: Settings, payloads: list[bytes], topic: str = "sensors/t/1
 
 def readings(n: int, offset: int = 0) -> list[bytes]:
     return [
-        json.dumps({"sensor_id": f"s{i % 4}", "temperature": 20 + i % 7,
-                    "timestamp": f"2026-11-26T10:{(i // 60) % 60:02d}:{i % 60:02d}Z"}).encode()
+        json.dumps(
+            {
+                "sensor_id": f"s{i % 4}",
+                "temperature": 20 + i % 7,
+                "timestamp": f"2026-11-26T10:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+            }
+        ).encode()
         for i in range(offset, offset + n)
     ]
 
 
-def test_every_published_reading_lands_in_bronze_once(settings: Settings, ingest: IngestProcess) -> None:
+def test_every_published_reading_lands_in_bronze_once(
+    settings: Settings, ingest: IngestProcess
+) -> None:
     sent = readings(500)
     publish(settings, sent)
     wait_for(lambda: read_bronze(settings).num_rows >= 500, what="500 bronze rows")
@@ -57,27 +64,44 @@ def test_messages_published_while_ingest_is_down_arrive_after_restart(
     assert read_bronze(settings).num_rows == 30
 
 
-def test_rest_push_answers_once_records_are_durable(settings: Settings, ingest: IngestProcess) -> None:
-    body = json.dumps([{"sensor_id": "r1", "temperature": 1.5}, {"sensor_id": "r2", "temperature": 2}])
-    response = httpx.post(f"{ingest.url}/api/push/http", content=body,
-                          headers={"content-type": "application/json"})
+def test_rest_push_answers_once_records_are_durable(
+    settings: Settings, ingest: IngestProcess
+) -> None:
+    body = json.dumps(
+        [{"sensor_id": "r1", "temperature": 1.5}, {"sensor_id": "r2", "temperature": 2}]
+    )
+    response = httpx.post(
+        f"{ingest.url}/api/push/http", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 2
     assert read_bronze(settings).num_rows == 2  # durable before the answer, no waiting
     ndjson = b'{"sensor_id": "r3"}\n{"sensor_id": "r4"}\n'
-    response = httpx.post(f"{ingest.url}/api/push/http", content=ndjson,
-                          headers={"content-type": "application/x-ndjson"})
+    response = httpx.post(
+        f"{ingest.url}/api/push/http",
+        content=ndjson,
+        headers={"content-type": "application/x-ndjson"},
+    )
     assert response.json()["accepted"] == 2
     assert read_bronze(settings).num_rows == 4
     missing = httpx.post(f"{ingest.url}/api/push/nope", content=b"{}")
     assert missing.status_code == 404 and "known: http" in missing.json()["message"]
-    big = httpx.post(f"{ingest.url}/api/push/http", content=b"x" * (settings.ingest.max_body_bytes + 1))
+    big = httpx.post(
+        f"{ingest.url}/api/push/http", content=b"x" * (settings.ingest.max_body_bytes + 1)
+    )
     assert big.status_code == 413
 
 
-def test_bad_payloads_are_accounted_for_and_never_crash(settings: Settings, ingest: IngestProcess) -> None:
-    bad = [b"not json at all", b'[{"sensor_id": "a1", "temperature": 1}, {"sensor_id": "a2"}, 5]',
-           b"\xff\xfe\x00", b"", b'{"timestamp": "soon", "temperature": 3}']
+def test_bad_payloads_are_accounted_for_and_never_crash(
+    settings: Settings, ingest: IngestProcess
+) -> None:
+    bad = [
+        b"not json at all",
+        b'[{"sensor_id": "a1", "temperature": 1}, {"sensor_id": "a2"}, 5]',
+        b"\xff\xfe\x00",
+        b"",
+        b'{"timestamp": "soon", "temperature": 3}',
+    ]
     publish(settings, bad)
     wait_for(lambda: read_bronze(settings).num_rows >= 7, what="7 rows from 5 bad messages")
     rows = read_bronze(settings).to_pylist()
@@ -89,9 +113,14 @@ def test_bad_payloads_are_accounted_for_and_never_crash(settings: Settings, inge
     assert httpx.get(f"{ingest.url}/health").json()["status"] == "ok"
     metrics = httpx.get(f"{ingest.url}/metrics").text
     assert 'error_type="non_json"' in metrics and 'error_type="unparsable_time"' in metrics
-    wait_for(lambda: sum(d["record_count"] for d in
-                         httpx.get(f"{ingest.url}/api/metadata/datasets").json()) == 7,
-             what="metadata counts", timeout=settings.ingest.metadata_batch_seconds + 10)
+    wait_for(
+        lambda: sum(
+            d["record_count"] for d in httpx.get(f"{ingest.url}/api/metadata/datasets").json()
+        )
+        == 7,
+        what="metadata counts",
+        timeout=settings.ingest.metadata_batch_seconds + 10,
+    )
     [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets").json()
     types = {f["path"]: f["type"] for f in dataset["fields"]}
     assert types == {"sensor_id": "string", "temperature": "integer", "timestamp": "string"}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+
 from workbench.connectors.envelope import build_envelopes
 from workbench.core.errors import StorageError
 from workbench.core.settings import IngestSettings
@@ -14,8 +15,14 @@ from workbench.ingest.storage import LocalStorage
 
 def reading(i: int, ts: str = "2026-11-26T10:15:00Z", topic: str = "t") -> list:
     body = f'{{"sensor_id": "s{i % 3}", "v": {i}, "timestamp": "{ts}"}}'.encode()
-    return build_envelopes(body, ingestion_id="ds", source_type="mqtt", topic=topic,
-                           received_at=datetime.now(UTC), time_fields=["timestamp"])
+    return build_envelopes(
+        body,
+        ingestion_id="ds",
+        source_type="mqtt",
+        topic=topic,
+        received_at=datetime.now(UTC),
+        time_fields=["timestamp"],
+    )
 
 
 def bronze_rows(root: Path) -> pa.Table:
@@ -64,8 +71,10 @@ def test_rows_land_in_their_own_event_hour(tmp_path: Path) -> None:
     w.add(reading(2, "2026-11-26T11:00:00Z"))
     w.add(reading(3, "2025-01-01T00:00:00+02:00"))
     assert w.stop()
-    parts = sorted(p.relative_to(tmp_path / "bronze").parent.as_posix()
-                   for p in (tmp_path / "bronze").rglob("*.parquet"))
+    parts = sorted(
+        p.relative_to(tmp_path / "bronze").parent.as_posix()
+        for p in (tmp_path / "bronze").rglob("*.parquet")
+    )
     assert parts == [
         "ingestion_id=ds/date=2024-12-31/hour=22",
         "ingestion_id=ds/date=2026-11-26/hour=10",
@@ -92,7 +101,7 @@ def test_flush_by_row_count_and_back_pressure(tmp_path: Path) -> None:
     w = writer(tmp_path, flush_rows=10, flush_seconds=30, max_buffer_bytes=2000)
     for i in range(200):
         w.add(reading(i))
-        rows, size = w.buffered()
+        _rows, size = w.buffered()
         assert size <= 2000 + 200
     assert w.stop()
     assert bronze_rows(tmp_path).num_rows == 200

@@ -55,7 +55,12 @@ def test_deep_nesting_does_not_crash() -> None:
 
 def test_push_ndjson_gives_a_result_per_record() -> None:
     envs, results = parse_push_body(
-        b'{"a":1}\n\n{"b":2}\nnot json\n', content_type="application/x-ndjson",
-        ingestion_id="ds", endpoint="/api/push/x", received_at=utcnow(), time_fields=["ts"])
+        b'{"a":1}\n\n{"b":2}\nnot json\n',
+        content_type="application/x-ndjson",
+        ingestion_id="ds",
+        endpoint="/api/push/x",
+        received_at=utcnow(),
+        time_fields=["ts"],
+    )
     assert [r.status for r in results] == ["accepted", "accepted", "flagged"]
     assert len(envs) == 3 and "not JSON" in (results[2].reason or "")

@@ -6,7 +6,9 @@ from workbench.core.errors import ConfigError
 from workbench.core.settings import load_settings, settings_env
 
 
-def test_env_overrides_toml_overrides_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_overrides_toml_overrides_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     toml = tmp_path / "wb.toml"
     toml.write_text('[mqtt]\nport = 1999\ntopic = "plant/#"\n[ingest]\nflush_seconds = 3.5\n')
     monkeypatch.setenv("WORKBENCH__CONFIG", str(toml))

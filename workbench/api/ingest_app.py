@@ -37,8 +37,9 @@ def register_default_sources(catalog: Catalog, settings: Settings) -> None:
     """At first start: one MQTT source on the configured topic, one REST push source."""
     types = {s["type"] for s in catalog.list_sources()}
     if "mqtt" not in types:
-        catalog.save_source(DEFAULT_MQTT_SOURCE, "mqtt",
-                            {"topic": settings.mqtt.topic, "qos": settings.mqtt.qos})
+        catalog.save_source(
+            DEFAULT_MQTT_SOURCE, "mqtt", {"topic": settings.mqtt.topic, "qos": settings.mqtt.qos}
+        )
     if "rest_push" not in types:
         catalog.save_source(DEFAULT_PUSH_SOURCE, "rest_push", {})
 
@@ -55,7 +56,9 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         batch_seconds=settings.ingest.metadata_batch_seconds,
     )
     service = IngestService(
-        settings, storage=LocalStorage(settings.lake.root), metrics=metrics,
+        settings,
+        storage=LocalStorage(settings.lake.root),
+        metrics=metrics,
         observer=extractor.observe,
     )
     for record in catalog.list_sources():
@@ -66,8 +69,11 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         extractor.start()
         service.start()
-        log.info("ingest service started port=%s sources=%s", settings.ingest.port,
-                 sorted(service.sources) + sorted(service.push_sources))
+        log.info(
+            "ingest service started port=%s sources=%s",
+            settings.ingest.port,
+            sorted(service.sources) + sorted(service.push_sources),
+        )
         try:
             yield
         finally:
@@ -102,16 +108,21 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             loop.call_soon_threadsafe(lambda: durable.done() or durable.set_result(True))
 
         results = await run_in_threadpool(
-            service.push, source, bytes(body),
-            request.headers.get("content-type", "application/json"), on_durable,
+            service.push,
+            source,
+            bytes(body),
+            request.headers.get("content-type", "application/json"),
+            on_durable,
         )
         await durable
         flagged = sum(1 for r in results if r.status != "accepted")
-        return JSONResponse({
-            "accepted": len(results) - flagged,
-            "flagged": flagged,
-            "records": [r.to_dict() for r in results],
-        })
+        return JSONResponse(
+            {
+                "accepted": len(results) - flagged,
+                "flagged": flagged,
+                "records": [r.to_dict() for r in results],
+            }
+        )
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -139,9 +150,11 @@ def build_ingest_app(settings: Settings) -> FastAPI:
 
 def _too_large(size: int, limit: int) -> JSONResponse:
     return JSONResponse(
-        {"code": "payload_too_large",
-         "message": f"body of {size} bytes exceeds the limit of {limit} bytes "
-                    "(settings: WORKBENCH__INGEST__MAX_BODY_BYTES); split it into smaller batches"},
+        {
+            "code": "payload_too_large",
+            "message": f"body of {size} bytes exceeds the limit of {limit} bytes "
+            "(settings: WORKBENCH__INGEST__MAX_BODY_BYTES); split it into smaller batches",
+        },
         status_code=413,
     )
 
@@ -151,8 +164,13 @@ def run_ingest(settings: Settings) -> None:
     import uvicorn
 
     app = build_ingest_app(settings)
-    uvicorn.run(app, host=settings.ingest.host, port=settings.ingest.port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.ingest.host,
+        port=settings.ingest.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class MetadataExtractor:
             return
         try:
             self._catalog.record_observations(batch.values())
-        except Exception:  # noqa: BLE001 - keep the observations and retry next round
+        except Exception:
             log.exception("writing metadata failed datasets=%s; will retry", len(batch))
             with self._lock:
                 for iid, obs in batch.items():
@@ -91,4 +91,3 @@ class MetadataExtractor:
                     return
             self.write_pending()
             deadline = time.monotonic() + self._batch_seconds
-

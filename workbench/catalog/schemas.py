@@ -143,7 +143,11 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
     """Merge one observation into ``datasets`` and ``fields``; bumps the schema version when a
     field appears or widens."""
     ds = t.datasets.c
-    row = conn.execute(select(t.datasets).where(ds.ingestion_id == obs.ingestion_id)).mappings().first()
+    row = (
+        conn.execute(select(t.datasets).where(ds.ingestion_id == obs.ingestion_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         conn.execute(
             insert(t.datasets).values(
@@ -165,7 +169,9 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
     fc = t.fields.c
     existing = {
         r["path"]: r
-        for r in conn.execute(select(t.fields).where(fc.ingestion_id == obs.ingestion_id)).mappings()
+        for r in conn.execute(
+            select(t.fields).where(fc.ingestion_id == obs.ingestion_id)
+        ).mappings()
     }
     for path, fobs in obs.fields.items():
         old = existing.get(path)
@@ -188,7 +194,9 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
         new_type = widen(old["type"], fobs.type)
         changed = changed or new_type != old["type"]
         samples = list(old["samples"] or [])
-        samples += [s for s in fobs.samples if s not in samples][: max(0, MAX_SAMPLES - len(samples))]
+        samples += [s for s in fobs.samples if s not in samples][
+            : max(0, MAX_SAMPLES - len(samples))
+        ]
         conn.execute(
             update(t.fields)
             .where(fc.ingestion_id == obs.ingestion_id, fc.path == path)

@@ -146,7 +146,9 @@ class Catalog:
         allowed = {"canonical_key", "priority", "enabled"}
         unknown = set(changes) - allowed
         if unknown:
-            raise CatalogError(f"cannot change {sorted(unknown)} of a rule; allowed: {sorted(allowed)}")
+            raise CatalogError(
+                f"cannot change {sorted(unknown)} of a rule; allowed: {sorted(allowed)}"
+            )
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(t.normalization_rules)
@@ -197,7 +199,9 @@ class Catalog:
         with self.engine.begin() as conn:
             col = t.computations.c
             if conn.execute(select(col.name).where(col.name == computation.name)).first():
-                conn.execute(update(t.computations).where(col.name == computation.name).values(values))
+                conn.execute(
+                    update(t.computations).where(col.name == computation.name).values(values)
+                )
             else:
                 conn.execute(
                     insert(t.computations).values(name=computation.name, created_at=now, **values)
@@ -210,7 +214,11 @@ class Catalog:
             NotFoundError: naming the computations that do exist.
         """
         with self.engine.begin() as conn:
-            row = conn.execute(select(t.computations).where(t.computations.c.name == name)).mappings().first()
+            row = (
+                conn.execute(select(t.computations).where(t.computations.c.name == name))
+                .mappings()
+                .first()
+            )
         if row is None:
             known = ", ".join(c.name for c in self.list_computations()) or "none"
             raise NotFoundError(f"no computation named {name!r}; known: {known}", name=name)
@@ -233,7 +241,11 @@ class Catalog:
     def list_datasets(self) -> list[DatasetInfo]:
         """Every dataset seen, with its inferred fields."""
         with self.engine.begin() as conn:
-            datasets = conn.execute(select(t.datasets).order_by(t.datasets.c.ingestion_id)).mappings().all()
+            datasets = (
+                conn.execute(select(t.datasets).order_by(t.datasets.c.ingestion_id))
+                .mappings()
+                .all()
+            )
             fields = conn.execute(select(t.fields).order_by(t.fields.c.path)).mappings().all()
         by_id: dict[str, list[FieldInfo]] = {}
         for row in fields:
@@ -257,7 +269,9 @@ class Catalog:
         for dataset in self.list_datasets():
             if dataset.ingestion_id == ingestion_id:
                 return dataset
-        raise NotFoundError(f"no dataset {ingestion_id!r} has been ingested", ingestion_id=ingestion_id)
+        raise NotFoundError(
+            f"no dataset {ingestion_id!r} has been ingested", ingestion_id=ingestion_id
+        )
 
 
 def _rule(row: RowMapping) -> NormalizationRule:

@@ -72,8 +72,14 @@ def build_envelopes(
     mid = message_id or message_identity(topic, body)
     meta = meta or {}
 
-    def envelope(payload: str, kind: str, *, suffix: str = "", error: str | None = None,
-                 record: dict[str, Any] | None = None) -> Envelope:
+    def envelope(
+        payload: str,
+        kind: str,
+        *,
+        suffix: str = "",
+        error: str | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> Envelope:
         event_time, raw_time = None, None
         if record is not None:
             value = find_time_value(record, time_fields)
@@ -122,8 +128,12 @@ def build_envelopes(
                 out.append(envelope(item_text, OBJECT, suffix=f":{index}", record=item))
             else:
                 out.append(
-                    envelope(item_text, SCALAR, suffix=f":{index}",
-                             error="array element is not a JSON object")
+                    envelope(
+                        item_text,
+                        SCALAR,
+                        suffix=f":{index}",
+                        error="array element is not a JSON object",
+                    )
                 )
         return out
     return [envelope(text, SCALAR, error="JSON scalar, not an object")]

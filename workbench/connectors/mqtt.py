@@ -91,8 +91,14 @@ class MqttConnector:
             s.host, s.port, keepalive=s.keepalive, clean_start=False, properties=props
         )
         self._client.loop_start()
-        log.info("mqtt source started name=%s broker=%s:%s topic=%s qos=%s",
-                 self.name, s.host, s.port, s.topic, s.qos)
+        log.info(
+            "mqtt source started name=%s broker=%s:%s topic=%s qos=%s",
+            self.name,
+            s.host,
+            s.port,
+            s.topic,
+            s.qos,
+        )
 
     def stop(self) -> None:
         self._running = False
@@ -117,8 +123,9 @@ class MqttConnector:
 
     # -- paho callbacks (network thread) ------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                    reason_code: Any, _props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any
+    ) -> None:
         if reason_code.is_failure:
             self._last_error = f"connect refused: {reason_code}"
             log.error("mqtt connect refused source=%s reason=%s", self.name, reason_code)
@@ -126,15 +133,21 @@ class MqttConnector:
         client.subscribe(self._settings.topic, qos=self._settings.qos)
         self._last_error = None
         self._connected.set()
-        log.info("mqtt connected source=%s session_present=%s", self.name,
-                 getattr(_flags, "session_present", None))
+        log.info(
+            "mqtt connected source=%s session_present=%s",
+            self.name,
+            getattr(_flags, "session_present", None),
+        )
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
-                       reason_code: Any, _props: Any) -> None:
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any
+    ) -> None:
         self._connected.clear()
         if self._running:
             self._last_error = f"disconnected: {reason_code}"
-            log.warning("mqtt disconnected source=%s reason=%s; reconnecting", self.name, reason_code)
+            log.warning(
+                "mqtt disconnected source=%s reason=%s; reconnecting", self.name, reason_code
+            )
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._received += 1

@@ -28,8 +28,11 @@ class RecordResult:
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "message_id": self.message_id,
-                               "status": self.status}
+        out: dict[str, Any] = {
+            "index": self.index,
+            "message_id": self.message_id,
+            "status": self.status,
+        }
         if self.reason:
             out["reason"] = self.reason
         return out

@@ -144,8 +144,10 @@ class BronzeWriter:
             by_id: dict[str, list[Envelope]] = {}
             for env in envelopes:
                 by_id.setdefault(env.ingestion_id, []).append(env)
-            done = on_durable if on_durable is None or len(by_id) == 1 else _Countdown(
-                len(by_id), on_durable
+            done = (
+                on_durable
+                if on_durable is None or len(by_id) == 1
+                else _Countdown(len(by_id), on_durable)
             )
             for iid, rows in by_id.items():
                 buf = self._buffers.setdefault(iid, _Buffer())
@@ -162,7 +164,9 @@ class BronzeWriter:
 
     def start(self) -> None:
         """Start the flusher thread."""
-        self._thread = threading.Thread(target=self._run_flusher, name="bronze-flusher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_flusher, name="bronze-flusher", daemon=True
+        )
         self._thread.start()
 
     def flush(self, timeout: float = 60.0) -> bool:
@@ -223,12 +227,17 @@ class BronzeWriter:
             for iid, buf in taken.items():
                 try:
                     self._write(iid, buf)
-                except Exception as err:  # noqa: BLE001 - the flusher must survive any failure
+                except Exception as err:
                     self.last_error = f"{type(err).__name__}: {err}"
-                    log.error("bronze flush failed ingestion_id=%s rows=%s error=%s; will retry",
-                              iid, len(buf.rows), self.last_error)
+                    log.error(
+                        "bronze flush failed ingestion_id=%s rows=%s error=%s; will retry",
+                        iid,
+                        len(buf.rows),
+                        self.last_error,
+                    )
                     self._metrics.failed.labels(
-                        self._metrics.pod, buf.rows[0].source_type, iid, "storage").inc(len(buf.rows))
+                        self._metrics.pod, buf.rows[0].source_type, iid, "storage"
+                    ).inc(len(buf.rows))
                     self._restore(iid, buf)
                     backoff = min(max(backoff * 2, 0.2), 10.0)
                     time.sleep(backoff)
@@ -271,7 +280,7 @@ class BronzeWriter:
         if self._observer is not None:
             try:
                 self._observer(buf.rows)
-            except Exception:  # noqa: BLE001 - metadata must never block ingestion
+            except Exception:
                 log.exception("metadata observer failed ingestion_id=%s", iid)
 
     def _update_gauges(self) -> None:

@@ -52,8 +52,12 @@ class IngestService:
         if kind == "mqtt":
             mqtt_settings = self.settings.mqtt.model_copy(update=record.get("config") or {})
             self.sources[name] = MqttConnector(
-                name, iid, mqtt_settings, self.writer.add,
-                time_fields=self.settings.ingest.time_fields, on_received=self.count_received,
+                name,
+                iid,
+                mqtt_settings,
+                self.writer.add,
+                time_fields=self.settings.ingest.time_fields,
+                on_received=self.count_received,
             )
         elif kind == "rest_push":
             self.push_sources[name] = iid
@@ -74,8 +78,9 @@ class IngestService:
             self.metrics.active_sources.labels(self.metrics.pod, getattr(source, "type", "?")).dec()
         return self.writer.stop()
 
-    def count_received(self, source_type: str, iid: str, size: int,
-                       envelopes: list[Envelope]) -> None:
+    def count_received(
+        self, source_type: str, iid: str, size: int, envelopes: list[Envelope]
+    ) -> None:
         """Received-side accounting shared by every connector."""
         m = self.metrics
         m.received.labels(m.pod, source_type, iid).inc()
@@ -86,7 +91,8 @@ class IngestService:
                 m.failed.labels(m.pod, source_type, iid, env.payload_kind).inc()
             if env.event_time is not None:
                 m.timestamp_delay.labels(m.pod, source_type).observe(
-                    max(0.0, (now - env.event_time).total_seconds()))
+                    max(0.0, (now - env.event_time).total_seconds())
+                )
             elif env.event_time_raw is not None:
                 m.failed.labels(m.pod, source_type, iid, "unparsable_time").inc()
 
@@ -102,10 +108,15 @@ class IngestService:
         if iid is None:
             known = ", ".join(sorted(self.push_sources)) or "none"
             raise NotFoundError(
-                f"no REST push source named {source!r}; known: {known}", source=source)
+                f"no REST push source named {source!r}; known: {known}", source=source
+            )
         envelopes, results = parse_push_body(
-            body, content_type=content_type, ingestion_id=iid, endpoint=f"/api/push/{source}",
-            received_at=utcnow(), time_fields=self.settings.ingest.time_fields,
+            body,
+            content_type=content_type,
+            ingestion_id=iid,
+            endpoint=f"/api/push/{source}",
+            received_at=utcnow(),
+            time_fields=self.settings.ingest.time_fields,
         )
         self.count_received("rest_push", iid, len(body), envelopes)
         self.writer.add(envelopes, on_durable)
@@ -115,8 +126,10 @@ class IngestService:
         """Sources, buffers and the writer's last error."""
         rows, size = self.writer.buffered()
         sources = [vars(s.health()) for s in self.sources.values()]
-        sources += [{"name": n, "type": "rest_push", "ingestion_id": i, "running": True,
-                     "connected": True} for n, i in self.push_sources.items()]
+        sources += [
+            {"name": n, "type": "rest_push", "ingestion_id": i, "running": True, "connected": True}
+            for n, i in self.push_sources.items()
+        ]
         return {
             "status": "ok" if self.writer.last_error is None else "degraded",
             "sources": sources,

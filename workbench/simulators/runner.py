@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 KINDS = {"temperature": temperature_reading}
 
 
-def run_simulator(settings: Settings, *, kind: str = "temperature", count: int | None = None) -> int:
+def run_simulator(
+    settings: Settings, *, kind: str = "temperature", count: int | None = None
+) -> int:
     """Publish readings of every simulated sensor each interval; returns messages published.
 
     Args:
@@ -40,14 +42,21 @@ def run_simulator(settings: Settings, *, kind: str = "temperature", count: int |
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"wb-sim-{kind}", clean_session=False)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"wb-sim-{kind}", clean_session=False
+    )
     client.reconnect_delay_set(1, 30)
     client.connect_async(settings.mqtt.host, settings.mqtt.port, keepalive=30)
     client.loop_start()
     published = 0
     rounds = 0
-    log.info("simulator started kind=%s sensors=%s broker=%s:%s", kind, len(ids),
-             settings.mqtt.host, settings.mqtt.port)
+    log.info(
+        "simulator started kind=%s sensors=%s broker=%s:%s",
+        kind,
+        len(ids),
+        settings.mqtt.host,
+        settings.mqtt.port,
+    )
     try:
         while not stop.is_set() and (count is None or rounds < count):
             now = utcnow()

@@ -49,19 +49,28 @@ def write_config(directory: Path, host: str, port: int) -> Path:
     return path
 
 
-def start_broker(directory: Path, host: str, port: int, timeout: float = 10.0) -> subprocess.Popen[bytes]:
+def start_broker(
+    directory: Path, host: str, port: int, timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
     """Start Mosquitto and wait until it accepts connections."""
     config = write_config(directory, host, port)
     proc = subprocess.Popen(
         [mosquitto_binary(), "-c", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     wait_for_port(host, port, timeout, proc=proc, what="mosquitto")
     return proc
 
 
-def wait_for_port(host: str, port: int, timeout: float, *, proc: subprocess.Popen[bytes] | None = None,
-                  what: str = "service") -> None:
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    what: str = "service",
+) -> None:
     """Block until ``host:port`` accepts TCP connections.
 
     Raises:

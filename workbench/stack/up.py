@@ -48,18 +48,43 @@ def plan(settings: Settings) -> list[Child]:
     children = []
     if settings.mqtt.embedded:
         conf = write_config(Path(settings.home) / "broker", settings.mqtt.host, settings.mqtt.port)
-        children.append(Child("broker", [mosquitto_binary(), "-c", str(conf)],
-                              ready_port=(settings.mqtt.host, settings.mqtt.port), timeout=10))
+        children.append(
+            Child(
+                "broker",
+                [mosquitto_binary(), "-c", str(conf)],
+                ready_port=(settings.mqtt.host, settings.mqtt.port),
+                timeout=10,
+            )
+        )
     ing, eng, voila = settings.ingest, settings.engine, settings.voila
     children += [
-        Child("ingest", [py, "-m", "workbench", "ingest"],
-              ready_url=f"http://{ing.host}:{ing.port}/health", timeout=30),
-        Child("engine", [py, "-m", "workbench", "engine"],
-              ready_url=f"http://{eng.host}:{eng.port}/health", timeout=180),
+        Child(
+            "ingest",
+            [py, "-m", "workbench", "ingest"],
+            ready_url=f"http://{ing.host}:{ing.port}/health",
+            timeout=30,
+        ),
+        Child(
+            "engine",
+            [py, "-m", "workbench", "engine"],
+            ready_url=f"http://{eng.host}:{eng.port}/health",
+            timeout=180,
+        ),
         Child("simulator", [py, "-m", "workbench", "simulate", "--kind", "temperature"]),
-        Child("voila", [py, "-m", "voila", str(DASHBOARD), "--no-browser",
-                        f"--port={voila.port}", f"--Voila.ip={voila.host}"],
-              ready_port=(voila.host, voila.port), timeout=60),
+        Child(
+            "voila",
+            [
+                py,
+                "-m",
+                "voila",
+                str(DASHBOARD),
+                "--no-browser",
+                f"--port={voila.port}",
+                f"--Voila.ip={voila.host}",
+            ],
+            ready_port=(voila.host, voila.port),
+            timeout=60,
+        ),
     ]
     return children
 
@@ -87,8 +112,11 @@ def run_stack(settings: Settings) -> int:
         while not stopping:
             for child in children:
                 if child.proc and child.proc.poll() is not None:
-                    print(f"\n{child.name} exited with code {child.proc.returncode}; "
-                          f"see {child.log_path}. Stopping the stack.", file=sys.stderr)
+                    print(
+                        f"\n{child.name} exited with code {child.proc.returncode}; "
+                        f"see {child.log_path}. Stopping the stack.",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.5)
         return 0
@@ -107,8 +135,14 @@ def run_stack(settings: Settings) -> int:
 def _start(child: Child, env: dict[str, str], logs: Path) -> None:
     child.log_path = logs / f"{child.name}.log"
     with open(child.log_path, "ab") as out:
-        child.proc = subprocess.Popen(child.argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      cwd=REPO, start_new_session=True)
+        child.proc = subprocess.Popen(
+            child.argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
     if child.ready_port:
         wait_for_port(*child.ready_port, child.timeout, what=child.name)
     if child.ready_url:
@@ -122,7 +156,8 @@ def _wait_http(child: Child) -> None:
         if child.proc.poll() is not None:
             raise ServiceUnavailableError(
                 f"{child.name} exited with code {child.proc.returncode} while starting; "
-                f"see {child.log_path}")
+                f"see {child.log_path}"
+            )
         try:
             if httpx.get(child.ready_url, timeout=1).status_code < 500:
                 return
@@ -130,7 +165,8 @@ def _wait_http(child: Child) -> None:
             pass
         time.sleep(0.25)
     raise ServiceUnavailableError(
-        f"{child.name} not ready within {child.timeout:.0f}s; see {child.log_path}")
+        f"{child.name} not ready within {child.timeout:.0f}s; see {child.log_path}"
+    )
 
 
 def _stop(child: Child, timeout: float = 40.0) -> None:
