@@ -167,4 +167,7 @@ class MqttConnector:
             return
         mid, qos = msg.mid, msg.qos
         # Blocks under back-pressure, which stops this network thread from reading more.
-        self._sink(envelopes, lambda: client.ack(mid, qos))
+        def ack() -> None:
+            client.ack(mid, qos)
+
+        self._sink(envelopes, ack)

@@ -48,21 +48,25 @@ def parse_push_body(
     time_fields: list[str],
 ) -> tuple[list[Envelope], list[RecordResult]]:
     """Envelopes for a pushed body and the per-record results to send back."""
-    common = dict(
-        ingestion_id=ingestion_id,
-        source_type="rest_push",
-        topic=endpoint,
-        received_at=received_at,
-        time_fields=time_fields,
-    )
+    def envelopes_of(part: bytes, message_id: str | None = None) -> list[Envelope]:
+        return build_envelopes(
+            part,
+            ingestion_id=ingestion_id,
+            source_type="rest_push",
+            topic=endpoint,
+            received_at=received_at,
+            time_fields=time_fields,
+            message_id=message_id,
+        )
+
     if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
         base = message_identity(endpoint, body)
         envelopes: list[Envelope] = []
         for number, line in enumerate(body.split(b"\n")):
             if line.strip():
-                envelopes += build_envelopes(line, message_id=f"{base}:{number}", **common)
+                envelopes += envelopes_of(line, f"{base}:{number}")
     else:
-        envelopes = build_envelopes(body, **common)
+        envelopes = envelopes_of(body)
     results = [
         RecordResult(
             index=i,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -69,7 +69,7 @@ class MqttSettings(BaseModel):
     port: int = 1883
     topic: str = "sensors/#"
     """Topic filter of the default MQTT source."""
-    qos: int = Field(1, ge=0, le=1)
+    qos: Annotated[int, Field(ge=0, le=1)] = 1
     client_id: str = "workbench-ingest"
     """Stable client id: with a persistent session the broker keeps messages while we are away."""
     username: str | None = None
