@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -37,20 +37,31 @@ def test_bronze_to_silver_to_gold(
         lake_settings,
         DS,
         [
-            bronze_row("m1", {"sensor_id": "t-1", "temperature": 20.0,
-                              "timestamp": "2026-11-26T10:00:10Z"}),
-            bronze_row("m2", {"SensorId": "t-1", "Temp": 22.0, "ts": "2026-11-26T10:00:40Z",
-                              "humidity": 50}),
-            bronze_row("m3", {"device_id": "t-2", "temp_c": "30",
-                              "timestamp": "2026-11-26T10:00:30Z"}),
+            bronze_row(
+                "m1", {"sensor_id": "t-1", "temperature": 20.0, "timestamp": "2026-11-26T10:00:10Z"}
+            ),
+            bronze_row(
+                "m2",
+                {"SensorId": "t-1", "Temp": 22.0, "ts": "2026-11-26T10:00:40Z", "humidity": 50},
+            ),
+            bronze_row(
+                "m3", {"device_id": "t-2", "temp_c": "30", "timestamp": "2026-11-26T10:00:30Z"}
+            ),
         ],
     )
     write_bronze(
         lake_settings,
         DS,
         [
-            bronze_row("m4", {"sensor_id": "t-1", "temperature": 25,
-                              "timestamp": "2026-11-26T10:01:05Z", "note": "hello"}),
+            bronze_row(
+                "m4",
+                {
+                    "sensor_id": "t-1",
+                    "temperature": 25,
+                    "timestamp": "2026-11-26T10:01:05Z",
+                    "note": "hello",
+                },
+            ),
             bronze_row("m5", "not json at all"),
         ],
     )
@@ -62,8 +73,12 @@ def test_bronze_to_silver_to_gold(
     m2 = silver["m2"]
     assert m2.ingestion_id == DS
     assert m2.sensor_id == "t-1"
-    assert m2.fields == {"sensorId": "t-1", "temperature": "22.0",
-                         "timestamp": "2026-11-26T10:00:40Z", "humidity": "50"}
+    assert m2.fields == {
+        "sensorId": "t-1",
+        "temperature": "22.0",
+        "timestamp": "2026-11-26T10:00:40Z",
+        "humidity": "50",
+    }
     assert m2.numeric == {"temperature": 22.0, "humidity": 50.0}
     assert m2.event_time == datetime(2026, 11, 26, 10, 0, 40)  # session time zone is UTC
     assert silver["m3"].sensor_id == "t-2"
@@ -81,22 +96,29 @@ def test_bronze_to_silver_to_gold(
         ("10:01", "t-1", "temperature"),
     }
     t1 = gold[("10:00", "t-1", "temperature")]
-    assert (t1.avg_value, t1.min_value, t1.max_value, t1.count) == (21.0, 20.0, 22.0, 2)
+    assert (t1.avg_value, t1.min_value, t1.max_value, t1["count"]) == (21.0, 20.0, 22.0, 2)
     assert t1.window_end.strftime("%H:%M") == "10:01"
     assert t1.ingestion_id == DS and t1.updated_at is not None
     assert gold[("10:00", "t-2", "temperature")].avg_value == 30.0
-    assert gold[("10:01", "t-1", "temperature")].count == 1
+    assert gold[("10:01", "t-1", "temperature")]["count"] == 1
 
     # A later reading in an open window updates its row instead of adding one.
-    write_bronze(lake_settings, DS, [bronze_row(
-        "m6", {"sensor_id": "t-1", "temperature": 27, "timestamp": "2026-11-26T10:01:50Z"}
-    )], hour="10")
+    write_bronze(
+        lake_settings,
+        DS,
+        [
+            bronze_row(
+                "m6", {"sensor_id": "t-1", "temperature": 27, "timestamp": "2026-11-26T10:01:50Z"}
+            )
+        ],
+        hour="10",
+    )
     run_enrichment_once(spark, lake_settings, catalog)
     run_averages_once(spark, lake_settings)
     gold = _gold(spark, lake_settings)
     assert len(gold) == 4
     late = gold[("10:01", "t-1", "temperature")]
-    assert (late.avg_value, late.count) == (26.0, 2)
+    assert (late.avg_value, late["count"]) == (26.0, 2)
     catalog.close()
 
 
@@ -124,10 +146,14 @@ def test_replayed_batches_do_not_duplicate(
     spark: Any, lake_settings: Settings, write_bronze: WriteBronze
 ) -> None:
     catalog = Catalog(lake_settings.catalog.url)
-    write_bronze(lake_settings, DS, [
-        bronze_row("r1", {"sensor": "x", "temperature": 1, "ts": "2026-11-26T10:00:00Z"}),
-        bronze_row("r2", {"sensor": "x", "temperature": 3, "ts": "2026-11-26T10:00:30Z"}),
-    ])
+    write_bronze(
+        lake_settings,
+        DS,
+        [
+            bronze_row("r1", {"sensor": "x", "temperature": 1, "ts": "2026-11-26T10:00:00Z"}),
+            bronze_row("r2", {"sensor": "x", "temperature": 3, "ts": "2026-11-26T10:00:30Z"}),
+        ],
+    )
     batch = spark.read.schema(BRONZE_READ_SCHEMA).parquet(lake_settings.lake.bronze)
     from workbench.enrichment.stream import ensure_silver_table
     from workbench.gold.averages import ensure_gold_table

@@ -1,0 +1,143 @@
+"""``normalize`` and ``rule_usage`` on tiny frames: the rule semantics of F16."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from workbench.catalog.records import NormalizationRule as Rule
+from workbench.enrichment.bronze import BRONZE_SCHEMA
+from workbench.enrichment.normalization import SILVER_SCHEMA, normalize, rule_usage
+
+pytestmark = pytest.mark.spark
+
+RECEIVED = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def _bronze(spark: Any, *rows: tuple[str, str, Any]) -> Any:
+    """Rows of ``(message_id, ingestion_id, payload)``; dict payloads are JSON objects."""
+    data = []
+    for message_id, ingestion_id, payload in rows:
+        kind = "non_json"
+        if isinstance(payload, dict):
+            kind = "object"
+        elif isinstance(payload, int | float):
+            kind = "scalar"
+        text = json.dumps(payload) if not isinstance(payload, str) else payload
+        data.append(
+            (message_id, "mqtt", "t", RECEIVED, None, None, text, kind, None, "{}", ingestion_id)
+        )
+    schema = f"{BRONZE_SCHEMA.simpleString()[len('struct<') : -1]},ingestion_id:string"
+    return spark.createDataFrame(data, schema)
+
+
+def _by_id(df: Any) -> dict[str, Any]:
+    return {r.message_id: r for r in df.collect()}
+
+
+def test_output_has_the_silver_schema(spark: Any) -> None:
+    out = normalize(_bronze(spark, ("m", "ds", {"a": 1})), [])
+    assert out.schema.simpleString() == SILVER_SCHEMA.simpleString()
+
+
+def test_raw_keys_match_case_insensitively(spark: Any) -> None:
+    rules = [Rule(1, "Sensor_ID", "sensorId"), Rule(2, "temp", "temperature")]
+    out = _by_id(normalize(_bronze(spark, ("m", "ds", {"SENSOR_id": "s1", "TEMP": 20.5})), rules))
+    assert out["m"].fields == {"sensorId": "s1", "temperature": "20.5"}
+    assert out["m"].sensor_id == "s1"
+    assert out["m"].raw == {"SENSOR_id": "s1", "TEMP": "20.5"}
+
+
+def test_per_source_rules_win_over_global_ones(spark: Any) -> None:
+    rules = [
+        Rule(1, "temp", "temperature"),  # global
+        Rule(2, "temp", "temp_f", ingestion_id="ds_f"),  # ds_f means something else by it
+    ]
+    frame = _bronze(spark, ("a", "ds_c", {"temp": 20}), ("b", "ds_f", {"temp": 68}))
+    out = _by_id(normalize(frame, rules))
+    assert out["a"].fields == {"temperature": "20"}
+    assert out["b"].fields == {"temp_f": "68"}
+    assert rule_usage(normalize(frame, rules), rules) == {1: 1, 2: 1}
+
+
+def test_several_raw_keys_coalesce_in_rule_order(spark: Any) -> None:
+    rules = [
+        Rule(5, "t_global_first", "temperature", priority=1),
+        Rule(6, "t_global_second", "temperature", priority=2),
+        Rule(7, "t_own", "temperature", ingestion_id="ds", priority=50),
+    ]
+    frame = _bronze(
+        spark,
+        ("own", "ds", {"t_own": 1, "t_global_first": 2, "t_global_second": 3}),
+        ("global_first", "ds", {"t_global_first": 2, "t_global_second": 3}),
+        ("global_second", "ds", {"t_global_second": 3, "t_own": None}),
+        ("other_ds", "other", {"t_own": 1, "t_global_second": 3}),
+    )
+    silver = normalize(frame, rules)
+    out = _by_id(silver)
+    assert out["own"].fields == {"temperature": "1"}
+    assert out["global_first"].fields == {"temperature": "2"}
+    assert out["global_second"].fields == {"temperature": "3"}
+    # t_own is a rule of "ds" only: elsewhere it is an unmapped key and keeps its name.
+    assert out["other_ds"].fields == {"temperature": "3", "t_own": "1"}
+    assert rule_usage(silver, rules) == {7: 1, 5: 1, 6: 2}
+
+
+def test_priority_orders_rules_within_a_scope(spark: Any) -> None:
+    rules = [Rule(1, "a", "x", priority=20), Rule(2, "b", "x", priority=10)]
+    out = _by_id(normalize(_bronze(spark, ("m", "ds", {"a": "from_a", "b": "from_b"})), rules))
+    assert out["m"].fields == {"x": "from_b"}
+
+
+def test_unmapped_keys_keep_their_names_and_numbers_are_parsed(spark: Any) -> None:
+    rules = [Rule(1, "sensor", "sensorId"), Rule(2, "ts", "timestamp")]
+    payload = {
+        "sensor": "s1",
+        "ts": "2026-11-26T10:00:30Z",
+        "Pressure": "1013.2",
+        "status": "ok",
+        "count": 3,
+        "nested": {"k": 1},
+        "flag": True,
+    }
+    out = _by_id(normalize(_bronze(spark, ("m", "ds", payload)), rules))["m"]
+    assert out.fields == {
+        "sensorId": "s1",
+        "timestamp": "2026-11-26T10:00:30Z",
+        "Pressure": "1013.2",
+        "status": "ok",
+        "count": "3",
+        "nested": '{"k":1}',
+        "flag": "true",
+    }
+    assert out.numeric == {"Pressure": 1013.2, "count": 3.0}
+    assert out.event_time == datetime(2026, 11, 26, 10, 0, 30)  # from the canonical timestamp
+    assert str(out.date) == "2026-11-26"
+
+
+def test_epoch_timestamps_and_envelope_time(spark: Any) -> None:
+    rules = [Rule(1, "ts", "timestamp")]
+    frame = _bronze(spark, ("s", "ds", {"ts": 1764151230}), ("ms", "ds", {"ts": 1764151230500}))
+    out = _by_id(normalize(frame, rules))
+    assert out["s"].event_time == datetime(2025, 11, 26, 10, 0, 30)
+    assert out["ms"].event_time == datetime(2025, 11, 26, 10, 0, 30, 500000)
+
+
+def test_non_object_payloads_have_no_fields(spark: Any) -> None:
+    frame = _bronze(spark, ("n", "ds", 21.5), ("t", "ds", "plain text"), ("a", "ds", "[1,2]"))
+    out = _by_id(normalize(frame, [Rule(1, "a", "b")]))
+    for row in out.values():
+        assert row.raw is None
+        assert row.fields == {} and row.numeric == {}
+        assert row.sensor_id is None and row.event_time is None
+        assert str(row.date) == "2026-11-26"  # falls back to received_at
+    assert out["n"].payload_kind == "scalar"
+
+
+def test_disabled_rules_are_ignored(spark: Any) -> None:
+    rules = [Rule(1, "temp", "temperature", enabled=False)]
+    out = _by_id(normalize(_bronze(spark, ("m", "ds", {"temp": 1})), rules))
+    assert out["m"].fields == {"temp": "1"}

@@ -1,0 +1,242 @@
+"""The engine process: Spark driver, enrichment and gold streams, Spark Connect, HTTP API.
+
+Run as ``python -m workbench.api.engine_app`` (settings from ``WORKBENCH__*`` variables) or via
+:func:`run_engine`. Endpoints: ``GET /health`` (ok + the Spark Connect URL), ``GET /status``
+(per query progress) and ``GET /metrics`` (Prometheus). SIGTERM or SIGINT stops the HTTP server,
+then each query (bounded by a 30 s stop timeout), then the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQueryListener
+
+from workbench.catalog.store import Catalog
+from workbench.core.logs import configure_logging
+from workbench.core.settings import Settings, ensure_local_dirs, load_settings
+from workbench.enrichment import stream as enrichment
+from workbench.enrichment.manager import StreamManager
+from workbench.gold import averages
+from workbench.metrics.registry import new_registry, pod_name
+from workbench.spark.session import build_session
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = "30s"
+
+
+class EngineMetrics:
+    """The engine's Prometheus metrics (F35), each labelled with this process's ``pod``."""
+
+    def __init__(self, pod: str | None = None) -> None:
+        self.pod = pod or pod_name()
+        self.registry = new_registry()
+        r = self.registry
+        self.active_streams = Gauge(
+            "spark_active_streams", "Streaming queries running now.", ["pod"], registry=r
+        )
+        self.stream_status = Gauge(
+            "spark_stream_status", "1 if the query is active, else 0.", ["pod", "query"], registry=r
+        )
+        self.batches = Counter(
+            "spark_batches_processed_total",
+            "Micro-batches finished, by outcome.",
+            ["pod", "status"],
+            registry=r,
+        )
+        self.batch_latency = Histogram(
+            "spark_batch_processing_latency_seconds",
+            "Wall time of one micro-batch.",
+            ["pod", "query"],
+            registry=r,
+        )
+        self.enrichment_records = Counter(
+            "enrichment_records_processed_total",
+            "Bronze records normalized into silver.",
+            ["pod"],
+            registry=r,
+        )
+        self.rule_applied = Counter(
+            "normalization_rule_applied_total",
+            "Rows whose canonical value a rule supplied.",
+            ["pod", "rule_id"],
+            registry=r,
+        )
+        # Create the zero series so every metric is present from the first scrape.
+        for status in ("success", "failed"):
+            self.batches.labels(self.pod, status)
+        self.enrichment_records.labels(self.pod)
+
+    def record_rule_usage(self, usage: dict[int, int]) -> None:
+        """Count one batch's per-rule usage."""
+        for rule_id, rows in usage.items():
+            if rows:
+                self.rule_applied.labels(self.pod, str(rule_id)).inc(rows)
+
+
+class ProgressListener(StreamingQueryListener):
+    """Feeds :class:`EngineMetrics` from query progress events (no extra Spark jobs)."""
+
+    def __init__(self, metrics: EngineMetrics) -> None:
+        self.metrics = metrics
+        self._last_batch: dict[str, int] = {}
+
+    def onQueryStarted(self, event: Any) -> None:
+        log.info("stream running query=%s id=%s", event.name, event.id)
+
+    def onQueryProgress(self, event: Any) -> None:
+        progress = event.progress
+        name = progress.name or str(progress.id)
+        # Idle triggers repeat the previous batch id; count each batch once.
+        if self._last_batch.get(name) == progress.batchId:
+            return
+        self._last_batch[name] = progress.batchId
+        m = self.metrics
+        m.batches.labels(m.pod, "success").inc()
+        duration_ms = (progress.durationMs or {}).get("triggerExecution")
+        if duration_ms is not None:
+            m.batch_latency.labels(m.pod, name).observe(duration_ms / 1000.0)
+        if name == enrichment.QUERY_NAME:
+            m.enrichment_records.labels(m.pod).inc(progress.numInputRows)
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        if event.exception:
+            self.metrics.batches.labels(self.metrics.pod, "failed").inc()
+            log.error("stream terminated id=%s error=%s", event.id, event.exception)
+
+
+def register_tables(spark: SparkSession, settings: Settings) -> None:
+    """Name the Delta locations in the session catalog, shared with every Connect session.
+
+    Spark Connect sessions are separate sessions of this driver; they share its catalog, not
+    its temporary views, so the tables are registered as (external) catalog tables.
+    """
+    tables = {
+        ("silver", "readings"): settings.lake.silver_readings,
+        ("gold", averages.TABLE): settings.lake.gold(averages.TABLE),
+    }
+    for (database, table), path in tables.items():
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+        location = path.replace("'", "\\'")
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {database}.{table} USING DELTA LOCATION '{location}'"
+        )
+    log.info("tables registered tables=%s", ",".join(f"{d}.{t}" for d, t in tables))
+
+
+def build_engine_app(settings: Settings, manager: StreamManager, metrics: EngineMetrics) -> FastAPI:
+    """The engine's HTTP API over a running stream manager."""
+    app = FastAPI(title="workbench engine")
+    metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "connect_url": settings.engine.connect_url,
+            "active_streams": manager.active_count(),
+        }
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        return {"queries": manager.status()}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        for query in manager.status():
+            metrics.stream_status.labels(metrics.pod, query["name"]).set(int(query["active"]))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> None:
+    """Run the engine until SIGTERM/SIGINT (or until ``stop`` is set).
+
+    Args:
+        settings: the workbench settings.
+        stop: an event to stop the engine from another thread (tests); signals set it too.
+    """
+    stop = stop or threading.Event()
+    ensure_local_dirs(settings)
+    spark = build_session(settings, app_name="workbench-engine", connect=True)
+    # Installed after the session: pyspark replaces the SIGINT handler when it starts.
+    _handle_signals(stop)
+    catalog = Catalog(settings.catalog.url)
+    metrics = EngineMetrics()
+    manager = StreamManager()
+    server: uvicorn.Server | None = None
+    try:
+        spark.conf.set("spark.sql.streaming.stopTimeout", STOP_TIMEOUT)
+        enrichment.ensure_silver_table(spark, settings)
+        averages.ensure_gold_table(spark, settings)
+        register_tables(spark, settings)
+        spark.streams.addListener(ProgressListener(metrics))
+        manager.register(
+            enrichment.QUERY_NAME,
+            lambda: enrichment.start_enrichment(
+                spark, settings, catalog, on_usage=metrics.record_rule_usage
+            ),
+        )
+        manager.register(averages.QUERY_NAME, lambda: averages.start_averages(spark, settings))
+        manager.start_all()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                build_engine_app(settings, manager, metrics),
+                host=settings.engine.host,
+                port=settings.engine.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        threading.Thread(target=server.run, name="engine-http", daemon=True).start()
+        log.info(
+            "engine ready http=http://%s:%s connect_url=%s",
+            settings.engine.host,
+            settings.engine.port,
+            settings.engine.connect_url,
+        )
+        stop.wait()
+    finally:
+        log.info("engine stopping")
+        if server is not None:
+            server.should_exit = True
+        manager.stop_all()
+        catalog.close()
+        spark.stop()
+        log.info("engine stopped")
+
+
+def _handle_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be installed from the main thread
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal received signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def main() -> None:
+    """Entry point: settings from the environment, logging, then :func:`run_engine`."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    run_engine(settings)
+
+
+if __name__ == "__main__":
+    main()
