@@ -160,7 +160,7 @@ def test_replayed_batches_do_not_duplicate(
 
     ensure_silver_table(spark, lake_settings)
     for _ in range(2):  # the same batch id twice, as after a crash before the checkpoint commit
-        write_batch(spark, lake_settings, catalog, batch, 0, app_id="test-app")
+        write_batch(lake_settings, catalog, batch, 0, app_id="test-app")
     silver = spark.read.format("delta").load(lake_settings.lake.silver_readings)
     assert silver.count() == 2
 

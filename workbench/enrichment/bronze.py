@@ -4,7 +4,7 @@ Layout: ``bronze/ingestion_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/part-<uuid>.parqu
 is written atomically (a temporary name starting with ``.``, then a rename), so Spark, which
 ignores files starting with ``.`` or ``_``, never reads a partial file.
 
-File columns (:data:`BRONZE_SCHEMA`, Arrow twin :data:`BRONZE_ARROW_SCHEMA`):
+File columns (:data:`BRONZE_SCHEMA`; the writer's Arrow schema is :data:`BRONZE_ARROW_SCHEMA`):
 
 - ``message_id`` string: unique per record; the elements of a JSON array payload get
   ``<id>:<index>``.
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+
+from workbench.ingest.bronze import BRONZE_FILE_SCHEMA
 
 PARTITION_COLUMNS: tuple[str, ...] = ("ingestion_id", "date", "hour")
 
@@ -51,22 +53,7 @@ BRONZE_READ_SCHEMA = StructType(
     [*BRONZE_SCHEMA.fields, *(StructField(name, StringType()) for name in PARTITION_COLUMNS)]
 )
 
-_TS = pa.timestamp("us", tz="UTC")
-
-#: The same file columns as an Arrow schema, for writers and fixtures using pyarrow.
-BRONZE_ARROW_SCHEMA = pa.schema(
-    [
-        pa.field("message_id", pa.string(), nullable=False),
-        pa.field("source_type", pa.string(), nullable=False),
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("received_at", _TS, nullable=False),
-        pa.field("event_time", _TS),
-        pa.field("event_time_raw", pa.string()),
-        pa.field("payload", pa.string(), nullable=False),
-        pa.field("payload_kind", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("meta", pa.string(), nullable=False),
-    ]
-)
+#: The same file columns as an Arrow schema: the ingest writer's own, so there is one contract.
+BRONZE_ARROW_SCHEMA: pa.Schema = BRONZE_FILE_SCHEMA
 
 PAYLOAD_KINDS: tuple[str, ...] = ("object", "scalar", "non_json", "invalid_utf8")

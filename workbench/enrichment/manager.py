@@ -82,11 +82,15 @@ class StreamManager:
 
     def _monitor(self, poll_seconds: float) -> None:
         while not self._stopping.wait(poll_seconds):
-            for managed in self._queries.values():
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    self._check(managed)
+            self.check()
+
+    def check(self) -> None:
+        """One monitor pass: note stopped queries, restart those whose backoff has passed."""
+        for managed in self._queries.values():
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._check(managed)
 
     def _check(self, managed: ManagedQuery) -> None:
         query = managed.query

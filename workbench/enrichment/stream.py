@@ -70,7 +70,6 @@ def read_bronze(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def write_batch(
-    spark: SparkSession,
     settings: Settings,
     store: RuleStore,
     batch: DataFrame,
@@ -131,7 +130,7 @@ def start_enrichment(
     def _batch(batch: DataFrame, batch_id: int) -> None:
         app_id = app_id_holder.get("id") or _query_app_id(spark)
         app_id_holder["id"] = app_id
-        write_batch(spark, settings, store, batch, batch_id, app_id=app_id, on_usage=on_usage)
+        write_batch(settings, store, batch, batch_id, app_id=app_id, on_usage=on_usage)
 
     writer = (
         read_bronze(spark, settings)

@@ -8,7 +8,7 @@ engine without a JVM of their own.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workbench.core.settings import Settings
 from workbench.spark.jars import jar_paths
@@ -99,7 +99,17 @@ def connect_session(settings: Settings) -> SparkSession:
     Args:
         settings: the workbench settings (``settings.engine.connect_url``).
     """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    session: SparkSession = SparkSession.builder.remote(settings.engine.connect_url).getOrCreate()
+    url = settings.engine.connect_url
+    if SparkContext._active_spark_context is not None:
+        # This process already runs a driver (tests, the engine). The generic builder refuses
+        # a remote session then (and would switch the whole process into Connect mode), so
+        # build the Connect session directly; use SQL text with it, not pyspark.sql.functions.
+        from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+        remote = RemoteSparkSession.builder.remote(url).getOrCreate()
+        return cast("SparkSession", remote)
+    session: SparkSession = SparkSession.builder.remote(url).getOrCreate()
     return session

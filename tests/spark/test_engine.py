@@ -1,0 +1,81 @@
+"""The engine service as a real process: HTTP API, streams, Spark Connect, graceful stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.engine import start_engine, stop_engine
+from tests.fixtures.services import make_settings
+from tests.spark.conftest import WriteBronze, bronze_row
+from workbench.core.settings import Settings
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Settings]:
+    settings = make_settings(tmp_path, engine={"gold_trigger_seconds": 1.0})
+    proc = start_engine(settings)
+    yield settings
+    assert stop_engine(proc) == 0, (tmp_path / "engine.log").read_text()[-3000:]
+
+
+def _until(check: Any, timeout: float = 90.0) -> Any:
+    """Poll a live service until ``check()`` is truthy (the engine runs on its own clock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met in {timeout}s")
+
+
+def test_engine_serves_streams_and_connect(engine: Settings, write_bronze: WriteBronze) -> None:
+    from workbench.spark.session import connect_session
+
+    base = f"http://{engine.engine.host}:{engine.engine.port}"
+    health = httpx.get(f"{base}/health").json()
+    assert health["status"] == "ok"
+    assert health["connect_url"] == engine.engine.connect_url
+
+    client = connect_session(engine)
+    assert client.sql("SELECT * FROM gold.sensor_averages").collect() == []  # exists before data
+
+    write_bronze(
+        engine,
+        "mqtt_demo_0001",
+        [
+            bronze_row("e1", {"sensor_id": "s", "temperature": 10, "ts": "2026-11-26T10:00:01Z"}),
+            bronze_row("e2", {"sensor_id": "s", "temperature": 20, "ts": "2026-11-26T10:00:02Z"}),
+        ],
+    )
+    rows = _until(
+        lambda: client.sql(
+            "SELECT sensor_id, avg_value, count FROM gold.sensor_averages "
+            "WHERE field = 'temperature'"
+        ).collect()
+    )
+    assert [(r.sensor_id, r.avg_value, r["count"]) for r in rows] == [("s", 15.0, 2)]
+    assert client.table("silver.readings").count() == 2
+
+    status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
+    assert set(status) == {"enrichment", "gold_sensor_averages"}
+    assert all(q["active"] and q["exception"] is None for q in status.values())
+    assert status["enrichment"]["last_batch_id"] is not None
+
+    def records_counted() -> bool:
+        text = httpx.get(f"{base}/metrics").text
+        assert "spark_active_streams{pod=" in text
+        assert 'spark_batches_processed_total{pod="' in text
+        prefix = "enrichment_records_processed_total{"
+        values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
+        return values == [2.0]
+
+    _until(records_counted, timeout=30)
