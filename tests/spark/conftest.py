@@ -75,7 +75,8 @@ def write_bronze() -> WriteBronze:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pylist(rows, schema=BRONZE_ARROW_SCHEMA), tmp)
+        table = pa.Table.from_pylist(rows, schema=BRONZE_ARROW_SCHEMA)
+        pq.write_table(table, tmp, compression="zstd")  # as the ingest writer does
         os.replace(tmp, folder / name)
         return folder / name
 
