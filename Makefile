@@ -53,7 +53,8 @@ $(STAMPS)/venv: pyproject.toml constraints.txt
 
 # JVM jars (Delta) from Maven Central into a local cache; Spark sessions never download.
 $(STAMPS)/jars: kernels/jvm/pom.xml
-	@mkdir -p $(STAMPS) $(JARS)
+	@mkdir -p $(STAMPS)
+	rm -rf $(JARS) && mkdir -p $(JARS)  # a version bump must not leave the old jars behind
 	mvn -q -B -f kernels/jvm/pom.xml dependency:copy-dependencies \
 	  -DoutputDirectory=$(abspath $(JARS)) -DincludeScope=runtime
 	@touch $@

@@ -104,8 +104,12 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         loop = asyncio.get_running_loop()
         durable = loop.create_future()
 
+        def resolve() -> None:
+            if not durable.done():
+                durable.set_result(True)
+
         def on_durable() -> None:
-            loop.call_soon_threadsafe(lambda: durable.done() or durable.set_result(True))
+            loop.call_soon_threadsafe(resolve)
 
         results = await run_in_threadpool(
             service.push,
