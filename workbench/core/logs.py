@@ -11,5 +11,5 @@ def configure_logging(level: str = "INFO") -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    for noisy in ("py4j", "urllib3", "asyncio", "matplotlib"):
+    for noisy in ("py4j", "urllib3", "asyncio", "matplotlib", "httpx", "httpcore", "traitlets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
