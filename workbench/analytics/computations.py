@@ -1,0 +1,146 @@
+"""Run a saved computation (one read-only Spark SQL query) and bring back a small pandas frame.
+
+The guard here is deliberately minimal: exactly one statement, starting with ``SELECT`` or
+``WITH``. :func:`check_sql` is the seam where a real SQL parser (catalog tables only, no DDL/DML,
+no ``SET``, no UDF loading) plugs in later; callers only ever go through :func:`run_computation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from workbench.catalog.records import Computation
+from workbench.core.errors import ComputationError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import SparkSession
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "check_sql", "run_computation"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 1000
+"""Rows a computation returns unless asked otherwise."""
+MAX_LIMIT = 100_000
+"""No caller gets more rows than this into a kernel or a dashboard."""
+
+_ALLOWED_FIRST_WORDS = ("SELECT", "WITH")
+# Single-quoted strings, double-quoted strings, backquoted identifiers, line and block comments:
+# everything in which a ';' or a keyword does not count.
+_NOT_CODE = re.compile(
+    r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`]|``)*`|--[^\n]*|/\*.*?\*/",
+    re.DOTALL,
+)
+_FIRST_WORD = re.compile(r"[A-Za-z_]+")
+
+
+def check_sql(computation: Computation) -> str:
+    """Check that a computation is exactly one ``SELECT``/``WITH`` query.
+
+    Args:
+        computation: the saved computation.
+
+    Returns:
+        The query without trailing semicolons and whitespace, ready for ``spark.sql``.
+
+    Raises:
+        ComputationError: the query is empty, holds several statements, or is not a query.
+    """
+    sql = computation.sql.strip().rstrip(";").strip()
+    # Blank out strings and comments (keeping offsets) so they cannot hide or fake a statement.
+    code = _NOT_CODE.sub(lambda m: " " * len(m.group(0)), sql)
+    if not code.strip():
+        raise ComputationError(
+            f"computation {computation.name!r} has no SQL: write one SELECT or WITH query",
+            computation=computation.name,
+        )
+    if ";" in code:
+        offset = code.index(";")
+        line = sql.count("\n", 0, offset) + 1
+        raise ComputationError(
+            f"computation {computation.name!r} holds more than one statement (';' at line {line},"
+            f" offset {offset}): a computation is exactly one SELECT or WITH query",
+            computation=computation.name,
+            offset=offset,
+            line=line,
+        )
+    first = _FIRST_WORD.search(code.lstrip(" \n\t("))
+    word = first.group(0).upper() if first else code.strip()[:20]
+    if word not in _ALLOWED_FIRST_WORDS:
+        raise ComputationError(
+            f"computation {computation.name!r} starts with {word!r}: only read-only queries "
+            f"starting with {' or '.join(_ALLOWED_FIRST_WORDS)} are allowed",
+            computation=computation.name,
+            keyword=word,
+        )
+    return sql
+
+
+def run_computation(
+    spark: SparkSession, computation: Computation, *, limit: int = DEFAULT_LIMIT
+) -> pd.DataFrame:
+    """Run a computation on a Spark (Connect) session and return at most ``limit`` rows.
+
+    Args:
+        spark: a Spark session, normally the thin Spark Connect client of a kernel.
+        computation: the saved computation to run.
+        limit: the most rows to return (1 to :data:`MAX_LIMIT`).
+
+    Returns:
+        The result as a pandas frame, in the query's column order.
+
+    Raises:
+        ComputationError: the query is not allowed, the limit is out of range, or Spark
+            refused the query (unknown table or column, syntax error...).
+        ServiceUnavailableError: the engine is gone or restarted, so this session is no longer
+            valid; a new session is needed.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ComputationError(
+            f"limit {limit} for computation {computation.name!r} is out of range:"
+            f" use 1 to {MAX_LIMIT}",
+            computation=computation.name,
+            limit=limit,
+        )
+    sql = check_sql(computation)
+    # Imported here so the module (and the guard) load without pyspark.
+    from pyspark.errors import PySparkException
+
+    try:
+        # DataFrame.limit wraps the whole query, so an inner ORDER BY keeps its meaning and a
+        # query's own, larger LIMIT cannot escape the cap.
+        frame = spark.sql(sql).limit(limit).toPandas()
+    except PySparkException as err:
+        if _session_lost(err):
+            raise ServiceUnavailableError(
+                f"computation {computation.name!r}: the engine lost this session (it restarted"
+                f" or went away): {_first_line(err)}; run it again to reconnect",
+                computation=computation.name,
+            ) from err
+        raise ComputationError(
+            f"computation {computation.name!r} failed in Spark: {_first_line(err)}",
+            computation=computation.name,
+            spark_error=err.getCondition() if hasattr(err, "getCondition") else None,
+        ) from err
+    logger.debug("computation=%s rows=%d limit=%d", computation.name, len(frame), limit)
+    return frame
+
+
+def _session_lost(err: Exception) -> bool:
+    condition = getattr(err, "getCondition", lambda: None)() or ""
+    # After an engine restart the server no longer knows our session id (INVALID_HANDLE), and
+    # the client then closes itself (NO_ACTIVE_SESSION); a vanished server surfaces as gRPC
+    # UNAVAILABLE once the client's own retries are exhausted.
+    return (
+        condition.startswith("INVALID_HANDLE.SESSION")
+        or condition == "NO_ACTIVE_SESSION"
+        or "StatusCode.UNAVAILABLE" in str(err)
+    )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,341 @@
+"""A dashboard tile: one computation drawn with plotly, refreshed on the kernel's event loop.
+
+The query runs in a worker thread so the kernel keeps answering widget messages while Spark
+works; at most one refresh of a tile is in flight at any time (a refresh that finds the previous
+one still running is skipped, even after the previous one timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import TYPE_CHECKING, Any, Literal
+
+import ipywidgets as widgets
+import pandas as pd
+
+from workbench.analytics.computations import DEFAULT_LIMIT, run_computation
+from workbench.analytics.tiles import EMPTY_MESSAGE, build_tile_figure, data_age, format_age
+from workbench.catalog.records import Computation
+from workbench.core.errors import ServiceUnavailableError, WorkbenchError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["PLOTLY_MIME", "SparkFactory", "TileWidget", "build_tile"]
+
+logger = logging.getLogger(__name__)
+
+SparkFactory = Callable[[], "SparkSession"]
+"""Returns a connected Spark (Connect) session, or raises ServiceUnavailableError."""
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+"""Rendered by the jupyterlab-plotly extension in JupyterLab and Voila; no plotly.js download."""
+
+TileState = Literal["loading", "ok", "empty", "error"]
+
+
+@dataclass(frozen=True)
+class _Result:
+    frame: pd.DataFrame | None = None
+    timezone: str = "UTC"
+    error: str | None = None
+
+
+class TileWidget(widgets.VBox):
+    """One tile: title, freshness badge, last refresh time, message line and plot.
+
+    Build it with :func:`build_tile`. ``state``, ``message``, ``freshness`` and ``frame``
+    describe the last refresh, for code and tests that look at a tile without a browser.
+    """
+
+    def __init__(
+        self,
+        spark_factory: SparkFactory,
+        computation: Computation,
+        *,
+        refresh_seconds: float,
+        limit: int = DEFAULT_LIMIT,
+        query_timeout: float = 60.0,
+        on_session_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self.computation = computation
+        self.refresh_seconds = refresh_seconds
+        self.limit = limit
+        self.query_timeout = query_timeout
+        self.state: TileState = "loading"
+        self.message = ""
+        self.freshness = "loading…"
+        self.frame: pd.DataFrame | None = None
+        self.refreshed_at: datetime | None = None
+        self._spark_factory = spark_factory
+        self._on_session_lost = on_session_lost
+        # One worker per tile: its queries never queue behind another tile's.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile")
+        self._in_flight: Future[_Result] | None = None
+        self._lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+        description = f" <small>{escape(computation.description)}</small>"
+        self._title = widgets.HTML(
+            f"<h3 style='margin:0'>{escape(computation.name)}</h3>"
+            + (description if computation.description else "")
+        )
+        self._badge = widgets.HTML(_badge_html(self.freshness, "#9e9e9e"))
+        self._refreshed = widgets.HTML("")
+        self._button = widgets.Button(description="Refresh", icon="refresh", tooltip="Refresh now")
+        self._button.layout.width = "110px"
+        self._button.on_click(lambda _: self._schedule_refresh())
+        self._message = widgets.HTML("")
+        self._plot = widgets.Output(layout={"min_height": "360px"})
+        header = widgets.HBox(
+            [self._title, self._badge, self._refreshed, self._button],
+            layout={"align_items": "center", "grid_gap": "12px"},
+        )
+        super().__init__([header, self._message, self._plot])
+        self.add_class("workbench-tile")
+
+    # -- refreshing ---------------------------------------------------------------------------
+
+    def refresh_now(self) -> TileState:
+        """Refresh synchronously (blocks the caller until the query returns or times out)."""
+        future = self._submit()
+        if future is None:
+            return self.state
+        try:
+            result = future.result(timeout=self.query_timeout)
+        except TimeoutError:
+            result = _Result(error=self._timeout_message())
+        self._show(result)
+        return self.state
+
+    async def refresh(self) -> TileState:
+        """Refresh without blocking the event loop; skipped while a refresh is in flight."""
+        future = self._submit()
+        if future is None:
+            return self.state
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), self.query_timeout)
+        except TimeoutError:
+            result = _Result(error=self._timeout_message())
+        self._show(result)
+        return self.state
+
+    def start(self) -> asyncio.Task[None] | None:
+        """Start auto-refresh on the running event loop (the kernel's); no-op without one."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            logger.debug("tile=%s no running event loop, auto-refresh off", self.computation.name)
+            return None
+        self._task = loop.create_task(self._run_auto_refresh())
+        return self._task
+
+    def stop(self) -> None:
+        """Stop auto-refresh (a query already running finishes in the background)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def close(self) -> None:
+        """Stop refreshing and close the widget and its children."""
+        self.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for child in (self._title, self._badge, self._refreshed, self._button, self._message):
+            child.close()
+        self._plot.close()
+        super().close()
+
+    async def _run_auto_refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the loop must outlive any one bad refresh; the tile shows it
+                logger.exception("tile=%s refresh failed", self.computation.name)
+
+    def _schedule_refresh(self) -> None:
+        try:
+            asyncio.get_running_loop().create_task(self.refresh())
+        except RuntimeError:
+            self.refresh_now()
+
+    def _submit(self) -> Future[_Result] | None:
+        with self._lock:
+            if self._in_flight is not None and not self._in_flight.done():
+                logger.debug("tile=%s refresh skipped: one is in flight", self.computation.name)
+                return None
+            self._in_flight = self._executor.submit(self._fetch)
+            return self._in_flight
+
+    def _timeout_message(self) -> str:
+        return (
+            f"the engine did not answer within {self.query_timeout:g} s; the query keeps running"
+            " and the next refresh waits for it"
+        )
+
+    def _fetch(self) -> _Result:
+        """Runs in the worker thread: connect, query, never touch widgets."""
+        try:
+            return self._query()
+        except ServiceUnavailableError as err:
+            if self._on_session_lost is None:
+                return _Result(error=f"engine unreachable: {err.message}")
+            # An engine restart ends our session: drop it and try once more on a new one.
+            self._on_session_lost()
+            try:
+                return self._query()
+            except ServiceUnavailableError as again:
+                self._on_session_lost()
+                return _Result(error=f"engine unreachable: {again.message}")
+
+    def _query(self) -> _Result:
+        name = self.computation.name
+        try:
+            spark = self._spark_factory()
+            frame = run_computation(spark, self.computation, limit=self.limit)
+            # After the query: a lost session fails there, as a ServiceUnavailableError.
+            timezone = spark.conf.get("spark.sql.session.timeZone") or "UTC"
+        except ServiceUnavailableError:
+            raise
+        except WorkbenchError as err:
+            return _Result(error=err.message)
+        except Exception as err:  # Spark/gRPC failures of any kind: show them on the tile
+            logger.warning("tile=%s refresh error=%r", name, err)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            return _Result(error=f"{type(err).__name__}: {first}")
+        return _Result(frame=frame, timezone=timezone)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _set_badge(self, text: str, color: str) -> None:
+        self.freshness = text
+        self._badge.value = _badge_html(text, color)
+
+    def _show(self, result: _Result) -> None:
+        now = datetime.now(UTC)
+        self.refreshed_at = now
+        self._refreshed.value = (
+            f"<span class='workbench-refreshed'>refreshed {now:%H:%M:%S} UTC</span>"
+        )
+        if result.error is not None:
+            self.state, self.message = "error", result.error
+            self._message.value = _message_html(result.error, "#b71c1c")
+            self._set_badge("no data", "#9e9e9e")
+            return
+        frame = result.frame
+        assert frame is not None
+        self.frame = frame
+        if frame.empty:
+            self.state, self.message = "empty", EMPTY_MESSAGE
+            self._message.value = _message_html(EMPTY_MESSAGE, "#5d4037")
+            self._set_badge("no data", "#9e9e9e")
+            self._plot.outputs = ()
+            return
+        try:
+            figure = build_tile_figure(frame, self.computation)
+        except WorkbenchError as err:
+            self.state, self.message = "error", err.message
+            self._message.value = _message_html(err.message, "#b71c1c")
+            return
+        # The tile's header already names the computation.
+        figure.update_layout(title_text="", margin={"t": 16})
+        self.state, self.message = "ok", ""
+        self._message.value = ""
+        age = data_age(frame, self.computation, now=now, timezone=result.timezone)
+        self._set_badge(*_freshness(age, self.refresh_seconds))
+        self._plot.outputs = (_figure_output(figure, self.computation.name, len(frame)),)
+
+
+def build_tile(
+    spark_factory: SparkFactory,
+    computation: Computation,
+    *,
+    refresh_seconds: float,
+    limit: int = DEFAULT_LIMIT,
+    query_timeout: float = 60.0,
+    auto_refresh: bool = True,
+    on_session_lost: Callable[[], None] | None = None,
+) -> TileWidget:
+    """Build a tile and fill it once, then keep it fresh.
+
+    The first refresh is synchronous on purpose: in Voila the page is sent once the notebook has
+    run, so a tile that already holds its figure paints complete at once (widget updates sent
+    before the browser connects could be lost). Later refreshes run every ``refresh_seconds``
+    as an asyncio task on the kernel's loop.
+
+    Args:
+        spark_factory: returns a connected Spark Connect session; called on every refresh, so it
+            can reconnect after an engine restart. Raises ServiceUnavailableError when the
+            engine is away.
+        computation: what to run and how to draw it.
+        refresh_seconds: seconds between the end of one refresh and the start of the next.
+        limit: the most rows fetched per refresh.
+        query_timeout: seconds a refresh waits for the engine before reporting it.
+        auto_refresh: start the refresh loop (needs a running event loop, as in a kernel).
+        on_session_lost: called when the engine is gone or lost the session (it restarted),
+            so the factory can drop its session and reconnect on the next refresh.
+
+    Returns:
+        The tile widget.
+    """
+    tile = TileWidget(
+        spark_factory,
+        computation,
+        refresh_seconds=refresh_seconds,
+        limit=limit,
+        query_timeout=query_timeout,
+        on_session_lost=on_session_lost,
+    )
+    tile.refresh_now()
+    if auto_refresh:
+        tile.start()
+    return tile
+
+
+def _figure_output(figure: Any, name: str, rows: int) -> dict[str, Any]:
+    # Set as Output.outputs rather than displayed inside `with output:`, which captures by the
+    # parent message id and so misses displays made from background tasks.
+    return {
+        "output_type": "display_data",
+        "data": {
+            PLOTLY_MIME: json.loads(figure.to_json()),
+            "text/plain": f"<{name}: {rows} rows>",
+        },
+        "metadata": {},
+    }
+
+
+def _freshness(age: timedelta | None, refresh_seconds: float) -> tuple[str, str]:
+    """Badge text and color: green within three refreshes (at least 5 min, as gold windows are
+    minutes long), amber up to 30 min, red after."""
+    if age is None:
+        return "age unknown", "#9e9e9e"
+    seconds = age.total_seconds()
+    if seconds <= max(3 * refresh_seconds, 5 * 60):
+        color = "#2e7d32"
+    elif seconds <= 30 * 60:
+        color = "#ef6c00"
+    else:
+        color = "#b71c1c"
+    return f"data {format_age(age)} old", color
+
+
+def _badge_html(text: str, color: str) -> str:
+    return (
+        f"<span class='workbench-freshness' style='background:{color};color:white;"
+        f"padding:2px 8px;border-radius:10px;font-size:90%'>{escape(text)}</span>"
+    )
+
+
+def _message_html(text: str, color: str) -> str:
+    return f"<div class='workbench-tile-message' style='color:{color}'>{escape(text)}</div>"
