@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from tests.fixtures.stack import GOLD_AVERAGES_SCHEMA as GOLD_ARROW_SCHEMA
 from workbench.core.errors import EngineError
 from workbench.core.settings import Settings
 from workbench.gold.averages import GOLD_AVERAGES_SCHEMA, TABLE, ensure_gold_table
@@ -38,24 +39,6 @@ def test_spark_writes_deltalake_reads(spark: Any, tmp_path: Path) -> None:
     assert from_rs[0] == ("a", 1.5, 3, datetime(2026, 11, 26, 10, 0), {"k": "v"})
 
 
-def _gold_arrow_schema() -> pa.Schema:
-    ts = pa.timestamp("us", tz="UTC")
-    return pa.schema(
-        [
-            ("window_start", ts),
-            ("window_end", ts),
-            ("ingestion_id", pa.string()),
-            ("sensor_id", pa.string()),
-            ("field", pa.string()),
-            ("avg_value", pa.float64()),
-            ("min_value", pa.float64()),
-            ("max_value", pa.float64()),
-            ("count", pa.int64()),
-            ("updated_at", ts),
-        ]
-    )
-
-
 def test_gold_table_made_by_deltalake_is_accepted(spark: Any, lake_settings: Settings) -> None:
     row = {
         "window_start": WHEN,
@@ -70,7 +53,7 @@ def test_gold_table_made_by_deltalake_is_accepted(spark: Any, lake_settings: Set
         "updated_at": WHEN,
     }
     path = lake_settings.lake.gold(TABLE)
-    write_deltalake(path, pa.Table.from_pylist([row], schema=_gold_arrow_schema()))
+    write_deltalake(path, pa.Table.from_pylist([row], schema=GOLD_ARROW_SCHEMA))
 
     ensure_gold_table(spark, lake_settings)  # no error: same columns and types
 

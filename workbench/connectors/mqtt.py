@@ -166,6 +166,7 @@ class MqttConnector:
             self._sink(envelopes, None)
             return
         mid, qos = msg.mid, msg.qos
+
         # Blocks under back-pressure, which stops this network thread from reading more.
         def ack() -> None:
             client.ack(mid, qos)

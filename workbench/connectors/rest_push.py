@@ -48,6 +48,7 @@ def parse_push_body(
     time_fields: list[str],
 ) -> tuple[list[Envelope], list[RecordResult]]:
     """Envelopes for a pushed body and the per-record results to send back."""
+
     def envelopes_of(part: bytes, message_id: str | None = None) -> list[Envelope]:
         return build_envelopes(
             part,

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -25,13 +24,12 @@ from workbench.enrichment.normalization import (
     normalize,
     rule_usage,
 )
+from workbench.spark.streaming import TriggerMode, await_query, start_query
 from workbench.spark.tables import ensure_delta_table
 
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "enrichment"
-
-TriggerMode = Literal["processing_time", "available_now"]
 
 
 class RuleStore(Protocol):
@@ -132,20 +130,13 @@ def start_enrichment(
         app_id_holder["id"] = app_id
         write_batch(settings, store, batch, batch_id, app_id=app_id, on_usage=on_usage)
 
-    writer = (
-        read_bronze(spark, settings)
-        .writeStream.queryName(QUERY_NAME)
-        .foreachBatch(_batch)
-        .option("checkpointLocation", f"{settings.lake.checkpoints}/{QUERY_NAME}")
+    return start_query(
+        read_bronze(spark, settings).writeStream.foreachBatch(_batch),
+        name=QUERY_NAME,
+        checkpoints=settings.lake.checkpoints,
+        trigger=trigger,
+        interval_seconds=settings.engine.enrichment_trigger_seconds,
     )
-    if trigger == "available_now":
-        writer = writer.trigger(availableNow=True)
-    else:
-        ms = int(settings.engine.enrichment_trigger_seconds * 1000)
-        writer = writer.trigger(processingTime=f"{ms} milliseconds")
-    query = writer.start()
-    log.info("stream started query=%s id=%s trigger=%s", QUERY_NAME, query.id, trigger)
-    return query
 
 
 def _query_app_id(spark: SparkSession) -> str:
@@ -165,13 +156,4 @@ def run_enrichment_once(spark: SparkSession, settings: Settings, store: RuleStor
     Raises:
         EngineError: if a batch failed.
     """
-    query = start_enrichment(spark, settings, store, trigger="available_now")
-    await_query(query)
-
-
-def await_query(query: StreamingQuery) -> None:
-    """Wait for a query to finish; raise :class:`EngineError` if it failed."""
-    try:
-        query.awaitTermination()
-    except StreamingQueryException as err:
-        raise EngineError(f"stream {query.name} failed: {err}", query=query.name) from err
+    await_query(start_enrichment(spark, settings, store, trigger="available_now"))

@@ -9,9 +9,7 @@ batch rewrites the same rows instead of adding new ones.
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -24,8 +22,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from workbench.core.errors import EngineError
 from workbench.core.settings import Settings
+from workbench.spark.streaming import TriggerMode, await_query, start_query
 from workbench.spark.tables import ensure_delta_table
 
 log = logging.getLogger(__name__)
@@ -125,7 +123,7 @@ def start_averages(
     spark: SparkSession,
     settings: Settings,
     *,
-    trigger: Literal["processing_time", "available_now"] = "processing_time",
+    trigger: TriggerMode = "processing_time",
 ) -> StreamingQuery:
     """Start the silver → gold ``sensor_averages`` query (named :data:`QUERY_NAME`)."""
     ensure_gold_table(spark, settings)
@@ -144,20 +142,13 @@ def start_averages(
         merge_batch(spark, path, batch)
         log.debug("gold batch merged query=%s batch_id=%s", QUERY_NAME, batch_id)
 
-    writer = (
-        stats.writeStream.queryName(QUERY_NAME)
-        .outputMode("update")
-        .foreachBatch(_batch)
-        .option("checkpointLocation", f"{settings.lake.checkpoints}/{QUERY_NAME}")
+    return start_query(
+        stats.writeStream.outputMode("update").foreachBatch(_batch),
+        name=QUERY_NAME,
+        checkpoints=settings.lake.checkpoints,
+        trigger=trigger,
+        interval_seconds=settings.engine.gold_trigger_seconds,
     )
-    if trigger == "available_now":
-        writer = writer.trigger(availableNow=True)
-    else:
-        ms = int(settings.engine.gold_trigger_seconds * 1000)
-        writer = writer.trigger(processingTime=f"{ms} milliseconds")
-    query = writer.start()
-    log.info("stream started query=%s id=%s trigger=%s", QUERY_NAME, query.id, trigger)
-    return query
 
 
 def run_averages_once(spark: SparkSession, settings: Settings) -> None:
@@ -166,8 +157,4 @@ def run_averages_once(spark: SparkSession, settings: Settings) -> None:
     Raises:
         EngineError: if a batch failed.
     """
-    query = start_averages(spark, settings, trigger="available_now")
-    try:
-        query.awaitTermination()
-    except StreamingQueryException as err:
-        raise EngineError(f"stream {QUERY_NAME} failed: {err}", query=QUERY_NAME) from err
+    await_query(start_averages(spark, settings, trigger="available_now"))

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "voila_apps" / "dashboard" / "app.ipynb"
 
+#: Set by a Spark Connect client session for its whole process; a child engine inheriting them
+#: would start as a client instead of a driver.
+SPARK_CLIENT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+
 
 @dataclass
 class Child:
@@ -95,7 +99,8 @@ def run_stack(settings: Settings) -> int:
     Catalog(settings.catalog.url).close()  # migrate once, before services race to do it
     logs = Path(settings.home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **settings_env(settings)}
+    env = {k: v for k, v in os.environ.items() if k not in SPARK_CLIENT_ENV}
+    env.update(settings_env(settings))
     children = plan(settings)
     stopping = False
 
