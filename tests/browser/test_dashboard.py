@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.fixtures.browser import PLOT_LINES, PLOT_POINTS, browser_page
 from tests.fixtures.services import ROOT, child_env, free_port
 from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-scoped engine)
     MINUTES,
@@ -24,17 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.spark]
 
 APP = ROOT / "voila_apps" / "dashboard" / "app.ipynb"
 SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -87,41 +77,30 @@ def voila_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_dashboard_shows_the_live_tile_and_refreshes(stack: Stack, voila_url: str) -> None:
-    from playwright.sync_api import sync_playwright
+    with browser_page() as page:
+        page.goto(voila_url, timeout=120_000)
+        # One drawn line per sensor: the figure arrived with its data points.
+        lines = page.locator(PLOT_LINES)
+        lines.first.wait_for(state="attached", timeout=120_000)
+        assert lines.count() == len(SENSORS)
+        points = page.locator(PLOT_POINTS)
+        assert points.count() == len(SENSORS) * 6
+        legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+        assert sorted(legend) == list(SENSORS)
+        badge = page.locator(".workbench-freshness").inner_text()
+        assert badge.startswith("data ") and badge.endswith(" old"), badge
+        assert "refreshed" in page.locator(".workbench-refreshed").inner_text()
+        assert page.get_by_text("sensor_averages").first.is_visible()
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        # New gold rows reach the open page through the tile's own refresh loop.
+        seed_gold_averages(
+            stack.settings, gold_rows(stack.seeded_at, minutes=range(MINUTES, MINUTES + 1))
         )
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-            page = context.new_page()
-            page.goto(voila_url, timeout=120_000)
-            # One drawn line per sensor: the figure arrived with its data points.
-            lines = page.locator(".js-plotly-plot .scatterlayer .trace path.js-line")
-            lines.first.wait_for(state="attached", timeout=120_000)
-            assert lines.count() == len(SENSORS)
-            points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
-            assert points.count() == len(SENSORS) * 6
-            legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
-            assert sorted(legend) == list(SENSORS)
-            badge = page.locator(".workbench-freshness").inner_text()
-            assert badge.startswith("data ") and badge.endswith(" old"), badge
-            assert "refreshed" in page.locator(".workbench-refreshed").inner_text()
-            assert page.get_by_text("sensor_averages").first.is_visible()
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-
-            # New gold rows reach the open page through the tile's own refresh loop.
-            seed_gold_averages(
-                stack.settings, gold_rows(stack.seeded_at, minutes=range(MINUTES, MINUTES + 1))
-            )
-            expected = len(SENSORS) * (MINUTES + 1)
-            page.wait_for_function(
-                "n => document.querySelectorAll("
-                "'.js-plotly-plot .scatterlayer .trace .points path').length === n",
-                arg=expected,
-                timeout=60_000,
-            )
-        finally:
-            browser.close()
+        expected = len(SENSORS) * (MINUTES + 1)
+        page.wait_for_function(
+            f"n => document.querySelectorAll('{PLOT_POINTS}').length === n",
+            arg=expected,
+            timeout=60_000,
+        )

@@ -51,6 +51,16 @@ def test_timeseries_draws_one_time_ordered_line_per_color() -> None:
     assert figure.layout.xaxis.title.text == "window_start"
 
 
+def test_a_young_stream_shows_minutes_not_milliseconds() -> None:
+    one_window = _frame().head(1)
+    x_range = build_tile_figure(one_window, TIMESERIES).layout.xaxis.range
+    assert x_range is not None
+    assert pd.Timestamp(x_range[1]) - pd.Timestamp(x_range[0]) == pd.Timedelta(minutes=6)
+    long = _frame()
+    long.loc[0, "window_start"] = datetime(2025, 1, 1, 18, 0)
+    assert build_tile_figure(long, TIMESERIES).layout.xaxis.range is None  # plotly autoscales
+
+
 def test_timeseries_without_color_is_a_single_line() -> None:
     plain = Computation(
         name="one",

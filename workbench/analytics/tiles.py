@@ -184,7 +184,15 @@ def _xy_traces(df: pd.DataFrame, computation: Computation, make: Callable[..., A
 def _timeseries(df: pd.DataFrame, computation: Computation) -> go.Figure:
     x = _column(df, computation, "x", str(df.columns[0]))
     ordered = df.sort_values(x, kind="stable")
-    return _xy_traces(ordered, computation, lambda **kw: go.Scatter(mode="lines+markers", **kw))
+    figure = _xy_traces(ordered, computation, lambda **kw: go.Scatter(mode="lines+markers", **kw))
+    if pd.api.types.is_datetime64_any_dtype(ordered[x]):
+        first, last = ordered[x].min(), ordered[x].max()
+        if last - first < pd.Timedelta(minutes=5):
+            # A young stream has one or two windows; plotly would zoom to milliseconds.
+            figure.update_xaxes(
+                range=[last - pd.Timedelta(minutes=5), last + pd.Timedelta(minutes=1)]
+            )
+    return figure
 
 
 def _bar(df: pd.DataFrame, computation: Computation) -> go.Figure:
