@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("ingest", _ingest, "run the ingest service (no JVM)")
     add("engine", _engine, "run the engine service (Spark driver, streams, Spark Connect)")
     sim = add("simulate", _simulate, "publish simulated sensor readings to the broker")
-    sim.add_argument("--kind", default="temperature", choices=["temperature"])
+    sim.add_argument("--kind", default="temperature", help="sensor kind (default: temperature)")
     sim.add_argument("--count", type=int, default=None, help="stop after N messages per sensor")
     kernel = sub.add_parser("kernel", help="Jupyter kernelspec").add_subparsers(
         dest="kernel_command", required=True

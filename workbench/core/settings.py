@@ -55,6 +55,21 @@ class LakeSettings(BaseModel):
         return f"{self.root}/_quarantine"
 
 
+class S3Settings(BaseModel):
+    """The object store behind an ``s3a://bucket/prefix`` lake root (MinIO or any S3)."""
+
+    endpoint: str = "127.0.0.1:9000"
+    """``host:port`` of the S3 API."""
+    access_key: str | None = None
+    secret_key: str | None = None
+    """Credentials come from the environment or a secret file, never from code or logs."""
+    region: str = "us-east-1"
+    secure: bool = False
+    """HTTPS to the endpoint."""
+    spill_dir: str = ".workbench/spill"
+    """Where bronze batches wait, in order, while the object store is unreachable."""
+
+
 class CatalogSettings(BaseModel):
     """The catalog database (sources, schemas, rules, computations...)."""
 
@@ -169,6 +184,7 @@ class Settings(BaseSettings):
     home: str = ".workbench"
     """Working directory of the embedded stack (logs, broker data, pid files)."""
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -186,6 +202,7 @@ class Settings(BaseSettings):
         if "://" not in self.lake.root:
             self.lake.root = str(Path(self.lake.root).resolve())
         self.spark.jar_cache = str(Path(self.spark.jar_cache).resolve())
+        self.s3.spill_dir = str(Path(self.s3.spill_dir).resolve())
         prefix = "sqlite:///"
         if self.catalog.url.startswith(prefix) and not self.catalog.url.startswith(prefix + "/"):
             db = Path(self.catalog.url.removeprefix(prefix)).resolve()
