@@ -34,7 +34,7 @@ def test_migrations_run_once_even_concurrently(tmp_path: Path) -> None:
     def open_catalog() -> None:
         try:
             Catalog(url).close()
-        except BaseException as err:
+        except BaseException as err:  # noqa: BLE001 - report any failure of the thread
             errors.append(err)
 
     threads = [threading.Thread(target=open_catalog) for _ in range(4)]

@@ -19,36 +19,23 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from workbench.api.source_routes import build_source_router
 from workbench.catalog.extraction import MetadataExtractor
 from workbench.catalog.store import Catalog
-from workbench.core.errors import NotFoundError, WorkbenchError
+from workbench.connectors.registry import default_registry
+from workbench.core.errors import CatalogError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.service import IngestService
-from workbench.ingest.storage import LocalStorage
+from workbench.ingest.storage import build_storage
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MQTT_SOURCE = "mqtt"
-DEFAULT_PUSH_SOURCE = "http"
-
-
-def register_default_sources(catalog: Catalog, settings: Settings) -> None:
-    """At first start: one MQTT source on the configured topic, one REST push source."""
-    types = {s["type"] for s in catalog.list_sources()}
-    if "mqtt" not in types:
-        catalog.save_source(
-            DEFAULT_MQTT_SOURCE, "mqtt", {"topic": settings.mqtt.topic, "qos": settings.mqtt.qos}
-        )
-    if "rest_push" not in types:
-        catalog.save_source(DEFAULT_PUSH_SOURCE, "rest_push", {})
 
 
 def build_ingest_app(settings: Settings) -> FastAPI:
     """The ingest service as an ASGI app; starting it (lifespan) starts every source."""
     ensure_local_dirs(settings)
     catalog = Catalog(settings.catalog.url)
-    register_default_sources(catalog, settings)
     metrics = IngestMetrics()
     extractor = MetadataExtractor(
         catalog,
@@ -57,13 +44,13 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     )
     service = IngestService(
         settings,
-        storage=LocalStorage(settings.lake.root),
+        storage=build_storage(settings),
         metrics=metrics,
+        registry=default_registry(),
+        store=catalog,
         observer=extractor.observe,
     )
-    for record in catalog.list_sources():
-        if record["enabled"]:
-            service.add_source(record)
+    service.register_defaults()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +59,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         log.info(
             "ingest service started port=%s sources=%s",
             settings.ingest.port,
-            sorted(service.sources) + sorted(service.push_sources),
+            sorted(service.sources.records()),
         )
         try:
             yield
@@ -84,15 +71,34 @@ def build_ingest_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="workbench ingest", lifespan=lifespan)
     app.state.service = service
+    app.include_router(build_source_router(service.sources))
 
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
-        status = 404 if isinstance(err, NotFoundError) else 400
+        status = (
+            404
+            if isinstance(err, NotFoundError)
+            else 422
+            if isinstance(err, ConfigError)
+            else 409
+            if isinstance(err, CatalogError)
+            else 400
+        )
         return JSONResponse(err.to_dict(), status_code=status)
 
     @app.post("/api/push/{source}")
     async def push(source: str, request: Request) -> JSONResponse:
-        limit = settings.ingest.max_body_bytes
+        _iid, config = service.sources.push_ingestion_id(source)
+        token = config.get("token")
+        if token and request.headers.get("authorization") != f"Bearer {token}":
+            return JSONResponse(
+                {
+                    "code": "unauthorized",
+                    "message": f"source {source!r} needs 'Authorization: Bearer <token>'",
+                },
+                status_code=401,
+            )
+        limit = int(config.get("max_body_bytes") or settings.ingest.max_body_bytes)
         declared = int(request.headers.get("content-length") or 0)
         if declared > limit:
             return _too_large(declared, limit)

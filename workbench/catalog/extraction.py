@@ -68,7 +68,7 @@ class MetadataExtractor:
             return
         try:
             self._catalog.record_observations(batch.values())
-        except Exception:
+        except Exception:  # keep the observations and retry next round
             log.exception("writing metadata failed datasets=%s; will retry", len(batch))
             with self._lock:
                 for iid, obs in batch.items():

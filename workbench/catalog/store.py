@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,7 +38,7 @@ def create_catalog_engine(url: str) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -46,6 +48,22 @@ def create_catalog_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enable_wal(cursor: Any, attempts: int = 100) -> None:
+    """Switch the database to WAL (persistent, so this is a no-op once any process did it).
+
+    The switch needs an exclusive lock and SQLite answers "database is locked" at once, without
+    its busy handler, when another connection is opening the new file at the same moment.
+    """
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 class Catalog:
@@ -83,6 +101,22 @@ class Catalog:
                     insert(t.sources).values(name=name, enabled=True, created_at=now, **values)
                 )
         return iid
+
+    def delete_source(self, name: str) -> None:
+        """Remove a source (its bronze data stays)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.sources).where(t.sources.c.name == name))
+
+    def set_source_enabled(self, name: str, enabled: bool) -> None:
+        """Mark a source started or stopped; a stopped source stays stopped across restarts."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.sources)
+                .where(t.sources.c.name == name)
+                .values(enabled=enabled, updated_at=utcnow())
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no source named {name!r}", source=name)
 
     def list_sources(self) -> list[dict[str, Any]]:
         """Every registered source with its type, ``ingestion_id``, config and state."""

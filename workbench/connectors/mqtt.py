@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from workbench.connectors.base import Sink, SourceHealth
 from workbench.connectors.envelope import build_envelopes
+from workbench.connectors.registry import ConnectorType, SourceContext
 from workbench.core.clock import utcnow
 from workbench.core.settings import MqttSettings
 
@@ -73,6 +74,9 @@ class MqttConnector:
         )
         if s.username:
             client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.tls_ca_certs, certfile=s.tls_certfile, keyfile=s.tls_keyfile)
+            client.tls_insecure_set(s.tls_insecure)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -130,7 +134,7 @@ class MqttConnector:
             self._last_error = f"connect refused: {reason_code}"
             log.error("mqtt connect refused source=%s reason=%s", self.name, reason_code)
             return
-        client.subscribe(self._settings.topic, qos=self._settings.qos)
+        client.subscribe(subscription(self._settings), qos=self._settings.qos)
         self._last_error = None
         self._connected.set()
         log.info(
@@ -172,3 +176,59 @@ class MqttConnector:
             client.ack(mid, qos)
 
         self._sink(envelopes, ack)
+
+
+def subscription(settings: MqttSettings) -> str:
+    """The topic filter to subscribe: shared (``$share/<group>/<topic>``) when a group is set."""
+    if settings.shared_group:
+        return f"$share/{settings.shared_group}/{settings.topic}"
+    return settings.topic
+
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["topic"],
+    "properties": {
+        "topic": {"type": "string", "minLength": 1, "description": "topic filter, e.g. sensors/#"},
+        "qos": {"enum": [0, 1], "default": 1},
+        "host": {"type": "string", "minLength": 1},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "username": {"type": "string"},
+        "password": {"type": "string", "description": "prefer WORKBENCH__MQTT__PASSWORD"},
+        "shared_group": {"type": "string", "pattern": "^[^/#+]+$"},
+        "keepalive": {"type": "integer", "minimum": 5, "maximum": 3600},
+        "tls": {"type": "boolean"},
+        "tls_ca_certs": {"type": "string"},
+        "tls_certfile": {"type": "string"},
+        "tls_keyfile": {"type": "string"},
+        "tls_insecure": {"type": "boolean"},
+    },
+}
+
+
+def _build(
+    name: str, ingestion_id: str, config: dict[str, Any], context: SourceContext
+) -> MqttConnector:
+    base: MqttSettings = context.defaults["mqtt"]
+    overrides = dict(config)
+    if "client_id" not in overrides and name != context.defaults.get("default_mqtt_source"):
+        # Each source needs its own persistent session: a stable id derived from the name.
+        overrides["client_id"] = f"{base.client_id}-{name}"
+    return MqttConnector(
+        name,
+        ingestion_id,
+        base.model_copy(update=overrides),
+        context.sink,
+        time_fields=context.time_fields,
+        on_received=context.on_received,
+    )
+
+
+CONNECTOR_TYPE = ConnectorType(
+    name="mqtt",
+    config_schema=CONFIG_SCHEMA,
+    factory=_build,
+    description="Subscribe to an MQTT topic (QoS 0/1, persistent session, ack after bronze).",
+)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from workbench.connectors.envelope import OBJECT, Envelope, build_envelopes, message_identity
+from workbench.connectors.registry import ConnectorType, SourceContext
 
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/ndjson")
 
@@ -78,3 +79,30 @@ def parse_push_body(
         for i, env in enumerate(envelopes)
     ]
     return envelopes, results
+
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "token": {
+            "type": "string",
+            "minLength": 16,
+            "description": "bearer token senders must present (omit only in demo mode)",
+        },
+        "max_body_bytes": {"type": "integer", "minimum": 1},
+    },
+}
+
+
+def _passive(name: str, ingestion_id: str, config: dict[str, Any], context: SourceContext) -> None:
+    """REST push sources are served by the ingest HTTP API; nothing runs on its own."""
+    return None
+
+
+CONNECTOR_TYPE = ConnectorType(
+    name="rest_push",
+    config_schema=CONFIG_SCHEMA,
+    factory=_passive,
+    description="Accept JSON, arrays or NDJSON at POST /api/push/<source>.",
+)

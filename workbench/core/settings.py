@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -68,6 +68,11 @@ class S3Settings(BaseModel):
     """HTTPS to the endpoint."""
     spill_dir: str = ".workbench/spill"
     """Where bronze batches wait, in order, while the object store is unreachable."""
+    timeout_seconds: float = 10.0
+    """Connect and read timeout of one S3 request; a store that does not answer in time is
+    treated as down and the batch spills."""
+    spill_retry_max_seconds: float = 5.0
+    """Longest wait between two attempts to upload the oldest spilled batch."""
 
 
 class CatalogSettings(BaseModel):
@@ -91,6 +96,14 @@ class MqttSettings(BaseModel):
     password: str | None = None
     keepalive: int = 30
     session_expiry_seconds: int = 7 * 24 * 3600
+    shared_group: str | None = None
+    """Subscribe as ``$share/<group>/<topic>`` so several ingest processes split the topic."""
+    tls: bool = False
+    tls_ca_certs: str | None = None
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_insecure: bool = False
+    """Skip hostname verification (test brokers only)."""
     embedded: bool = True
     """``workbench up`` starts a local Mosquitto when true."""
 
@@ -165,11 +178,43 @@ class VoilaSettings(BaseModel):
 
 
 class SimulatorSettings(BaseModel):
-    """The demo sensors."""
+    """The demo sensors (``workbench simulate``)."""
 
-    sensors: int = 5
-    interval_seconds: float = 1.0
+    sensors: Annotated[int, Field(ge=1)] = 5
+    """Sensors per kind; ids are stable (``temp-001``...) so a restart continues the same fleet."""
+    interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+    """One reading per sensor this often (also the REST API simulator's refresh interval)."""
     topic_prefix: str = "sensors"
+    """Readings go to ``<topic_prefix>/<kind>/<sensor_id>``."""
+    seed: int = 42
+    """Seed of the readings' random noise: the same seed gives the same values."""
+    sequence_numbers: bool = False
+    """Add a per-sensor ``seq`` (1, 2, ...) to every payload, persisted across restarts."""
+    edge_buffer_max_messages: Annotated[int, Field(ge=1)] = 100_000
+    """Bound of the on-disk edge buffer (``<home>/edge/<kind>``) holding unacknowledged messages."""
+    edge_buffer_drop: Literal["oldest", "newest"] = "oldest"
+    """Which messages a full edge buffer drops (each drop is logged and counted)."""
+    inflight_messages: Annotated[int, Field(ge=1)] = 100
+    """QoS 1 messages handed to the broker and awaiting PUBACK at any time."""
+    reconnect_max_delay_seconds: Annotated[int, Field(ge=1)] = 10
+    """Cap of the reconnect backoff while the broker is unreachable."""
+    drain_timeout_seconds: Annotated[float, Field(ge=0)] = 10.0
+    """On stop, wait this long for the broker to acknowledge what is buffered (the rest stays
+    on disk for the next start)."""
+    rest_host: str = "127.0.0.1"
+    """Interface of the REST API simulator (loopback by default)."""
+    rest_port: int = 8710
+    """Port of the REST API simulator."""
+    rest_token: str | None = None
+    """Bearer token the REST API simulator requires when set (from env/secret file, never code)."""
+    rest_history: Annotated[int, Field(ge=1)] = 1000
+    """Readings the REST API simulator keeps per kind (the most ``limit`` can return)."""
+    replay_file: str | None = None
+    """NDJSON recording the replay simulator publishes (default: the packaged recording)."""
+    replay_speed: Annotated[float, Field(ge=0)] = 1.0
+    """Replay timing: 1 keeps the recorded gaps, 10 is ten times faster, 0 as fast as possible."""
+    replay_shift_timestamps: bool = True
+    """Shift recorded payload timestamps to the replay time (false keeps them as recorded)."""
 
 
 class Settings(BaseSettings):

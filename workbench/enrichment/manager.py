@@ -120,7 +120,7 @@ class StreamManager:
         if now >= managed.retry_at:
             try:
                 self._start(managed)
-            except Exception as err:  # a start can fail like a batch; retry with backoff
+            except Exception as err:  # noqa: BLE001 - a start can fail like a batch; retry with backoff
                 managed.failures += 1
                 managed.last_error = str(err)
                 managed.retry_at = now + min(self._cap, self._base * 2 ** (managed.failures - 1))
@@ -149,7 +149,7 @@ class StreamManager:
                     log.info("stopping stream query=%s", managed.name)
                     try:
                         managed.query.stop()
-                    except Exception as err:  # keep stopping the others; the error is logged
+                    except Exception as err:  # noqa: BLE001 - keep stopping the others; the error is logged
                         log.error("stream stop failed query=%s error=%s", managed.name, err)
 
 

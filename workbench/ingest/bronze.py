@@ -47,6 +47,12 @@ BRONZE_FILE_SCHEMA = pa.schema(
 
 Observer = Callable[[list[Envelope]], None]
 
+#: An ``add`` of at least this many rows is a batch whose sender is waiting for the answer (a
+#: REST push body, a poll page): its buffer is flushed as soon as the flusher is free (group
+#: commit) instead of after ``flush_seconds``. Such a batch is file-sized already, so this makes
+#: no small files; single-message adds (MQTT) still wait for rows, bytes or age.
+GROUP_COMMIT_ROWS = 500
+
 
 @dataclass
 class _Buffer:
@@ -54,6 +60,8 @@ class _Buffer:
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     bytes: int = 0
     since: float = 0.0
+    waiting_batch: bool = False
+    """A batch of at least ``GROUP_COMMIT_ROWS`` rows waits: flush when the flusher is free."""
 
 
 class _Countdown:
@@ -155,6 +163,8 @@ class BronzeWriter:
                     buf.since = time.monotonic()
                 buf.rows.extend(rows)
                 buf.bytes += sum(e.size for e in rows)
+                if len(rows) >= GROUP_COMMIT_ROWS:
+                    buf.waiting_batch = True
                 if done is not None:
                     buf.callbacks.append(done)
             self._buffered_bytes += size
@@ -207,6 +217,7 @@ class BronzeWriter:
             if buf.rows
             and (
                 self._force
+                or buf.waiting_batch
                 or len(buf.rows) >= s.flush_rows
                 or buf.bytes >= s.flush_bytes
                 or now - buf.since >= s.flush_seconds
@@ -227,7 +238,7 @@ class BronzeWriter:
             for iid, buf in taken.items():
                 try:
                     self._write(iid, buf)
-                except Exception as err:
+                except Exception as err:  # noqa: BLE001 - the flusher must survive any failure
                     self.last_error = f"{type(err).__name__}: {err}"
                     log.error(
                         "bronze flush failed ingestion_id=%s rows=%s error=%s; will retry",
@@ -259,6 +270,7 @@ class BronzeWriter:
                 buf.rows.extend(newer.rows)
                 buf.callbacks.extend(newer.callbacks)
                 buf.bytes += newer.bytes
+                buf.waiting_batch = buf.waiting_batch or newer.waiting_batch
             self._buffers[iid] = buf
 
     def _write(self, iid: str, buf: _Buffer) -> None:
@@ -280,7 +292,7 @@ class BronzeWriter:
         if self._observer is not None:
             try:
                 self._observer(buf.rows)
-            except Exception:
+            except Exception:  # metadata must never block or fail ingestion
                 log.exception("metadata observer failed ingestion_id=%s", iid)
 
     def _update_gauges(self) -> None:

@@ -6,18 +6,21 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from workbench.connectors.base import Connector
 from workbench.connectors.envelope import OBJECT, Envelope
 from workbench.connectors.mqtt import MqttConnector
+from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.connectors.rest_push import RecordResult, parse_push_body
 from workbench.core.clock import utcnow
-from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 from workbench.ingest.bronze import BronzeWriter, Observer
 from workbench.ingest.metrics import IngestMetrics
+from workbench.ingest.sources import SourceManager, SourceStore
 from workbench.ingest.storage import LakeStorage
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MQTT_SOURCE = "mqtt"
+DEFAULT_PUSH_SOURCE = "http"
 
 
 class IngestService:
@@ -27,6 +30,8 @@ class IngestService:
         settings: the workbench settings.
         storage: where bronze files go.
         metrics: the process's ingest metrics.
+        registry: connector types.
+        store: where sources are kept (the catalog).
         observer: called with rows once they are durable (metadata extraction).
     """
 
@@ -36,46 +41,34 @@ class IngestService:
         *,
         storage: LakeStorage,
         metrics: IngestMetrics,
+        registry: ConnectorRegistry,
+        store: SourceStore,
         observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.writer = BronzeWriter(storage, settings.ingest, metrics, observer=observer)
-        self.sources: dict[str, Connector] = {}
-        self.push_sources: dict[str, str] = {}
-        """REST push source name → ingestion_id."""
+        context = SourceContext(
+            sink=self.writer.add,
+            time_fields=settings.ingest.time_fields,
+            on_received=self.count_received,
+            defaults={"mqtt": settings.mqtt, "default_mqtt_source": DEFAULT_MQTT_SOURCE},
+        )
+        self.sources = SourceManager(registry, store, context, metrics)
 
-    def add_source(self, record: dict[str, Any]) -> None:
-        """Register a source from its catalog record (``name``, ``type``, ``ingestion_id``,
-        ``config``)."""
-        name, kind, iid = record["name"], record["type"], record["ingestion_id"]
-        if kind == "mqtt":
-            mqtt_settings = self.settings.mqtt.model_copy(update=record.get("config") or {})
-            self.sources[name] = MqttConnector(
-                name,
-                iid,
-                mqtt_settings,
-                self.writer.add,
-                time_fields=self.settings.ingest.time_fields,
-                on_received=self.count_received,
-            )
-        elif kind == "rest_push":
-            self.push_sources[name] = iid
-        else:
-            log.warning("unknown source type, not started name=%s type=%s", name, kind)
+    def register_defaults(self) -> None:
+        """At first start: one MQTT source on the configured topic, one REST push source."""
+        self.sources.ensure(DEFAULT_MQTT_SOURCE, "mqtt", {"topic": self.settings.mqtt.topic})
+        self.sources.ensure(DEFAULT_PUSH_SOURCE, "rest_push", {})
 
     def start(self) -> None:
-        """Start the writer, then every source."""
+        """Start the writer, then every enabled source."""
         self.writer.start()
-        for source in self.sources.values():
-            source.start()
-            self.metrics.active_sources.labels(self.metrics.pod, getattr(source, "type", "?")).inc()
+        self.sources.start_all()
 
     def stop(self) -> bool:
         """Stop receiving, then flush everything; True if nothing was left unflushed."""
-        for source in self.sources.values():
-            source.stop()
-            self.metrics.active_sources.labels(self.metrics.pod, getattr(source, "type", "?")).dec()
+        self.sources.stop_all()
         return self.writer.stop()
 
     def count_received(
@@ -104,12 +97,7 @@ class IngestService:
         Raises:
             NotFoundError: the source is not a registered REST push source.
         """
-        iid = self.push_sources.get(source)
-        if iid is None:
-            known = ", ".join(sorted(self.push_sources)) or "none"
-            raise NotFoundError(
-                f"no REST push source named {source!r}; known: {known}", source=source
-            )
+        iid, _config = self.sources.push_ingestion_id(source)
         envelopes, results = parse_push_body(
             body,
             content_type=content_type,
@@ -125,14 +113,9 @@ class IngestService:
     def health(self) -> dict[str, Any]:
         """Sources, buffers and the writer's last error."""
         rows, size = self.writer.buffered()
-        sources = [vars(s.health()) for s in self.sources.values()]
-        sources += [
-            {"name": n, "type": "rest_push", "ingestion_id": i, "running": True, "connected": True}
-            for n, i in self.push_sources.items()
-        ]
         return {
             "status": "ok" if self.writer.last_error is None else "degraded",
-            "sources": sources,
+            "sources": self.sources.health(),
             "buffer": {"rows": rows, "bytes": size},
             "last_error": self.writer.last_error,
         }
@@ -141,5 +124,7 @@ class IngestService:
 def wait_all_connected(service: IngestService, timeout: float) -> bool:
     """True once every MQTT source is subscribed."""
     return all(
-        s.wait_connected(timeout) for s in service.sources.values() if isinstance(s, MqttConnector)
+        c.wait_connected(timeout)
+        for c in service.sources.connectors()
+        if isinstance(c, MqttConnector)
     )

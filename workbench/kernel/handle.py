@@ -107,7 +107,7 @@ class Workbench:
         if spark is not None and self.engine_reachable():
             try:
                 spark.stop()
-            except Exception as err:  # e.g. the engine restarted and no longer knows it
+            except Exception as err:  # noqa: BLE001 - e.g. the engine restarted and no longer knows it
                 logger.debug("closing spark connect session failed: %r", err)
         with self._lock:
             if self._catalog is not None:
@@ -213,6 +213,6 @@ class Workbench:
         }
         try:
             status["computations"] = [c.name for c in self.catalog.list_computations()]
-        except Exception as err:  # status reports problems, it does not raise them
+        except Exception as err:  # noqa: BLE001 - status reports problems, it does not raise them
             status["computations"] = f"catalog error: {err}"
         return status

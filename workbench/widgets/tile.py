@@ -209,7 +209,7 @@ class TileWidget(widgets.VBox):
             raise
         except WorkbenchError as err:
             return _Result(error=err.message)
-        except Exception as err:  # Spark/gRPC failures of any kind: show them on the tile
+        except Exception as err:  # noqa: BLE001 - Spark/gRPC failures of any kind: show them on the tile
             logger.warning("tile=%s refresh error=%r", name, err)
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             return _Result(error=f"{type(err).__name__}: {first}")
