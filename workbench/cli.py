@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from workbench.core.errors import ConfigError, ServiceUnavailableError, WorkbenchError
 from workbench.core.logs import configure_logging
@@ -39,9 +40,22 @@ def _engine(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.simulators.runner import run_simulator
+    from workbench.simulators.runner import read_edge_stats, run_simulator
 
-    run_simulator(settings, kind=args.kind, count=args.count)
+    if args.edge_stats:
+        stats = read_edge_stats(settings, args.kind)
+        print(json.dumps({"kind": args.kind, **stats.__dict__}))
+        return 0
+    overrides = {
+        "rest_port": args.port,
+        "replay_file": args.file,
+        "replay_speed": args.speed,
+        "replay_shift_timestamps": False if args.keep_timestamps else None,
+        "sequence_numbers": True if args.sequence_numbers else None,
+        "sensors": args.sensors,
+        "interval_seconds": args.interval,
+    }
+    run_simulator(settings, kind=args.kind, count=args.count, overrides=overrides)
     return 0
 
 
@@ -50,6 +64,39 @@ def _kernel_install(_settings: Settings, args: argparse.Namespace) -> int:
 
     where = install_kernelspec(user=args.user, prefix=args.prefix)
     print(f"installed kernelspec 'workbench' in {where}")
+    return 0
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{args.name.replace('-', '_')}")
+    outcome = module.run(settings, seconds=args.seconds)
+    print(json.dumps(outcome), flush=True)
+    return 0
+
+
+def _sources(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.api.ingest_client import IngestClient
+
+    client = IngestClient(settings)
+    action, name = args.sources_command, str(getattr(args, "name", None) or "")
+    if action == "list":
+        result: Any = client.sources()
+    elif action == "add":
+        result = client.create(name, args.type, json.loads(args.config))
+    elif action == "update":
+        result = client.update(name, json.loads(args.config))
+    elif action == "delete":
+        client.delete(name)
+        result = {"deleted": name}
+    elif action == "health":
+        result = client.health(name or None)
+    elif action == "types":
+        result = client.connector_types()
+    else:
+        result = getattr(client, action)(name)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -79,8 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     add("ingest", _ingest, "run the ingest service (no JVM)")
     add("engine", _engine, "run the engine service (Spark driver, streams, Spark Connect)")
     sim = add("simulate", _simulate, "publish simulated sensor readings to the broker")
-    sim.add_argument("--kind", default="temperature", help="sensor kind (default: temperature)")
-    sim.add_argument("--count", type=int, default=None, help="stop after N messages per sensor")
+    sim.add_argument(
+        "--kind",
+        default="temperature",
+        help="temperature (default), air-quality, smart-bin, traffic, replay or rest-api",
+    )
+    sim.add_argument(
+        "--count", type=int, default=None, help="stop after N messages per sensor (replay: N)"
+    )
+    sim.add_argument("--sensors", type=int, default=None, help="sensors per kind")
+    sim.add_argument("--interval", type=float, default=None, help="seconds between readings")
+    sim.add_argument("--sequence-numbers", action="store_true", help="add a persisted 'seq'")
+    sim.add_argument("--port", type=int, default=None, help="rest-api: port to listen on")
+    sim.add_argument("--file", default=None, help="replay: NDJSON recording (default: packaged)")
+    sim.add_argument("--speed", type=float, default=None, help="replay: time factor, 0 = no wait")
+    sim.add_argument(
+        "--keep-timestamps", action="store_true", help="replay: keep recorded timestamps"
+    )
+    sim.add_argument(
+        "--edge-stats", action="store_true", help="print the kind's edge buffer counts and exit"
+    )
     kernel = sub.add_parser("kernel", help="Jupyter kernelspec").add_subparsers(
         dest="kernel_command", required=True
     )
@@ -88,7 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--user", action="store_true", help="into the user's Jupyter dir")
     install.add_argument("--prefix", default=None, help="into PREFIX/share/jupyter/kernels")
     install.set_defaults(handler=_kernel_install)
+    sources = sub.add_parser("sources", help="manage the ingest service's sources")
+    src = sources.add_subparsers(dest="sources_command", required=True)
+    src.add_parser("list", help="every source with its health")
+    src.add_parser("types", help="connector types and their config schemas")
+    new = src.add_parser("add", help="create and start a source")
+    new.add_argument("name")
+    new.add_argument("--type", required=True, help="mqtt, rest_push, rest_poll, ...")
+    new.add_argument("--config", default="{}", help='JSON config, e.g. \'{"topic": "a/#"}\'')
+    upd = src.add_parser("update", help="replace a source's config (restarts it)")
+    upd.add_argument("name")
+    upd.add_argument("--config", required=True)
+    for action in ("delete", "start", "stop", "restart"):
+        src.add_parser(action, help=f"{action} a source").add_argument("name")
+    src.add_parser("health", help="health of one source or all").add_argument("name", nargs="?")
+    sources.set_defaults(handler=_sources)
     add("settings", _settings_show, "print the effective settings as JSON")
+    bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
+    bench.add_argument("name", choices=["ingest-mqtt", "ingest-rest"], help="which benchmark")
+    bench.add_argument("--seconds", type=float, default=20.0, help="load duration (default 20)")
     return parser
 
 

@@ -118,7 +118,12 @@ class SourceManager:
             raise CatalogError(f"a source named {name!r} exists; update or delete it", source=name)
         self.registry.validate(source_type, config)
         self._store.save_source(name, source_type, config)
-        self.start(name)
+        try:
+            self.start(name)
+        except Exception:
+            # A source that cannot start (refused target, bad credentials) is not kept.
+            self._store.delete_source(name)
+            raise
         return self.record(name)
 
     def ensure(self, name: str, source_type: str, config: dict[str, Any]) -> None:

@@ -1,0 +1,91 @@
+"""Python twin of the ingest HTTP API: sources and their lifecycle, from a notebook or the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from workbench.core.errors import (
+    CatalogError,
+    ConfigError,
+    NotFoundError,
+    ServiceUnavailableError,
+    WorkbenchError,
+)
+from workbench.core.settings import Settings
+
+_ERRORS: dict[int, type[WorkbenchError]] = {404: NotFoundError, 409: CatalogError, 422: ConfigError}
+
+
+class IngestClient:
+    """Talks to a running ingest service (``settings.ingest.host:port``)."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
+        self.url = f"http://{settings.ingest.host}:{settings.ingest.port}"
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def connector_types(self) -> list[dict[str, Any]]:
+        """Connector type names, descriptions and config JSON schemas."""
+        return self._call("GET", "/api/connector-types")
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source with its config (secrets masked) and health."""
+        return self._call("GET", "/api/sources")
+
+    def create(self, name: str, source_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Validate, store and start a source."""
+        return self._call(
+            "POST", "/api/sources", json={"name": name, "type": source_type, "config": config}
+        )
+
+    def update(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Replace a source's config (a running source restarts)."""
+        return self._call("PUT", f"/api/sources/{name}", json={"config": config})
+
+    def delete(self, name: str) -> None:
+        """Stop and remove a source."""
+        self._call("DELETE", f"/api/sources/{name}")
+
+    def start(self, name: str) -> dict[str, Any]:
+        """Start a source; returns its health."""
+        return self._call("POST", f"/api/sources/{name}/start")
+
+    def stop(self, name: str) -> dict[str, Any]:
+        """Stop a source; returns its health."""
+        return self._call("POST", f"/api/sources/{name}/stop")
+
+    def restart(self, name: str) -> dict[str, Any]:
+        """Restart a source; returns its health."""
+        return self._call("POST", f"/api/sources/{name}/restart")
+
+    def health(self, name: str | None = None) -> Any:
+        """Health of one source, or of the whole service."""
+        return self._call(
+            "GET", f"/api/sources/{name}/health" if name else "/health", ok=(200, 503)
+        )
+
+    def _call(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            raise ServiceUnavailableError(
+                f"the ingest service at {self.url} is not answering ({err}); "
+                "start it with `workbench ingest` or `workbench up`"
+            ) from err
+        if response.status_code in ok:
+            return response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text}
+        message = body.get("message") or body.get("detail") or response.text
+        error = _ERRORS.get(response.status_code, WorkbenchError)
+        extra = {k: v for k, v in body.items() if k not in {"message", "code"}}
+        raise error(str(message), status=response.status_code, **extra)
