@@ -1,17 +1,40 @@
-"""Where bronze files go. Local directory now; the S3/MinIO store plugs in behind the same
-protocol."""
+"""Where bronze files go: a local directory, or an S3/MinIO bucket behind an ordered local spill.
+
+The object store and its spill live together here because the spill exists only to keep the
+``write_parquet`` promise (durable before the ack) while the store is away; splitting them
+would spread one contract over two modules.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
+import threading
+import time
 import uuid
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote, unquote
 
+import certifi
 import pyarrow as pa
 import pyarrow.parquet as pq
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
 
-from workbench.core.errors import StorageError
+from workbench.core.errors import ConfigError, StorageError
+from workbench.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_OBJECT_STORE_SCHEMES = ("s3a://", "s3://")
+_S3_FAILURES = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
+_SPILL_NAME = re.compile(r"^(\d{12})\.(.+)\.parquet$")
 
 
 class LakeStorage(Protocol):
@@ -22,6 +45,31 @@ class LakeStorage(Protocol):
         ...
 
 
+class ObjectStore(Protocol):
+    """What :class:`SpillingStorage` needs from the store it protects."""
+
+    def put_bytes(
+        self, relative_path: str, data: bytes, *, metadata: dict[str, str] | None = None
+    ) -> int:
+        """Store ``data`` under ``relative_path`` (raises :class:`StorageError`); returns bytes."""
+        ...
+
+
+def encode_parquet(table: pa.Table) -> bytes:
+    """``table`` as the bytes of one bronze Parquet file (zstd, like the local lake)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalStorage:
     """A lake on the local filesystem: temp file, fsync, rename (atomic on POSIX)."""
 
@@ -29,6 +77,7 @@ class LocalStorage:
         self.root = Path(root)
 
     def write_parquet(self, relative_path: str, table: pa.Table) -> int:
+        """Write ``table`` atomically and durably under the lake root; returns bytes."""
         target = self.root / relative_path
         # Spark and the lake browser skip names starting with "." so a partial file is invisible.
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -38,14 +87,363 @@ class LocalStorage:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(target.parent)
             return target.stat().st_size
         except OSError as err:
             tmp.unlink(missing_ok=True)
             raise StorageError(
                 f"cannot write {target}: {err}", path=str(target), layer="bronze"
             ) from err
+
+
+def is_object_store_root(root: str) -> bool:
+    """True for an ``s3a://`` (or ``s3://``) lake root."""
+    return root.startswith(_OBJECT_STORE_SCHEMES)
+
+
+def parse_object_store_root(root: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3a://bucket/prefix`` (prefix without slashes at either end).
+
+    Raises:
+        ConfigError: when the root names no bucket.
+    """
+    rest = root.split("://", 1)[1] if is_object_store_root(root) else ""
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ConfigError(
+            f"lake root {root!r} names no bucket; use s3a://<bucket>/<prefix> "
+            "(WORKBENCH__LAKE__ROOT) or a local directory",
+            setting="lake.root",
+        )
+    return bucket, prefix.strip("/")
+
+
+class S3Storage:
+    """Bronze objects in a bucket of an S3 endpoint (MinIO or any S3).
+
+    Args:
+        settings: ``lake.root`` gives ``s3a://bucket/prefix``; ``s3`` gives endpoint, credentials
+            and timeouts.
+
+    Raises:
+        ConfigError: when the root names no bucket or credentials are missing.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        s3 = settings.s3
+        self.bucket, self.prefix = parse_object_store_root(settings.lake.root)
+        self.endpoint = s3.endpoint
+        self.url = f"{'https' if s3.secure else 'http'}://{s3.endpoint}"
+        if not s3.access_key or not s3.secret_key:
+            raise ConfigError(
+                f"no credentials for the object store at {self.url} (bucket {self.bucket!r}); "
+                "set WORKBENCH__S3__ACCESS_KEY and WORKBENCH__S3__SECRET_KEY",
+                setting="s3.access_key",
+            )
+        timeout = urllib3.Timeout(connect=s3.timeout_seconds, read=s3.timeout_seconds)
+        # One quick retry only: a store that is down must make the batch spill within seconds,
+        # not after the client's default minutes of retries.
+        http = urllib3.PoolManager(
+            timeout=timeout,
+            maxsize=4,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
+        )
+        self._client = Minio(
+            s3.endpoint,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            secure=s3.secure,
+            region=s3.region,
+            http_client=http,
+        )
+        self._bucket_ready = False
+
+    def object_name(self, relative_path: str) -> str:
+        """The object key of a path relative to the lake root."""
+        return f"{self.prefix}/{relative_path}" if self.prefix else relative_path
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing.
+
+        Raises:
+            StorageError: the store cannot be reached or refuses.
+        """
+        try:
+            if not self._client.bucket_exists(self.bucket):
+                self._client.make_bucket(self.bucket)
+                log.info("created bucket bucket=%s endpoint=%s", self.bucket, self.url)
+        except S3Error as err:
+            if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise self._error("cannot create or check the bucket", err) from err
+        except _S3_FAILURES as err:
+            raise self._error("cannot create or check the bucket", err) from err
+        self._bucket_ready = True
+
+    def put_bytes(
+        self, relative_path: str, data: bytes, *, metadata: dict[str, str] | None = None
+    ) -> int:
+        """Upload ``data`` as one object (S3 PUTs are atomic); returns bytes.
+
+        Raises:
+            StorageError: the store cannot be reached or refuses the write.
+        """
+        if not self._bucket_ready:
+            self.ensure_bucket()
+        name = self.object_name(relative_path)
+        try:
+            self._client.put_object(
+                self.bucket,
+                name,
+                io.BytesIO(data),
+                len(data),
+                content_type="application/vnd.apache.parquet",
+                metadata=metadata,
+            )
+        except _S3_FAILURES as err:
+            raise self._error(f"cannot write {name}", err) from err
+        return len(data)
+
+    def write_parquet(self, relative_path: str, table: pa.Table) -> int:
+        """Write ``table`` as one Parquet object; returns bytes."""
+        return self.put_bytes(relative_path, encode_parquet(table))
+
+    def _error(self, what: str, err: Exception) -> StorageError:
+        return StorageError(
+            f"{what} in bucket {self.bucket!r} at {self.url}: {type(err).__name__}: {err}. "
+            "Check that the object store is running and reachable there and that the "
+            "credentials (WORKBENCH__S3__ACCESS_KEY/SECRET_KEY) may write to the bucket.",
+            endpoint=self.url,
+            bucket=self.bucket,
+            layer="bronze",
+        )
+
+
+@dataclass(frozen=True)
+class SpillDepth:
+    """How much waits in the spill directory."""
+
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class _Spilled:
+    seq: int
+    relative_path: str
+    path: Path
+    size: int
+
+
+class SpillingStorage:
+    """An object store that never makes a write fail while the local disk works.
+
+    A write goes to ``primary`` while the spill is empty. When the primary fails, the batch is
+    written durably to ``spill_dir`` as ``<seq>.<quoted path>.parquet`` and the write succeeds
+    (the data is on local disk, so acks may go out). While anything is spilled, new writes
+    spill too, so the store receives batches in write order. A drainer thread uploads the
+    oldest spilled file until it succeeds, never skipping ahead, and deletes it only after its
+    upload; uploaded objects carry ``spill-seq`` metadata. Files left by an earlier process are
+    found again at start.
+
+    Args:
+        primary: the object store.
+        spill_dir: local directory of spilled batches (one per ingest process).
+        retry_max_seconds: longest wait between two upload attempts.
+    """
+
+    def __init__(
+        self, primary: ObjectStore, spill_dir: str | Path, *, retry_max_seconds: float = 5.0
+    ) -> None:
+        self.primary = primary
+        self.spill_dir = Path(spill_dir)
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._retry_max = retry_max_seconds
+        self._queue: deque[_Spilled] = deque(self._scan())
+        self._next_seq = self._queue[-1].seq + 1 if self._queue else 1
+        self._bytes = sum(s.size for s in self._queue)
+        self._lock = threading.Condition()
+        self._write_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.uploaded = 0
+        self.last_error: str | None = None
+        if self._queue:
+            log.warning(
+                "found spilled bronze batches from an earlier run files=%s bytes=%s dir=%s",
+                len(self._queue),
+                self._bytes,
+                self.spill_dir,
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the drainer thread."""
+        self._thread = threading.Thread(target=self._run_drainer, name="spill-drainer", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the drainer; whatever is still spilled stays on disk for the next start."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def depth(self) -> SpillDepth:
+        """Files and bytes waiting to be uploaded."""
+        with self._lock:
+            return SpillDepth(len(self._queue), self._bytes)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until the spill is empty; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.1))
+        return True
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write_parquet(self, relative_path: str, table: pa.Table) -> int:
+        """Write to the store, or durably to the spill when it is down or still draining.
+
+        Raises:
+            StorageError: only when the local spill directory cannot be written either.
+        """
+        data = encode_parquet(table)
+        with self._write_lock:
+            with self._lock:
+                spilling = bool(self._queue)
+            if not spilling:
+                # Only writers add to the queue and they hold _write_lock: it stays empty here.
+                try:
+                    return self.primary.put_bytes(relative_path, data)
+                except StorageError as err:
+                    self.last_error = err.message
+                    log.warning(
+                        "object store write failed, spilling path=%s error=%s",
+                        relative_path,
+                        err.message,
+                    )
+            return self._spill(relative_path, data)
+
+    def _spill(self, relative_path: str, data: bytes) -> int:
+        seq = self._next_seq
+        name = f"{seq:012d}.{quote(relative_path, safe='')}.parquet"
+        target = self.spill_dir / name
+        tmp = self.spill_dir / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(self.spill_dir)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(
+                f"the object store is unreachable and the spill directory {self.spill_dir} "
+                f"cannot be written either: {err}. Free disk space or point "
+                "WORKBENCH__S3__SPILL_DIR at a writable directory.",
+                path=str(target),
+                layer="bronze",
+            ) from err
+        self._next_seq = seq + 1
+        with self._lock:
+            self._queue.append(_Spilled(seq, relative_path, target, len(data)))
+            self._bytes += len(data)
+            self._lock.notify_all()
+        log.info("spilled seq=%s path=%s bytes=%s", seq, relative_path, len(data))
+        return len(data)
+
+    def _scan(self) -> list[_Spilled]:
+        found = []
+        for entry in self.spill_dir.iterdir():
+            match = _SPILL_NAME.match(entry.name)
+            if match:
+                seq, quoted = match.groups()
+                found.append(_Spilled(int(seq), unquote(quoted), entry, entry.stat().st_size))
+        return sorted(found, key=lambda s: s.seq)
+
+    # -- drainer -----------------------------------------------------------------------------
+
+    def _run_drainer(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._lock.wait(1.0)
+                if self._stopping:
+                    return
+                head = self._queue[0]
+            try:
+                self._upload(head)
+            except (StorageError, OSError) as err:
+                self.last_error = err.message if isinstance(err, StorageError) else str(err)
+                backoff = min(max(backoff * 2, 0.2), self._retry_max)
+                log.warning(
+                    "spill upload failed seq=%s left=%s retry_in=%.1fs error=%s",
+                    head.seq,
+                    len(self._queue),
+                    backoff,
+                    self.last_error,
+                )
+                self._pause(backoff)
+                continue
+            backoff = 0.0
+            self.last_error = None
+
+    def _upload(self, head: _Spilled) -> None:
+        data = head.path.read_bytes()
+        self.primary.put_bytes(head.relative_path, data, metadata={"spill-seq": str(head.seq)})
+        # A crash between the upload and the unlink re-uploads the same bytes to the same key.
+        head.path.unlink()
+        _fsync_dir(self.spill_dir)
+        with self._lock:
+            self._queue.popleft()
+            self._bytes -= head.size
+            left = len(self._queue)
+            self._lock.notify_all()
+        self.uploaded += 1
+        log.info("spill uploaded seq=%s path=%s left=%s", head.seq, head.relative_path, left)
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            while not self._stopping and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(left)
+
+
+def build_storage(settings: Settings) -> LakeStorage:
+    """The lake storage for ``settings.lake.root``.
+
+    A local directory gets :class:`LocalStorage`; ``s3a://bucket/prefix`` gets a started
+    :class:`SpillingStorage` over :class:`S3Storage` (the bucket is created if missing; a store
+    that is down at start only means the first batches spill).
+    """
+    root = settings.lake.root
+    if not is_object_store_root(root):
+        return LocalStorage(root)
+    primary = S3Storage(settings)
+    try:
+        primary.ensure_bucket()
+    except StorageError as err:
+        log.warning("object store not reachable at start; batches spill until it is: %s", err)
+    storage = SpillingStorage(
+        primary, settings.s3.spill_dir, retry_max_seconds=settings.s3.spill_retry_max_seconds
+    )
+    storage.start()
+    log.info(
+        "bronze on object store endpoint=%s bucket=%s prefix=%s spill_dir=%s",
+        primary.url,
+        primary.bucket,
+        primary.prefix,
+        settings.s3.spill_dir,
+    )
+    return storage
