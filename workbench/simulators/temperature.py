@@ -13,11 +13,6 @@ from datetime import datetime
 from typing import Any
 
 
-def sensor_ids(count: int, prefix: str = "temp") -> list[str]:
-    """Stable ids: the same settings give the same sensors on every start."""
-    return [f"{prefix}-{n:03d}" for n in range(1, count + 1)]
-
-
 def temperature_reading(
     index: int, sensor_id: str, now: datetime, rng: random.Random
 ) -> dict[str, Any]:
