@@ -11,12 +11,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto chromium chromium-driver
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow lab system-packages kernel clean help
+.PHONY: setup demo test test-faults test-slow lab system-packages kernel clean help
 
 help:
 	@echo "make demo      set up, then start the demo stack (Ctrl-C stops it)"
 	@echo "make test      set up, then run the default test suite"
-	@echo "make test-slow the slow suites (faults, long soaks)"
+	@echo "make test-faults  fault injection under load (R1-R5), run by CI too"
+	@echo "make test-slow the slow suites (long soaks)"
 	@echo "make lab       JupyterLab with the workbench kernel"
 	@echo "make setup     Debian packages, .venv, JVM jars, kernelspec (idempotent)"
 
@@ -27,6 +28,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-faults: setup
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -11,6 +13,10 @@ from pathlib import Path
 from workbench.core.errors import ConfigError, ServiceUnavailableError
 
 CONFIG = """\
+# Run as whoever starts us: started as root, mosquitto would otherwise switch to the
+# "mosquitto" user, which cannot write the persistence file or log into our directory, and
+# every session and queued message would be lost on restart.
+user {user}
 listener {port} {host}
 allow_anonymous true
 persistence true
@@ -45,7 +51,15 @@ def write_config(directory: Path, host: str, port: int) -> Path:
     data = directory / "data"
     data.mkdir(parents=True, exist_ok=True)
     path = directory / "mosquitto.conf"
-    path.write_text(CONFIG.format(port=port, host=host, data=data, log=directory / "mosquitto.log"))
+    path.write_text(
+        CONFIG.format(
+            user=pwd.getpwuid(os.getuid()).pw_name,
+            port=port,
+            host=host,
+            data=data,
+            log=directory / "mosquitto.log",
+        )
+    )
     return path
 
 

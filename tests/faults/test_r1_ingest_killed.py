@@ -1,0 +1,59 @@
+"""R1: ``kill -9`` of the ingest service under load, restart: no published message is lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.faults.load import SteadyPublisher
+from tests.fixtures.services import Broker, IngestProcess, make_settings
+from tests.integration.conftest import read_bronze, wait_for
+from workbench.core.settings import Settings
+
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A local lake (the object-store outage is R3's business)."""
+    return make_settings(tmp_path)
+
+
+def test_kill_9_mid_stream_loses_nothing(settings: Settings) -> None:
+    broker = Broker(settings)
+    broker.start()
+    ingest = IngestProcess(settings)
+    publisher = SteadyPublisher(settings, rate=500, topic="sensors/r1/1", client_id="r1-pub")
+    try:
+        ingest.start()
+        publisher.start()
+        publisher.wait_sent(1500)
+        assert ingest.proc is not None
+        ingest.proc.send_signal(signal.SIGKILL)  # no flush, no goodbye
+        ingest.proc.wait()
+        publisher.wait_sent(2500)  # the broker keeps these for the ingest's persistent session
+        ingest.start()
+        publisher.wait_sent(5000)
+        publisher.stop()
+        sent = publisher.sent
+        wait_for(lambda: len(seqs(settings)) >= sent, timeout=120, what=f"{sent} in bronze")
+        table = read_bronze(settings)
+        got = seqs(settings)
+        duplicates = table.num_rows - len(got)
+        print(f"R1: published={sent} in_bronze={len(got)} duplicate_rows={duplicates}")
+        assert got == set(range(sent))
+        # A duplicate is a redelivery of a message written but not yet acked at the kill: it
+        # carries the same message id, so silver can drop it.
+        ids = Counter(table["message_id"].to_pylist())
+        assert sum(n - 1 for n in ids.values()) == duplicates
+    finally:
+        ingest.stop()
+        broker.stop()
+
+
+def seqs(settings: Settings) -> set[int]:
+    return {json.loads(p)["seq"] for p in read_bronze(settings)["payload"].to_pylist()}
