@@ -94,6 +94,8 @@ def _sources(settings: Settings, args: argparse.Namespace) -> int:
         result = client.health(name or None)
     elif action == "types":
         result = client.connector_types()
+    elif action == "loss":
+        result = client.loss()
     else:
         result = getattr(client, action)(name)
     print(json.dumps(result, indent=2, default=str))
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = sources.add_subparsers(dest="sources_command", required=True)
     src.add_parser("list", help="every source with its health")
     src.add_parser("types", help="connector types and their config schemas")
+    src.add_parser("loss", help="loss accounting per dataset (received, written, gaps...)")
     new = src.add_parser("add", help="create and start a source")
     new.add_argument("name")
     new.add_argument("--type", required=True, help="mqtt, rest_push, rest_poll, ...")

@@ -57,7 +57,7 @@ class SteadyPublisher:
                 return
             reading = {
                 "seq": self.sent,
-                "sensor_id": f"load-{self.sent % 10}",
+                "sensor_id": "load-1",  # one sensor: seq is its gap-free sequence
                 "temperature": 20 + self.sent % 7,
                 "timestamp": datetime.now(UTC).isoformat(),
             }

@@ -25,6 +25,7 @@ from workbench.catalog.store import Catalog
 from workbench.connectors.registry import default_registry
 from workbench.core.errors import CatalogError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.settings import Settings, ensure_local_dirs
+from workbench.ingest.loss import LossCounts
 from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.service import IngestService
 from workbench.ingest.storage import build_storage
@@ -55,6 +56,9 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         extractor.start()
+        ledger_task = asyncio.create_task(
+            _write_loss_periodically(service, catalog, settings.ingest.metadata_batch_seconds)
+        )
         service.start()
         log.info(
             "ingest service started port=%s sources=%s",
@@ -65,6 +69,8 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             yield
         finally:
             clean = await run_in_threadpool(service.stop)
+            ledger_task.cancel()
+            await run_in_threadpool(_write_loss, service, catalog)
             extractor.stop()
             catalog.close()
             log.info("ingest service stopped flushed_all=%s", clean)
@@ -134,6 +140,16 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             }
         )
 
+    @app.get("/api/loss")
+    async def loss() -> list[dict[str, Any]]:
+        """Per-dataset loss accounting: stored counters plus those not yet written."""
+        stored = {r["ingestion_id"]: r for r in await run_in_threadpool(catalog.loss_accounting)}
+        for iid, counts in service.ledger.peek().items():
+            row = stored.setdefault(iid, {"ingestion_id": iid, **LossCounts().to_dict()})
+            for key, value in counts.to_dict().items():
+                row[key] += value
+        return sorted(stored.values(), key=lambda r: r["ingestion_id"])
+
     @app.get("/health")
     async def health() -> JSONResponse:
         report = service.health()
@@ -156,6 +172,21 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         return asdict(await run_in_threadpool(catalog.get_dataset, ingestion_id))
 
     return app
+
+
+def _write_loss(service: IngestService, catalog: Catalog) -> None:
+    pending = service.ledger.take()
+    try:
+        catalog.add_loss_counts({iid: c.to_dict() for iid, c in pending.items()})
+    except Exception:  # keep the counts for the next round
+        log.exception("writing loss accounting failed datasets=%s", len(pending))
+        service.ledger.give_back(pending)
+
+
+async def _write_loss_periodically(service: IngestService, catalog: Catalog, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await run_in_threadpool(_write_loss, service, catalog)
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:

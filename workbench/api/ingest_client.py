@@ -69,6 +69,10 @@ class IngestClient:
             "GET", f"/api/sources/{name}/health" if name else "/health", ok=(200, 503)
         )
 
+    def loss(self) -> list[dict[str, Any]]:
+        """Loss accounting per dataset: received, written, flagged, duplicates, gaps."""
+        return self._call("GET", "/api/loss")
+
     def _call(
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> Any:

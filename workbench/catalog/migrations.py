@@ -68,6 +68,10 @@ def _seed_defaults(conn: Connection) -> None:
         conn.execute(insert(t.computations).values(**comp, created_at=now, updated_at=now))
 
 
+def _loss_accounting(conn: Connection) -> None:
+    t.loss_accounting.create(conn, checkfirst=True)
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -77,6 +81,7 @@ class Migration(NamedTuple):
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "seed default rules and computations", _seed_defaults),
+    Migration(3, "loss accounting per dataset", _loss_accounting),
 ]
 
 

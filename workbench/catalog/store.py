@@ -124,6 +124,36 @@ class Catalog:
             rows = conn.execute(select(t.sources).order_by(t.sources.c.name)).mappings().all()
         return [dict(row) for row in rows]
 
+    # -- loss accounting ---------------------------------------------------------------------
+
+    def add_loss_counts(self, deltas: dict[str, dict[str, int]]) -> None:
+        """Add per-dataset counter deltas (received, written, flagged, duplicates, gaps)."""
+        if not deltas:
+            return
+        col = t.loss_accounting.c
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for iid, delta in deltas.items():
+                exists = conn.execute(select(col.ingestion_id).where(col.ingestion_id == iid))
+                if exists.first() is None:
+                    conn.execute(
+                        insert(t.loss_accounting).values(ingestion_id=iid, updated_at=now, **delta)
+                    )
+                else:
+                    conn.execute(
+                        update(t.loss_accounting)
+                        .where(col.ingestion_id == iid)
+                        .values(updated_at=now, **{k: col[k] + v for k, v in delta.items()})
+                    )
+
+    def loss_accounting(self) -> list[dict[str, Any]]:
+        """Per-dataset loss counters, as stored."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(t.loss_accounting).order_by(t.loss_accounting.c.ingestion_id)
+            )
+            return [dict(row) for row in rows.mappings()]
+
     # -- normalization rules ----------------------------------------------------------------
 
     def list_rules(self, *, include_disabled: bool = False) -> list[NormalizationRule]:

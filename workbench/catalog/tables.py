@@ -91,3 +91,15 @@ computations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+loss_accounting = Table(
+    "loss_accounting",
+    metadata,
+    Column("ingestion_id", String(200), primary_key=True),
+    Column("received", Integer, nullable=False, default=0),
+    Column("written", Integer, nullable=False, default=0),
+    Column("flagged", Integer, nullable=False, default=0),
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("gaps", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

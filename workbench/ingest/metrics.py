@@ -51,6 +51,18 @@ class IngestMetrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
             registry=r,
         )
+        self.duplicates = Counter(
+            "ingestor_duplicates_total",
+            "Rows whose message id was already written recently",
+            ["pod", "ingestion_id"],
+            registry=r,
+        )
+        self.sequence_gaps = Counter(
+            "ingestor_sequence_gaps_total",
+            "Publisher sequence numbers never received",
+            ["pod", "ingestion_id"],
+            registry=r,
+        )
         self.active_sources = Gauge(
             "ingestor_active_data_sources", "Running sources", ["pod", "source_type"], registry=r
         )

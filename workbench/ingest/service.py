@@ -13,6 +13,7 @@ from workbench.connectors.rest_push import RecordResult, parse_push_body
 from workbench.core.clock import utcnow
 from workbench.core.settings import Settings
 from workbench.ingest.bronze import BronzeWriter, Observer
+from workbench.ingest.loss import LossLedger
 from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.sources import SourceManager, SourceStore
 from workbench.ingest.storage import LakeStorage
@@ -47,7 +48,9 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.writer = BronzeWriter(storage, settings.ingest, metrics, observer=observer)
+        self.ledger = LossLedger(metrics)
+        self._observer = observer
+        self.writer = BronzeWriter(storage, settings.ingest, metrics, observer=self._on_durable)
         context = SourceContext(
             sink=self.writer.add,
             time_fields=settings.ingest.time_fields,
@@ -71,12 +74,18 @@ class IngestService:
         self.sources.stop_all()
         return self.writer.stop()
 
+    def _on_durable(self, rows: list[Envelope]) -> None:
+        self.ledger.written(rows)
+        if self._observer is not None:
+            self._observer(rows)
+
     def count_received(
         self, source_type: str, iid: str, size: int, envelopes: list[Envelope]
     ) -> None:
         """Received-side accounting shared by every connector."""
         m = self.metrics
         m.received.labels(m.pod, source_type, iid).inc()
+        self.ledger.received(iid)
         m.bytes_received.labels(m.pod, source_type).inc(size)
         now = utcnow()
         for env in envelopes:
