@@ -18,6 +18,11 @@ from workbench.connectors.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
+FULL_INFERENCE_RECORDS = 500
+"""Records per dataset and batch whose fields are all inferred..."""
+SAMPLE_STRIDE = 20
+"""...then one record in this many."""
+
 
 class MetadataExtractor:
     """Accumulates dataset observations and writes them to the catalog in batches."""
@@ -41,7 +46,15 @@ class MetadataExtractor:
                     obs = self._pending[env.ingestion_id] = DatasetObservation(
                         env.ingestion_id, env.source_type
                     )
-                obs.add(env.record, env.size, env.received_at)
+                # Counts are exact; field inference samples once a batch has seen plenty, so
+                # extraction keeps up with the full ingest rate (types still widen over time).
+                sampled = obs.records < FULL_INFERENCE_RECORDS or obs.records % SAMPLE_STRIDE == 0
+                obs.add(
+                    env.record if sampled else None,
+                    env.size,
+                    env.received_at,
+                    is_object=env.record is not None,
+                )
             self._pending_records += len(envelopes)
             if self._pending_records >= self._batch_size:
                 self._lock.notify_all()

@@ -113,14 +113,39 @@ class DatasetObservation:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     fields: dict[str, FieldObservation] = field(default_factory=dict)
+    skipped: int = 0
+    """Objects counted but not inferred (sampling); they say nothing about nullability."""
 
-    def add(self, record: dict[str, Any] | None, size: int, seen_at: datetime) -> None:
-        """Fold one record (None for non-object payloads: counted, no fields)."""
+    @property
+    def inferred(self) -> int:
+        """Records whose fields were inferred or which had none (non-objects)."""
+        return self.records - self.skipped
+
+    def add(
+        self,
+        record: dict[str, Any] | None,
+        size: int,
+        seen_at: datetime,
+        *,
+        is_object: bool | None = None,
+    ) -> None:
+        """Fold one record: counted always; its fields inferred when ``record`` is given.
+
+        Args:
+            record: the parsed object, or None for a non-object payload or a record skipped by
+                sampling.
+            size: payload bytes.
+            seen_at: when it was received.
+            is_object: whether the payload was an object (defaults to ``record is not None``);
+                a sampled-out object must not make its fields look nullable.
+        """
         self.records += 1
         self.bytes += size
         self.first_seen = seen_at if self.first_seen is None else min(self.first_seen, seen_at)
         self.last_seen = seen_at if self.last_seen is None else max(self.last_seen, seen_at)
         if record is None:
+            if is_object:
+                self.skipped += 1
             return
         for path, value in flatten(record).items():
             self.fields.setdefault(path, FieldObservation()).add(value)
@@ -128,6 +153,7 @@ class DatasetObservation:
     def merge(self, other: DatasetObservation) -> None:
         """Fold a later observation of the same dataset in."""
         self.records += other.records
+        self.skipped += other.skipped
         self.bytes += other.bytes
         self.first_seen = _earliest(self.first_seen, other.first_seen)
         if other.last_seen and (self.last_seen is None or other.last_seen > self.last_seen):
@@ -182,7 +208,7 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                     ingestion_id=obs.ingestion_id,
                     path=path,
                     type=fobs.type,
-                    nullable=fobs.nulls > 0 or fobs.seen < obs.records or row is not None,
+                    nullable=fobs.nulls > 0 or fobs.seen < obs.inferred or row is not None,
                     samples=fobs.samples,
                     min_value=fobs.min,
                     max_value=fobs.max,
@@ -202,7 +228,7 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
             .where(fc.ingestion_id == obs.ingestion_id, fc.path == path)
             .values(
                 type=new_type,
-                nullable=old["nullable"] or fobs.nulls > 0 or fobs.seen < obs.records,
+                nullable=old["nullable"] or fobs.nulls > 0 or fobs.seen < obs.inferred,
                 samples=samples,
                 min_value=_pick(min, old["min_value"], fobs.min),
                 max_value=_pick(max, old["max_value"], fobs.max),

@@ -4,7 +4,8 @@ Why each setting matters: a stable client id with ``clean_start`` off and a sess
 the broker keep QoS 1 messages published while we are away; subscribing in ``on_connect`` keeps
 the subscription across reconnects; ``manual_ack`` lets us send PUBACK only once the message is
 in a bronze file, so a crash can never lose an acknowledged message. ``receive_maximum`` lets
-the broker keep many unacknowledged messages in flight while a buffer fills.
+the broker keep many unacknowledged messages in flight while a buffer fills (each one
+is held in memory until its flush, so it also bounds memory).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from workbench.core.clock import utcnow
 from workbench.core.settings import MqttSettings
 
 log = logging.getLogger(__name__)
-
-RECEIVE_MAXIMUM = 65535
 
 
 class MqttConnector:
@@ -87,7 +86,7 @@ class MqttConnector:
         s = self._settings
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = s.session_expiry_seconds
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.ReceiveMaximum = s.receive_maximum
         self._running = True
         # connect_async + loop_start: the network thread keeps retrying with backoff if the
         # broker is not up yet, instead of failing the service at start.

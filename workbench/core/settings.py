@@ -96,6 +96,10 @@ class MqttSettings(BaseModel):
     password: str | None = None
     keepalive: int = 30
     session_expiry_seconds: int = 7 * 24 * 3600
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
+    """Unacknowledged QoS 1 messages the broker may send us (MQTT 5 receive maximum). They wait
+    in memory until their bronze flush, so this bounds memory; it must exceed the messages
+    arriving during one ``ingest.flush_seconds``."""
     shared_group: str | None = None
     """Subscribe as ``$share/<group>/<topic>`` so several ingest processes split the topic."""
     tls: bool = False

@@ -87,16 +87,19 @@ class IngestService:
         m.received.labels(m.pod, source_type, iid).inc()
         self.ledger.received(iid)
         m.bytes_received.labels(m.pod, source_type).inc(size)
+        failures: dict[str, int] = {}
+        delay = m.timestamp_delay.labels(m.pod, source_type)
         now = utcnow()
         for env in envelopes:
             if env.payload_kind != OBJECT:
-                m.failed.labels(m.pod, source_type, iid, env.payload_kind).inc()
+                failures[env.payload_kind] = failures.get(env.payload_kind, 0) + 1
             if env.event_time is not None:
-                m.timestamp_delay.labels(m.pod, source_type).observe(
-                    max(0.0, (now - env.event_time).total_seconds())
-                )
+                delay.observe(max(0.0, (now - env.event_time).total_seconds()))
             elif env.event_time_raw is not None:
-                m.failed.labels(m.pod, source_type, iid, "unparsable_time").inc()
+                failures["unparsable_time"] = failures.get("unparsable_time", 0) + 1
+        # One labelled increment per kind, not per record: pushes carry thousands of records.
+        for kind, count in failures.items():
+            m.failed.labels(m.pod, source_type, iid, kind).inc(count)
 
     def push(
         self, source: str, body: bytes, content_type: str, on_durable: Callable[[], None]
