@@ -127,7 +127,10 @@ class IngestSettings(BaseModel):
     """Above this, connectors stop reading (back-pressure) until a flush frees room."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest accepted REST push body."""
-    metadata_batch_size: int = 100
+    metadata_batch_size: int = 10_000
+    """Write metadata to the catalog after this many records, or every
+    ``metadata_batch_seconds``: counts are exact either way, and small batches only cost catalog
+    transactions at high rates."""
     metadata_batch_seconds: float = 5.0
     time_fields: list[str] = Field(
         default_factory=lambda: ["timestamp", "ts", "time", "event_time", "datetime"]
