@@ -160,6 +160,11 @@ class S3Storage:
         )
         self._bucket_ready = False
 
+    @property
+    def client(self) -> Minio:
+        """The configured client; the lake browser reads through it."""
+        return self._client
+
     def object_name(self, relative_path: str) -> str:
         """The object key of a path relative to the lake root."""
         return f"{self.prefix}/{relative_path}" if self.prefix else relative_path
