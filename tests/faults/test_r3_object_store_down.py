@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from minio import Minio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze
-from tests.fixtures.services import IngestProcess
+from tests.fixtures.services import Broker, IngestProcess, make_settings
 from tests.integration.conftest import wait_for
 from workbench.core.settings import Settings
 
@@ -35,6 +36,41 @@ RATE = 200  # messages per second
 OUTAGE_SECONDS = 60.0
 BUCKET, PREFIX = "bronze-faults", "lake"
 PART_STAMP = re.compile(r"/part-(\d{8}T\d{12})-")
+
+
+@pytest.fixture
+def minio(tmp_path: Path) -> Iterator[MinioServer]:
+    server = MinioServer(tmp_path / "minio")
+    server.directory.mkdir(parents=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, minio: MinioServer) -> Settings:
+    """A stack whose lake is ``s3a://bronze-faults/lake`` on the test MinIO."""
+    return make_settings(
+        tmp_path,
+        lake={"root": f"s3a://{BUCKET}/{PREFIX}"},
+        s3={**minio.s3_settings(), "spill_dir": str(tmp_path / "spill")},
+    )
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[Broker]:
+    b = Broker(settings)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def ingest(settings: Settings, broker: Broker) -> Iterator[IngestProcess]:
+    proc = IngestProcess(settings)
+    proc.start()
+    yield proc
+    proc.stop()
 
 
 class SteadyPublisher:
