@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pyarrow.parquet as pq
+import httpx
 import pytest
 from minio import Minio
 from paho.mqtt.enums import CallbackAPIVersion
@@ -163,6 +164,8 @@ def test_r3_object_store_down_60s_under_load(
         wait_for(lambda: bool(spill_files(spill_dir)), timeout=30, what="the first spilled batch")
         time.sleep(max(0.0, down_at + OUTAGE_SECONDS - time.monotonic()))  # the outage itself
         peak_spill = len(spill_files(spill_dir))
+        health = httpx.get(f"{ingest.url}/health").json()  # operators see the outage
+        assert health["status"] == "degraded" and health["spill"]["files"] > 0, health
         sent_during_outage = publisher.sent - sent_at_stop
         minio.start()
         restarted_at = publisher.sent

@@ -161,6 +161,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus() -> Response:
+        service.health()  # refreshes the spill gauges
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/metadata/datasets")

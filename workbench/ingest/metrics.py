@@ -63,6 +63,18 @@ class IngestMetrics:
             ["pod", "ingestion_id"],
             registry=r,
         )
+        self.spill_files = Gauge(
+            "ingestor_spill_files",
+            "Bronze batches waiting locally for the object store",
+            ["pod"],
+            registry=r,
+        )
+        self.spill_bytes = Gauge(
+            "ingestor_spill_bytes",
+            "Bytes waiting locally for the object store",
+            ["pod"],
+            registry=r,
+        )
         self.active_sources = Gauge(
             "ingestor_active_data_sources", "Running sources", ["pod", "source_type"], registry=r
         )

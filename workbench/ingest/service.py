@@ -16,7 +16,7 @@ from workbench.ingest.bronze import BronzeWriter, Observer
 from workbench.ingest.loss import LossLedger
 from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.sources import SourceManager, SourceStore
-from workbench.ingest.storage import LakeStorage
+from workbench.ingest.storage import LakeStorage, SpillingStorage
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.storage = storage
         self.ledger = LossLedger(metrics)
         self._observer = observer
         self.writer = BronzeWriter(storage, settings.ingest, metrics, observer=self._on_durable)
@@ -72,7 +73,10 @@ class IngestService:
     def stop(self) -> bool:
         """Stop receiving, then flush everything; True if nothing was left unflushed."""
         self.sources.stop_all()
-        return self.writer.stop()
+        flushed = self.writer.stop()
+        if isinstance(self.storage, SpillingStorage):
+            self.storage.close()  # what is still spilled is uploaded at the next start
+        return flushed
 
     def _on_durable(self, rows: list[Envelope]) -> None:
         self.ledger.written(rows)
@@ -123,14 +127,34 @@ class IngestService:
         return results
 
     def health(self) -> dict[str, Any]:
-        """Sources, buffers and the writer's last error."""
+        """Sources, buffers, the spill and the last storage error.
+
+        ``degraded`` while the writer fails or batches wait in the spill: nothing is lost, but
+        the object store is not receiving.
+        """
         rows, size = self.writer.buffered()
-        return {
-            "status": "ok" if self.writer.last_error is None else "degraded",
+        report: dict[str, Any] = {
+            "status": "ok",
             "sources": self.sources.health(),
             "buffer": {"rows": rows, "bytes": size},
             "last_error": self.writer.last_error,
         }
+        if isinstance(self.storage, SpillingStorage):
+            depth = self.storage.depth()
+            m = self.metrics
+            m.spill_files.labels(m.pod).set(depth.files)
+            m.spill_bytes.labels(m.pod).set(depth.bytes)
+            report["spill"] = {
+                "files": depth.files,
+                "bytes": depth.bytes,
+                "last_error": self.storage.last_error,
+            }
+            if depth.files:
+                report["status"] = "degraded"
+                report["last_error"] = report["last_error"] or self.storage.last_error
+        if self.writer.last_error is not None:
+            report["status"] = "degraded"
+        return report
 
 
 def wait_all_connected(service: IngestService, timeout: float) -> bool:
