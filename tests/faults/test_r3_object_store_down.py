@@ -12,20 +12,17 @@ import io
 import json
 import logging
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-import pyarrow.parquet as pq
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from minio import Minio
-from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.faults.load import SteadyPublisher
 from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze
 from tests.fixtures.services import Broker, IngestProcess, make_settings
 from tests.integration.conftest import wait_for
@@ -74,53 +71,6 @@ def ingest(settings: Settings, broker: Broker) -> Iterator[IngestProcess]:
     proc.stop()
 
 
-class SteadyPublisher:
-    """Publishes ``{"seq": n, ...}`` readings with QoS 1 at ``rate`` per second."""
-
-    def __init__(self, settings: Settings, rate: int, topic: str = "sensors/r3/1") -> None:
-        self.rate, self.topic = rate, topic
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="r3-publisher")
-        self.client.max_inflight_messages_set(200)
-        self.client.on_publish = self._on_publish
-        self.client.connect(settings.mqtt.host, settings.mqtt.port)
-        self.sent = 0
-        self.acked = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="r3-publisher", daemon=True)
-
-    def _on_publish(self, *_args: object) -> None:
-        with self._lock:
-            self.acked += 1
-
-    def start(self) -> None:
-        self.client.loop_start()
-        self._thread.start()
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        while not self._stop.is_set():
-            delay = start + self.sent / self.rate - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):  # pacing, not waiting for a result
-                return
-            reading = {
-                "seq": self.sent,
-                "sensor_id": f"r3-{self.sent % 10}",
-                "temperature": 20 + self.sent % 7,
-                "timestamp": datetime.now(UTC).isoformat(),
-            }
-            info = self.client.publish(self.topic, json.dumps(reading), qos=1)
-            assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
-            self.sent += 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        wait_for(lambda: self.acked == self.sent, timeout=60, what="broker acks of every publish")
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 class BronzeReader:
     """Reads each new bronze object once and keeps the ``seq`` numbers it holds."""
 
@@ -155,7 +105,7 @@ def test_r3_object_store_down_60s_under_load(
 ) -> None:
     reader = BronzeReader(minio.client())
     spill_dir = Path(settings.s3.spill_dir)
-    publisher = SteadyPublisher(settings, RATE)
+    publisher = SteadyPublisher(settings, RATE, topic="sensors/r3/1", client_id="r3-publisher")
     publisher.start()
     try:
         wait_for(lambda: reader.refresh() >= 2 * RATE, timeout=60, what="bronze before the fault")
