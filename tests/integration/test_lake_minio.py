@@ -15,7 +15,8 @@ from tests.fixtures.minio import MinioServer
 from tests.fixtures.services import make_settings
 from workbench.core.settings import Settings
 from workbench.ingest.lake import LakeBrowser, LakeNotFoundError
-from workbench.ingest.storage import S3Storage, encode_parquet
+from workbench.ingest.s3 import S3Storage
+from workbench.ingest.storage import encode_parquet
 from workbench.widgets.lake_browser import build_lake_browser
 
 BUCKET, PREFIX = "lake-browser", "lake"

@@ -17,9 +17,9 @@ from tests.integration.conftest import wait_for
 from tests.integration.test_ingest import publish, readings
 from workbench.core.errors import ConfigError, StorageError
 from workbench.core.settings import Settings
+from workbench.ingest.s3 import S3Storage
 from workbench.ingest.storage import (
     LocalStorage,
-    S3Storage,
     SpillingStorage,
     build_storage,
     encode_parquet,

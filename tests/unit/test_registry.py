@@ -9,6 +9,14 @@ def test_builtins_are_registered_in_one_place() -> None:
     assert default_registry().names() == ["mqtt", "rest_poll", "rest_push"]
 
 
+def test_builtin_config_schemas_are_valid_json_schemas() -> None:
+    from jsonschema import Draft202012Validator
+
+    registry = default_registry()
+    for name in registry.names():
+        Draft202012Validator.check_schema(registry.get(name).config_schema)
+
+
 def test_every_config_error_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         default_registry().validate(

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from workbench.connectors.base import Connector, Sink
 from workbench.core.errors import ConfigError
 
@@ -60,7 +58,6 @@ class ConnectorRegistry:
         """Add a type; a name can be registered once."""
         if kind.name in self._types:
             raise ConfigError(f"connector type {kind.name!r} is already registered")
-        Draft202012Validator.check_schema(kind.config_schema)
         self._types[kind.name] = kind
 
     def get(self, name: str) -> ConnectorType:
@@ -89,6 +86,10 @@ class ConnectorRegistry:
         Raises:
             ConfigError: with ``problems``, one entry per error with its JSON path.
         """
+        # Imported on first use: jsonschema and its dependencies cost ~30 MB of RSS, and only
+        # source creation or update needs them.
+        from jsonschema import Draft202012Validator
+
         kind = self.get(name)
         validator = Draft202012Validator(kind.config_schema)
         problems = [

@@ -32,7 +32,8 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from workbench.core.errors import StorageError
 from workbench.core.settings import Settings
-from workbench.ingest.storage import S3Storage, is_object_store_root
+from workbench.ingest.s3 import S3Storage
+from workbench.ingest.storage import is_object_store_root
 
 __all__ = [
     "LAYERS",

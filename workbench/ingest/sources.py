@@ -130,7 +130,8 @@ class SourceManager:
         """Store a source unless one of that type exists (first-start defaults); not started."""
         if any(r["type"] == source_type for r in self.records().values()):
             return
-        self.registry.validate(source_type, config)
+        # Not validated: defaults come from typed settings, and validation would load
+        # jsonschema (~30 MB) into every fresh ingest process.
         self._store.save_source(name, source_type, config)
 
     def update(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
