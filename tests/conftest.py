@@ -1,16 +1,7 @@
-"""Root fixtures: an isolated settings object per test (no developer config leaks in)."""
+"""Root of the test suite: shared fixtures live in ``tests/fixtures`` and are registered here.
 
-from __future__ import annotations
+``settings`` (an isolated stack under ``tmp_path`` with free loopback ports), ``broker``,
+``ingest`` and ``minio`` come from these plugin modules.
+"""
 
-from pathlib import Path
-
-import pytest
-
-from tests.fixtures.services import make_settings
-from workbench.core.settings import Settings
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for a stack living under ``tmp_path``, with free loopback ports."""
-    return make_settings(tmp_path)
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.minio"]

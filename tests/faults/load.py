@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import read_bronze, wait_for
 from workbench.core.settings import Settings
 
 
@@ -75,3 +75,8 @@ class SteadyPublisher:
         )
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def seqs(settings: Settings) -> set[int]:
+    """The distinct ``seq`` numbers in the local bronze lake."""
+    return {json.loads(p)["seq"] for p in read_bronze(settings)["payload"].to_pylist()}

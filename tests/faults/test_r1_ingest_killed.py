@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.faults.load import SteadyPublisher
-from tests.fixtures.services import Broker, IngestProcess, make_settings
+from tests.faults.load import SteadyPublisher, seqs
+from tests.fixtures.services import Broker, IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """A local lake (the object-store outage is R3's business)."""
-    return make_settings(tmp_path)
 
 
 def test_kill_9_mid_stream_loses_nothing(settings: Settings) -> None:
@@ -59,7 +51,3 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings) -> None:
     finally:
         ingest.stop()
         broker.stop()
-
-
-def seqs(settings: Settings) -> set[int]:
-    return {json.loads(p)["seq"] for p in read_bronze(settings)["payload"].to_pylist()}

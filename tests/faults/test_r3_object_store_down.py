@@ -14,7 +14,6 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from minio import Minio
 
 from tests.faults.load import SteadyPublisher
 from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze
-from tests.fixtures.services import Broker, IngestProcess, make_settings
+from tests.fixtures.services import IngestProcess, make_settings
 from tests.integration.conftest import wait_for
 from workbench.core.settings import Settings
 
@@ -37,15 +36,6 @@ PART_STAMP = re.compile(r"/part-(\d{8}T\d{12})-")
 
 
 @pytest.fixture
-def minio(tmp_path: Path) -> Iterator[MinioServer]:
-    server = MinioServer(tmp_path / "minio")
-    server.directory.mkdir(parents=True)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def settings(tmp_path: Path, minio: MinioServer) -> Settings:
     """A stack whose lake is ``s3a://bronze-faults/lake`` on the test MinIO."""
     return make_settings(
@@ -53,22 +43,6 @@ def settings(tmp_path: Path, minio: MinioServer) -> Settings:
         lake={"root": f"s3a://{BUCKET}/{PREFIX}"},
         s3={**minio.s3_settings(), "spill_dir": str(tmp_path / "spill")},
     )
-
-
-@pytest.fixture
-def broker(settings: Settings) -> Iterator[Broker]:
-    b = Broker(settings)
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def ingest(settings: Settings, broker: Broker) -> Iterator[IngestProcess]:
-    proc = IngestProcess(settings)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 class BronzeReader:

@@ -6,25 +6,19 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.fixtures.services import Broker, IngestProcess, make_settings
+from tests.fixtures.services import Broker, IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.fault
 
 TOTAL = 10_000
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
 
 
 def nested(depth: int) -> dict:

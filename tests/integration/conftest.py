@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pytest
 
-from tests.fixtures.services import Broker, IngestProcess
 from workbench.core.settings import Settings
-
-
-@pytest.fixture
-def broker(settings: Settings) -> Iterator[Broker]:
-    b = Broker(settings)
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def ingest(settings: Settings, broker: Broker) -> Iterator[IngestProcess]:
-    proc = IngestProcess(settings)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def read_bronze(settings: Settings) -> pa.Table:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ def readings(n: int, start: int = 0) -> pa.Table:
             "payload": [os.urandom(64).hex() for _ in range(n)],
         }
     )
-
-
-@pytest.fixture
-def minio(tmp_path: Path) -> Iterator[MinioServer]:
-    server = MinioServer(tmp_path / "minio")
-    server.directory.mkdir(parents=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,15 +28,6 @@ BUCKET, PREFIX = "bronze-test", "lake"
 LAYOUT = re.compile(
     rf"^{PREFIX}/bronze/ingestion_id=[^/]+/date=\d{{4}}-\d{{2}}-\d{{2}}/hour=\d{{2}}/part-[^/]+\.parquet$"
 )
-
-
-@pytest.fixture
-def minio(tmp_path: Path) -> Iterator[MinioServer]:
-    server = MinioServer(tmp_path / "minio")
-    server.directory.mkdir(parents=True)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
