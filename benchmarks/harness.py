@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from workbench.core.settings import Settings, settings_env
+from workbench.stack.process import wait_healthy
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class IngestService:
         """Start and wait until healthy (and subscribed when ``need_mqtt``).
 
         Raises:
-            RuntimeError: the service exited or did not get healthy in time.
+            ServiceUnavailableError: the service exited or did not get healthy in time.
         """
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
@@ -153,20 +154,20 @@ class IngestService:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ingest exited early:\n{self.log.read_text()[-3000:]}")
-            try:
-                health = httpx.get(f"{self.url}/health", timeout=1).json()
-                mqtt = [s for s in health["sources"] if s["type"] == "mqtt"]
-                if not need_mqtt or all(s["connected"] for s in mqtt):
-                    self._start_profiler()
-                    return
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"ingest not healthy in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+        def subscribed(health: Any) -> bool:
+            mqtt = [s for s in health["sources"] if s["type"] == "mqtt"]
+            return not need_mqtt or all(s["connected"] for s in mqtt)
+
+        wait_healthy(
+            f"{self.url}/health",
+            self.proc,
+            timeout=timeout,
+            what="ingest",
+            ready=subscribed,
+            log_path=self.log,
+        )
+        self._start_profiler()
 
     def _start_profiler(self) -> None:
         target = os.environ.get(PROFILE_ENV)
@@ -230,18 +231,6 @@ class IngestService:
                 log.warning(
                     "profile %s\n%s", self.profile_path, summarize_profile(self.profile_path)
                 )
-
-
-def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
-    """Terminate one child we started (kill if it does not go)."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -33,10 +33,10 @@ from benchmarks.harness import (
     read_line,
     result,
     spawn,
-    stop_process,
 )
 from workbench.core.settings import Settings
 from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
+from workbench.stack.process import stop_process
 
 log = logging.getLogger(__name__)
 

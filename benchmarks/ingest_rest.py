@@ -29,9 +29,9 @@ from benchmarks.harness import (
     last_json_line,
     result,
     spawn,
-    stop_process,
 )
 from workbench.core.settings import Settings
+from workbench.stack.process import stop_process
 
 log = logging.getLogger(__name__)
 

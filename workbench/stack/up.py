@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings, ensure_local_dirs, settings_env
 from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
+from workbench.stack.process import stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ def run_stack(settings: Settings) -> int:
     finally:
         print("\nstopping the stack...", flush=True)
         for child in reversed(children):
-            _stop(child)
+            stop_process(child.proc, timeout=40.0)
         print("stopped.", flush=True)
 
 
@@ -151,40 +150,13 @@ def _start(child: Child, env: dict[str, str], logs: Path) -> None:
     if child.ready_port:
         wait_for_port(*child.ready_port, child.timeout, what=child.name)
     if child.ready_url:
-        _wait_http(child)
-
-
-def _wait_http(child: Child) -> None:
-    assert child.proc is not None and child.ready_url is not None
-    deadline = time.monotonic() + child.timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise ServiceUnavailableError(
-                f"{child.name} exited with code {child.proc.returncode} while starting; "
-                f"see {child.log_path}"
-            )
-        try:
-            if httpx.get(child.ready_url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise ServiceUnavailableError(
-        f"{child.name} not ready within {child.timeout:.0f}s; see {child.log_path}"
-    )
-
-
-def _stop(child: Child, timeout: float = 40.0) -> None:
-    proc = child.proc
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %ss; killing it", child.name, timeout)
-        proc.kill()
-        proc.wait()
+        wait_healthy(
+            child.ready_url,
+            child.proc,
+            timeout=child.timeout,
+            what=child.name,
+            log_path=child.log_path,
+        )
 
 
 def _print_urls(settings: Settings) -> None:
