@@ -36,3 +36,4 @@ def test_time_field_lookup_is_case_insensitive_and_ordered() -> None:
     assert find_time_value(record, ["timestamp", "ts"]) == 2
     assert find_time_value(record, ["ts", "timestamp"]) == 1
     assert find_time_value({"x": 1}, ["ts"]) is None
+    assert find_time_value({"ts": 1, "Timestamp": 2}, ["timestamp", "ts"]) == 2  # order wins

@@ -16,6 +16,10 @@ def find_time_value(record: dict[str, Any], names: list[str]) -> Any:
     """The first value among ``names`` (case-insensitive, top level), or None."""
     if not record:
         return None
+    if names:  # the common case, the first name spelled exactly: no per-record key map
+        value = record.get(names[0])
+        if value is not None:
+            return value
     lowered = {key.lower(): key for key in record if isinstance(key, str)}
     for name in names:
         key = lowered.get(name.lower())
@@ -37,14 +41,16 @@ def parse_event_time(value: Any) -> datetime | None:
         text = value.strip()
         if not text:
             return None
-        try:
-            return _from_epoch(float(text))
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
+        if len(text) >= 10 and text[4] == "-":  # ISO first: no exception on the common path
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+        else:
+            try:
+                return _from_epoch(float(text))
+            except ValueError:
+                return None
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     return None
 
