@@ -26,15 +26,14 @@ import httpx
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from workbench.core.settings import Settings, settings_env
-from workbench.stack.process import wait_healthy
+from workbench.core.settings import Settings
+from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "WORKBENCH_BENCH_PROFILE"
 #: Inherited by a child, these would turn a process into a Spark Connect client.
-_SPARK_CLIENT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
 _VERSIONED = ("paho-mqtt", "pyarrow", "fastapi", "uvicorn", "httpx", "prometheus-client", "orjson")
 
 
@@ -65,18 +64,6 @@ def isolated_settings(settings: Settings, home: Path, *, client_id: str) -> Sett
     )
 
 
-def child_env(settings: Settings) -> dict[str, str]:
-    """Environment for a child process running with ``settings`` (and nothing inherited)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("WORKBENCH__") and k not in _SPARK_CLIENT_ENV
-    }
-    env.update(settings_env(settings))
-    env["WORKBENCH__CONFIG"] = str(Path(settings.home) / "none.toml")
-    return env
-
-
 def spawn(
     args: list[str], *, env: dict[str, str] | None = None, log_path: Path
 ) -> subprocess.Popen[str]:
@@ -103,6 +90,21 @@ def last_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {out[-2000:]}")
     return dict(json.loads(lines[-1]))
+
+
+def follow(proc: subprocess.Popen[str], seconds: float, bar: Any, timeout: float) -> dict[str, Any]:
+    """Advance ``bar`` by elapsed seconds while a load process runs; return its JSON result."""
+    try:
+        started, shown = time.monotonic(), 0
+        while proc.poll() is None:
+            time.sleep(0.25)
+            elapsed = min(int(time.monotonic() - started), int(seconds))
+            bar.update(elapsed - shown)
+            shown = elapsed
+        bar.update(int(seconds) - shown)
+        return last_json_line(proc, timeout)
+    finally:
+        stop_process(proc)
 
 
 def read_line(proc: subprocess.Popen[str], expected: str, timeout: float) -> None:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from benchmarks.harness import (
     IngestService,
     bronze_counts,
+    follow,
     free_port,
     isolated_settings,
     last_json_line,
@@ -69,17 +70,10 @@ def _publish(port: int, seconds: float, log_path: Path, bar: tqdm) -> dict[str, 
     )
     try:
         read_line(proc, "ready", 30)
-        started = time.monotonic()
-        shown = 0
-        while proc.poll() is None:
-            time.sleep(0.25)
-            elapsed = min(int(time.monotonic() - started), int(seconds))
-            bar.update(elapsed - shown)
-            shown = elapsed
-        bar.update(int(seconds) - shown)
-        return last_json_line(proc, 30)
-    finally:
+    except BaseException:
         stop_process(proc)
+        raise
+    return follow(proc, seconds, bar, 30)
 
 
 def _baseline(home: Path, seconds: float, bar: tqdm) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from benchmarks.harness import (
     IngestService,
     bronze_counts,
+    follow,
     free_port,
     isolated_settings,
-    last_json_line,
     result,
     spawn,
 )
@@ -56,17 +56,7 @@ def _post_for(url: str, seconds: float, home: Path, bar: tqdm) -> dict[str, Any]
         ],
         log_path=home / "rest_client.log",
     )
-    try:
-        started, shown = time.monotonic(), 0
-        while proc.poll() is None:
-            time.sleep(0.25)
-            elapsed = min(int(time.monotonic() - started), int(seconds))
-            bar.update(elapsed - shown)
-            shown = elapsed
-        bar.update(int(seconds) - shown)
-        return last_json_line(proc, 60)
-    finally:
-        stop_process(proc)
+    return follow(proc, seconds, bar, 60)
 
 
 def _baseline(home: Path, seconds: float, bar: tqdm) -> dict[str, Any]:

@@ -9,45 +9,37 @@ import httpx
 import pytest
 
 from tests.faults.load import SteadyPublisher, seqs
-from tests.fixtures.services import Broker, IngestProcess
+from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.fault
 
 
-def test_kill_9_mid_stream_loses_nothing(settings: Settings) -> None:
-    broker = Broker(settings)
-    broker.start()
-    ingest = IngestProcess(settings)
+def test_kill_9_mid_stream_loses_nothing(settings: Settings, ingest: IngestProcess) -> None:
     publisher = SteadyPublisher(settings, rate=500, topic="sensors/r1/1", client_id="r1-pub")
-    try:
-        ingest.start()
-        publisher.start()
-        publisher.wait_sent(1500)
-        assert ingest.proc is not None
-        ingest.proc.send_signal(signal.SIGKILL)  # no flush, no goodbye
-        ingest.proc.wait()
-        publisher.wait_sent(2500)  # the broker keeps these for the ingest's persistent session
-        ingest.start()
-        publisher.wait_sent(5000)
-        publisher.stop()
-        sent = publisher.sent
-        wait_for(lambda: len(seqs(settings)) >= sent, timeout=120, what=f"{sent} in bronze")
-        table = read_bronze(settings)
-        got = seqs(settings)
-        duplicates = table.num_rows - len(got)
-        print(f"R1: published={sent} in_bronze={len(got)} duplicate_rows={duplicates}")
-        assert got == set(range(sent))
-        # A duplicate is a redelivery of a message written but not yet acked at the kill: it
-        # carries the same message id, so silver can drop it.
-        ids = Counter(table["message_id"].to_pylist())
-        assert sum(n - 1 for n in ids.values()) == duplicates
-        [loss] = httpx.get(f"{ingest.url}/api/loss").json()
-        # The counters of the last few seconds before a kill -9 die with the process (they are
-        # written to the catalog every metadata batch); they never overcount.
-        print(f"R1: loss accounting after restart: {loss}")
-        assert 0 < loss["written"] <= table.num_rows and loss["gaps"] == 0
-    finally:
-        ingest.stop()
-        broker.stop()
+    publisher.start()
+    publisher.wait_sent(1500)
+    assert ingest.proc is not None
+    ingest.proc.send_signal(signal.SIGKILL)  # no flush, no goodbye
+    ingest.proc.wait()
+    publisher.wait_sent(2500)  # the broker keeps these for the ingest's persistent session
+    ingest.start()
+    publisher.wait_sent(5000)
+    publisher.stop()
+    sent = publisher.sent
+    wait_for(lambda: len(seqs(settings)) >= sent, timeout=120, what=f"{sent} in bronze")
+    table = read_bronze(settings)
+    got = seqs(settings)
+    duplicates = table.num_rows - len(got)
+    print(f"R1: published={sent} in_bronze={len(got)} duplicate_rows={duplicates}")
+    assert got == set(range(sent))
+    # A duplicate is a redelivery of a message written but not yet acked at the kill: it
+    # carries the same message id, so silver can drop it.
+    ids = Counter(table["message_id"].to_pylist())
+    assert sum(n - 1 for n in ids.values()) == duplicates
+    [loss] = httpx.get(f"{ingest.url}/api/loss").json()
+    # The counters of the last few seconds before a kill -9 die with the process (they are
+    # written to the catalog every metadata batch); they never overcount.
+    print(f"R1: loss accounting after restart: {loss}")
+    assert 0 < loss["written"] <= table.num_rows and loss["gaps"] == 0

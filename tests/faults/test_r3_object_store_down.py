@@ -22,8 +22,8 @@ import pytest
 from minio import Minio
 
 from tests.faults.load import SteadyPublisher
-from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze
-from tests.fixtures.services import IngestProcess, make_settings
+from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze, s3_lake_settings
+from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import wait_for
 from workbench.core.settings import Settings
 
@@ -38,11 +38,7 @@ PART_STAMP = re.compile(r"/part-(\d{8}T\d{12})-")
 @pytest.fixture
 def settings(tmp_path: Path, minio: MinioServer) -> Settings:
     """A stack whose lake is ``s3a://bronze-faults/lake`` on the test MinIO."""
-    return make_settings(
-        tmp_path,
-        lake={"root": f"s3a://{BUCKET}/{PREFIX}"},
-        s3={**minio.s3_settings(), "spill_dir": str(tmp_path / "spill")},
-    )
+    return s3_lake_settings(tmp_path, minio, BUCKET, PREFIX)
 
 
 class BronzeReader:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.fixtures.services import Broker, IngestProcess
+from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
 from workbench.core.settings import Settings
 
@@ -60,18 +59,7 @@ def hostile(i: int, rng: random.Random) -> tuple[bytes, int]:
     return json.dumps({"sensor_id": f"ok-{i % 7}", "temperature": i % 40}).encode(), 1
 
 
-@pytest.fixture
-def stack(settings: Settings) -> Iterator[IngestProcess]:
-    broker = Broker(settings)
-    broker.start()
-    ingest = IngestProcess(settings)
-    ingest.start()
-    yield ingest
-    ingest.stop()
-    broker.stop()
-
-
-def test_hostile_payloads_are_all_accounted_for(settings: Settings, stack: IngestProcess) -> None:
+def test_hostile_payloads_are_all_accounted_for(settings: Settings, ingest: IngestProcess) -> None:
     rng = random.Random(5)
     payloads = [hostile(i, rng) for i in range(TOTAL)]
     expected_rows = sum(rows for _, rows in payloads)
@@ -99,17 +87,17 @@ def test_hostile_payloads_are_all_accounted_for(settings: Settings, stack: Inges
     assert all(r["error"] for r in rows if r["payload_kind"] != "object")  # a reason each
     print(f"R5: messages={TOTAL} rows={table.num_rows} kinds={dict(kinds)}")
 
-    health = httpx.get(f"{stack.url}/health").json()
-    assert health["status"] == "ok" and stack.proc is not None and stack.proc.poll() is None
+    health = httpx.get(f"{ingest.url}/health").json()
+    assert health["status"] == "ok" and ingest.proc is not None and ingest.proc.poll() is None
     wait_for(
         lambda: sum(
-            d["record_count"] for d in httpx.get(f"{stack.url}/api/metadata/datasets").json()
+            d["record_count"] for d in httpx.get(f"{ingest.url}/api/metadata/datasets").json()
         )
         == expected_rows,
         timeout=60,
         what="catalog counts",
     )
-    [dataset] = httpx.get(f"{stack.url}/api/metadata/datasets").json()
+    [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets").json()
     types = {f["path"]: f["type"] for f in dataset["fields"]}
     assert types["value"] == "string"  # number/string/object/bool flips widened, never crashed
     assert "l49.l48.l47" in "".join(types)  # 50 levels deep became a dot path

@@ -50,6 +50,7 @@ def test_every_published_reading_lands_in_bronze_once(
     assert set(table["hour"].to_pylist()) == {10}
     health = httpx.get(f"{ingest.url}/health").json()
     assert health["status"] == "ok" and health["buffer"]["rows"] == 0
+    assert httpx.get(f"{ingest.url}/ready").json() == {"ready": True, "waiting_for": []}
     [loss] = httpx.get(f"{ingest.url}/api/loss").json()
     assert (loss["received"], loss["written"], loss["duplicates"], loss["gaps"]) == (500, 500, 0, 0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.fixtures.minio import MinioServer, list_bronze, read_bronze_objects
+from tests.fixtures.minio import MinioServer, list_bronze, read_bronze_objects, s3_lake_settings
 from tests.fixtures.services import IngestProcess, make_settings
 from tests.integration.conftest import wait_for
 from tests.integration.test_ingest import publish, readings
@@ -33,11 +33,7 @@ LAYOUT = re.compile(
 @pytest.fixture
 def settings(tmp_path: Path, minio: MinioServer) -> Settings:
     """An isolated stack whose lake is ``s3a://bronze-test/lake`` on the test MinIO."""
-    return make_settings(
-        tmp_path,
-        lake={"root": f"s3a://{BUCKET}/{PREFIX}"},
-        s3={**minio.s3_settings(), "spill_dir": str(tmp_path / "spill")},
-    )
+    return s3_lake_settings(tmp_path, minio, BUCKET, PREFIX)
 
 
 class RecordingStore:

@@ -156,8 +156,13 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.get("/ready")
-    async def ready() -> dict[str, bool]:
-        return {"ready": True}
+    async def ready() -> JSONResponse:
+        """Ready once every running source is connected (a load balancer's question)."""
+        sources = service.sources.health()
+        waiting = [s["name"] for s in sources if s["running"] and not s["connected"]]
+        return JSONResponse(
+            {"ready": not waiting, "waiting_for": waiting}, status_code=503 if waiting else 200
+        )
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -28,8 +27,3 @@ def ingestion_id(source_name: str, source_type: str, topic: str | None = None) -
     key = "\x1f".join([source_type, source_name, topic or ""])
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{slug(source_type)}_{slug(source_name)}_{digest}"
-
-
-def new_id() -> str:
-    """A random id for files, runs and messages without an identity of their own."""
-    return uuid.uuid4().hex

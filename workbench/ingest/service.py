@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from workbench.connectors.envelope import OBJECT, Envelope
-from workbench.connectors.mqtt import MqttConnector
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.connectors.rest_push import RecordResult, parse_push_body
 from workbench.core.clock import utcnow
@@ -155,12 +154,3 @@ class IngestService:
         if self.writer.last_error is not None:
             report["status"] = "degraded"
         return report
-
-
-def wait_all_connected(service: IngestService, timeout: float) -> bool:
-    """True once every MQTT source is subscribed."""
-    return all(
-        c.wait_connected(timeout)
-        for c in service.sources.connectors()
-        if isinstance(c, MqttConnector)
-    )

@@ -6,6 +6,7 @@ stops the same way.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -16,6 +17,27 @@ from typing import Any
 import httpx
 
 from workbench.core.errors import ServiceUnavailableError
+from workbench.core.settings import Settings, settings_env
+
+#: Set by a Spark Connect client session for its whole process; a child engine inheriting them
+#: would start as a client instead of a driver.
+SPARK_CLIENT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a child process that must run with exactly ``settings``.
+
+    The parent's ``WORKBENCH__*`` variables and Spark client switches are dropped, the settings
+    are passed as variables, and the TOML file is pointed away so nothing else leaks in.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WORKBENCH__") and k not in SPARK_CLIENT_ENV
+    }
+    env.update(settings_env(settings))
+    env["WORKBENCH__CONFIG"] = str(Path(settings.home) / "none.toml")
+    return env
 
 
 def wait_healthy(

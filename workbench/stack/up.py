@@ -8,7 +8,6 @@ all, in reverse order, on Ctrl-C or when one of them dies (pointing at its log).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,18 +17,14 @@ from pathlib import Path
 
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ServiceUnavailableError
-from workbench.core.settings import Settings, ensure_local_dirs, settings_env
+from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
-from workbench.stack.process import stop_process, wait_healthy
+from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "voila_apps" / "dashboard" / "app.ipynb"
-
-#: Set by a Spark Connect client session for its whole process; a child engine inheriting them
-#: would start as a client instead of a driver.
-SPARK_CLIENT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
 
 
 @dataclass
@@ -98,8 +93,7 @@ def run_stack(settings: Settings) -> int:
     Catalog(settings.catalog.url).close()  # migrate once, before services race to do it
     logs = Path(settings.home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in SPARK_CLIENT_ENV}
-    env.update(settings_env(settings))
+    env = child_env(settings)
     children = plan(settings)
     stopping = False
 
