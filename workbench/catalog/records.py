@@ -62,3 +62,64 @@ class DatasetInfo:
     last_seen: datetime | None
     schema_version: int
     fields: list[FieldInfo] = field(default_factory=list)
+
+
+#: Value-rule kinds (SPEC F17), applied in this order of meaning but sorted by priority, id.
+VALUE_RULE_KINDS = ("filter", "convert", "validate", "aggregate")
+
+#: Device sensitivity levels (SPEC F18), from least to most restricted.
+SENSITIVITIES = ("public", "internal", "confidential", "restricted")
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A value transformation on one canonical field (SPEC F17), global or for one dataset.
+
+    ``config`` by kind (validated by :func:`workbench.enrichment.transforms.check_rule`):
+
+    - ``filter``: ``{"op": "gt|ge|lt|le|eq|ne|contains|regex|in", "value": v}``; rows that
+      lack the field (other sensor types) are kept.
+    - ``convert``: ``{"to": "string|int|float|bool|timestamp", "default": v}`` or arithmetic
+      ``{"op": "add|sub|mul|div", "value": c}`` / ``{"op": ..., "other": field}``; optional
+      ``"target"`` writes the result to another canonical field.
+    - ``validate``: ``{"check": "range", "min": a, "max": b}``, ``{"check": "regex",
+      "pattern": p}``, ``{"check": "enum", "values": [...]}`` or ``{"check": "not_null"}``,
+      with ``"on_fail": "drop|flag|default"`` (and ``"default": v``).
+    - ``aggregate``: ``{"function": "avg|sum|min|max|count|stddev", "window": "5 minutes",
+      "group_by": ["sensor_id"], "table": name}``; materialized in gold, not applied to silver.
+    """
+
+    id: int
+    name: str
+    kind: str
+    field: str
+    config: dict[str, Any] = field(default_factory=dict)
+    ingestion_id: str | None = None
+    priority: int = 100
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered source (SPEC F18). ``ingestion_id`` may be an ``fnmatch`` wildcard."""
+
+    ingestion_id: str
+    name: str = ""
+    sensitivity: str = "internal"
+    retention_days: int | None = None
+    """Silver and gold rows older than this are deleted by maintenance (None: layer default)."""
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A threshold on a canonical field, evaluated per sensor per gold window (SPEC F20)."""
+
+    id: int
+    name: str
+    field: str
+    op: str
+    """``gt``, ``ge``, ``lt`` or ``le``: compared with the window's max (gt/ge) or min (lt/le)."""
+    threshold: float
+    ingestion_id: str | None = None
+    enabled: bool = True
