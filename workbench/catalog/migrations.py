@@ -72,6 +72,11 @@ def _loss_accounting(conn: Connection) -> None:
     t.loss_accounting.create(conn, checkfirst=True)
 
 
+def _devices_and_rules(conn: Connection) -> None:
+    for table in (t.devices, t.value_rules, t.alert_rules, t.rule_usage_batches):
+        table.create(conn, checkfirst=True)
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -82,6 +87,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "seed default rules and computations", _seed_defaults),
     Migration(3, "loss accounting per dataset", _loss_accounting),
+    Migration(4, "devices, value rules, alert rules", _devices_and_rules),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -93,7 +94,8 @@ class ValueRule:
     name: str
     kind: str
     field: str
-    config: dict[str, Any] = field(default_factory=dict)
+    # ``dataclasses.field``: the name ``field`` is this class's attribute just above.
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
     ingestion_id: str | None = None
     priority: int = 100
     enabled: bool = True

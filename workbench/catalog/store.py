@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from datetime import timedelta
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,14 +14,19 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
+from workbench.catalog.dialect import upsert
 from workbench.catalog.migrations import migrate
 from workbench.catalog.records import Computation, DatasetInfo, FieldInfo, NormalizationRule
+from workbench.catalog.registry import RegistryTables
 from workbench.catalog.schemas import DatasetObservation, merge_observation
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.ids import ingestion_id as make_ingestion_id
 
 log = logging.getLogger(__name__)
+
+BATCH_KEY_RETENTION = timedelta(days=1)
+"""How long a micro-batch's usage key is kept to recognise its replay."""
 
 
 def create_catalog_engine(url: str) -> Engine:
@@ -66,8 +72,9 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog:
-    """Sources, datasets and schemas, normalization rules and computations.
+class Catalog(RegistryTables):
+    """Sources, datasets and schemas, normalization rules, computations, and (from
+    :class:`RegistryTables`) devices, value rules and alert rules.
 
     Args:
         url: SQLAlchemy URL of the catalog database (``settings.catalog.url``).
@@ -91,15 +98,10 @@ class Catalog:
         """Create or replace a source; returns its deterministic ``ingestion_id``."""
         iid = make_ingestion_id(name, source_type)
         now = utcnow()
+        values = {"type": source_type, "ingestion_id": iid, "config": config, "updated_at": now}
         with self.engine.begin() as conn:
-            exists = conn.execute(select(t.sources.c.name).where(t.sources.c.name == name)).first()
-            values = {"type": source_type, "ingestion_id": iid, "config": config, "updated_at": now}
-            if exists:
-                conn.execute(update(t.sources).where(t.sources.c.name == name).values(**values))
-            else:
-                conn.execute(
-                    insert(t.sources).values(name=name, enabled=True, created_at=now, **values)
-                )
+            stmt = upsert(conn, t.sources).values(name=name, enabled=True, created_at=now, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
         return iid
 
     def delete_source(self, name: str) -> None:
@@ -134,17 +136,16 @@ class Catalog:
         now = utcnow()
         with self.engine.begin() as conn:
             for iid, delta in deltas.items():
-                exists = conn.execute(select(col.ingestion_id).where(col.ingestion_id == iid))
-                if exists.first() is None:
-                    conn.execute(
-                        insert(t.loss_accounting).values(ingestion_id=iid, updated_at=now, **delta)
+                # One atomic statement: ingest processes on several hosts share a PostgreSQL.
+                stmt = upsert(conn, t.loss_accounting).values(
+                    ingestion_id=iid, updated_at=now, **delta
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["ingestion_id"],
+                        set_={"updated_at": now, **{k: col[k] + v for k, v in delta.items()}},
                     )
-                else:
-                    conn.execute(
-                        update(t.loss_accounting)
-                        .where(col.ingestion_id == iid)
-                        .values(updated_at=now, **{k: col[k] + v for k, v in delta.items()})
-                    )
+                )
 
     def loss_accounting(self) -> list[dict[str, Any]]:
         """Per-dataset loss counters, as stored."""
@@ -227,13 +228,28 @@ class Catalog:
         with self.engine.begin() as conn:
             conn.execute(delete(t.normalization_rules).where(t.normalization_rules.c.id == rule_id))
 
-    def record_rule_usage(self, usage: dict[int, int]) -> None:
-        """Add one batch's rows affected per rule id and stamp ``last_applied``."""
-        if not usage:
-            return
+    def record_rule_usage(self, usage: dict[int, int], batch_key: str | None = None) -> None:
+        """Add one batch's rows affected per rule id and stamp ``last_applied``.
+
+        Args:
+            usage: rows affected per normalization rule id.
+            batch_key: identifies the micro-batch (``"<query id>:<batch id>"``); a batch
+                replayed after a failure is then counted once. None: always counted.
+        """
         now = utcnow()
         col = t.normalization_rules.c
         with self.engine.begin() as conn:
+            if batch_key is not None:
+                stmt = upsert(conn, t.rule_usage_batches).values(
+                    batch_key=batch_key, recorded_at=now
+                )
+                if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
+                    return  # a replay of a batch already counted
+                conn.execute(
+                    delete(t.rule_usage_batches).where(
+                        t.rule_usage_batches.c.recorded_at < now - BATCH_KEY_RETENTION
+                    )
+                )
             for rule_id, rows in usage.items():
                 if rows:
                     conn.execute(

@@ -103,3 +103,57 @@ loss_accounting = Table(
     Column("gaps", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+devices = Table(
+    "devices",
+    metadata,
+    # An exact ingestion_id or an fnmatch wildcard ("air-*"); exact matches win at lookup.
+    Column("ingestion_id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("sensitivity", String(20), nullable=False, default="internal"),
+    Column("retention_days", Integer),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+value_rules = Table(
+    "value_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("field", String(500), nullable=False),
+    Column("config", JSON, nullable=False),
+    # Empty string means global, as for normalization_rules.
+    Column("ingestion_id", String(200), nullable=False, default=""),
+    Column("priority", Integer, nullable=False, default=100),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("status", Text),
+    Column("last_error", Text),
+    Column("rows_affected", Integer, nullable=False, default=0),
+    Column("last_applied_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("field", String(500), nullable=False),
+    Column("op", String(10), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("ingestion_id", String(200), nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+rule_usage_batches = Table(
+    "rule_usage_batches",
+    metadata,
+    # "<query id>:<batch id>": a replayed micro-batch records its rule usage only once.
+    Column("batch_key", String(300), primary_key=True),
+    # Indexed: keys older than a day are pruned (a replay follows its failure within minutes).
+    Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
+)

@@ -1,0 +1,321 @@
+"""Devices (SPEC F18), value rules (F17) and alert rules (F20): what analysts register.
+
+A mixin of :class:`workbench.catalog.store.Catalog`, kept in its own module so each catalog
+module stays about one noun; it needs only ``self.engine``.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import RowMapping
+
+from workbench.catalog import tables as t
+from workbench.catalog.dialect import upsert
+from workbench.catalog.records import (
+    SENSITIVITIES,
+    VALUE_RULE_KINDS,
+    AlertRule,
+    Device,
+    ValueRule,
+)
+from workbench.core.clock import utcnow
+from workbench.core.errors import ConfigError, NotFoundError
+
+#: Alert comparison operators (see :class:`AlertRule`).
+ALERT_OPS = ("gt", "ge", "lt", "le")
+#: Outcomes :meth:`RegistryTables.record_value_rule_status` accepts.
+RULE_STATUSES = ("ok", "failed")
+
+
+class RegistryTables:
+    """Devices, value rules and alert rules over the catalog database."""
+
+    engine: Engine
+
+    # -- devices -----------------------------------------------------------------------------
+
+    def list_devices(self) -> list[Device]:
+        """Every registered device (exact ids and wildcards), by ``ingestion_id``."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.devices).order_by(t.devices.c.ingestion_id)).mappings()
+            return [_device(row) for row in rows]
+
+    def save_device(self, device: Device) -> None:
+        """Register a device or replace its settings (keyed by ``ingestion_id`` / pattern).
+
+        Raises:
+            ConfigError: for an empty pattern, an unknown sensitivity or a retention that is
+                not a positive number of days.
+        """
+        _check_device(device)
+        now = utcnow()
+        values = {
+            "name": device.name,
+            "sensitivity": device.sensitivity,
+            "retention_days": device.retention_days,
+            "enabled": device.enabled,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            stmt = upsert(conn, t.devices).values(
+                ingestion_id=device.ingestion_id, created_at=now, **values
+            )
+            conn.execute(stmt.on_conflict_do_update(index_elements=["ingestion_id"], set_=values))
+
+    def delete_device(self, pattern: str) -> None:
+        """Unregister a device or wildcard.
+
+        Raises:
+            NotFoundError: if nothing is registered under ``pattern``.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(t.devices).where(t.devices.c.ingestion_id == pattern))
+        if result.rowcount == 0:
+            raise NotFoundError(f"no device registered as {pattern!r}", ingestion_id=pattern)
+
+    def device_for(self, ingestion_id: str) -> Device | None:
+        """The registration that applies to ``ingestion_id``, enabled or not; None if none.
+
+        An exact registration wins; otherwise the longest matching wildcard (the most specific
+        one), ties broken by pattern order so the answer is stable.
+        """
+        return match_device(self.list_devices(), ingestion_id)
+
+    # -- value rules -------------------------------------------------------------------------
+
+    def list_value_rules(self, *, include_disabled: bool = False) -> list[ValueRule]:
+        """Value rules, global and per dataset, in application order (priority, then id)."""
+        col = t.value_rules.c
+        query = select(t.value_rules).order_by(col.priority, col.id)
+        if not include_disabled:
+            query = query.where(col.enabled.is_(True))
+        with self.engine.begin() as conn:
+            return [_value_rule(row) for row in conn.execute(query).mappings()]
+
+    def add_value_rule(
+        self,
+        name: str,
+        kind: str,
+        field: str,
+        config: dict[str, Any] | None = None,
+        *,
+        ingestion_id: str | None = None,
+        priority: int = 100,
+        enabled: bool = True,
+    ) -> int:
+        """Add a value rule; returns its id. ``config`` is checked by the engine, not here.
+
+        Raises:
+            ConfigError: for an empty name or field, or a kind not in ``VALUE_RULE_KINDS``.
+        """
+        _check_value_rule(name=name, kind=kind, field=field)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(t.value_rules).values(
+                    name=name,
+                    kind=kind,
+                    field=field,
+                    config=dict(config or {}),
+                    ingestion_id=ingestion_id or "",
+                    priority=priority,
+                    enabled=enabled,
+                    rows_affected=0,
+                    created_at=utcnow(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def update_value_rule(self, rule_id: int, **changes: Any) -> None:
+        """Change any of a value rule's ``name``, ``kind``, ``field``, ``config``,
+        ``ingestion_id``, ``priority`` or ``enabled``.
+
+        Raises:
+            ConfigError: for another attribute or an invalid value.
+            NotFoundError: if there is no such rule.
+        """
+        allowed = {"name", "kind", "field", "config", "ingestion_id", "priority", "enabled"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ConfigError(
+                f"cannot change {sorted(unknown)} of a value rule; allowed: {sorted(allowed)}"
+            )
+        _check_value_rule(**{k: v for k, v in changes.items() if k in ("name", "kind", "field")})
+        if "ingestion_id" in changes:
+            changes["ingestion_id"] = changes["ingestion_id"] or ""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(t.value_rules).where(t.value_rules.c.id == rule_id).values(**changes)
+            )
+        if result.rowcount == 0:
+            raise NotFoundError(f"no value rule with id {rule_id}", rule_id=rule_id)
+
+    def delete_value_rule(self, rule_id: int) -> None:
+        """Remove a value rule (no error if it is already gone)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.value_rules).where(t.value_rules.c.id == rule_id))
+
+    def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None:
+        """Record one batch's outcome per rule: ``{id: (status, reason, rows_affected)}``.
+
+        ``status`` is ``ok`` or ``failed``; ``reason`` is kept as ``last_error`` (None clears
+        it); rows are added to the running total and ``last_applied_at`` is stamped. Rules
+        deleted meanwhile are ignored.
+
+        Raises:
+            ConfigError: for a status other than ``ok`` or ``failed``.
+        """
+        bad = {s for s, _, _ in results.values()} - set(RULE_STATUSES)
+        if bad:
+            raise ConfigError(f"unknown value rule status {sorted(bad)}; use {RULE_STATUSES}")
+        if not results:
+            return
+        now = utcnow()
+        col = t.value_rules.c
+        with self.engine.begin() as conn:
+            for rule_id, (status, reason, rows) in results.items():
+                conn.execute(
+                    update(t.value_rules)
+                    .where(col.id == rule_id)
+                    .values(
+                        status=status,
+                        last_error=reason,
+                        rows_affected=col.rows_affected + int(rows),
+                        last_applied_at=now,
+                    )
+                )
+
+    def value_rule_status(self) -> list[dict[str, Any]]:
+        """Every value rule as stored, with ``status``, ``last_error``, ``rows_affected`` and
+        ``last_applied_at`` (for the rule editor and the engine's status page)."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(t.value_rules).order_by(t.value_rules.c.id)).mappings()
+            return [{**row, "ingestion_id": row["ingestion_id"] or None} for row in rows]
+
+    # -- alert rules -------------------------------------------------------------------------
+
+    def list_alert_rules(self, *, include_disabled: bool = False) -> list[AlertRule]:
+        """Threshold alert rules, by id."""
+        query = select(t.alert_rules).order_by(t.alert_rules.c.id)
+        if not include_disabled:
+            query = query.where(t.alert_rules.c.enabled.is_(True))
+        with self.engine.begin() as conn:
+            return [_alert_rule(row) for row in conn.execute(query).mappings()]
+
+    def add_alert_rule(
+        self,
+        name: str,
+        field: str,
+        op: str,
+        threshold: float,
+        *,
+        ingestion_id: str | None = None,
+        enabled: bool = True,
+    ) -> int:
+        """Add a threshold alert on a canonical field; returns its id.
+
+        Raises:
+            ConfigError: for an empty name or field or an op not in ``ALERT_OPS``.
+        """
+        if not name.strip() or not field.strip():
+            raise ConfigError("an alert rule needs a non-empty name and field")
+        if op not in ALERT_OPS:
+            raise ConfigError(f"unknown alert op {op!r}; use one of {', '.join(ALERT_OPS)}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(t.alert_rules).values(
+                    name=name,
+                    field=field,
+                    op=op,
+                    threshold=float(threshold),
+                    ingestion_id=ingestion_id or "",
+                    enabled=enabled,
+                    created_at=utcnow(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def delete_alert_rule(self, rule_id: int) -> None:
+        """Remove an alert rule (no error if it is already gone)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.alert_rules).where(t.alert_rules.c.id == rule_id))
+
+
+def match_device(devices: list[Device], ingestion_id: str) -> Device | None:
+    """The device among ``devices`` that applies to ``ingestion_id`` (see ``device_for``).
+
+    Pure, so the engine can match a whole batch against one ``list_devices()`` read.
+    """
+    best: Device | None = None
+    for device in devices:
+        if device.ingestion_id == ingestion_id:
+            return device
+        if fnmatchcase(ingestion_id, device.ingestion_id) and (
+            best is None or len(device.ingestion_id) > len(best.ingestion_id)
+        ):
+            best = device
+    return best
+
+
+def _check_device(device: Device) -> None:
+    if not device.ingestion_id.strip():
+        raise ConfigError("a device needs an ingestion_id or a wildcard pattern")
+    if device.sensitivity not in SENSITIVITIES:
+        raise ConfigError(
+            f"unknown sensitivity {device.sensitivity!r} for device {device.ingestion_id!r}; "
+            f"use one of {', '.join(SENSITIVITIES)}",
+            ingestion_id=device.ingestion_id,
+        )
+    if device.retention_days is not None and device.retention_days <= 0:
+        raise ConfigError(
+            f"retention_days must be a positive number of days or None, "
+            f"not {device.retention_days!r}",
+            ingestion_id=device.ingestion_id,
+        )
+
+
+def _check_value_rule(**values: Any) -> None:
+    for key in ("name", "field"):
+        if key in values and not str(values[key]).strip():
+            raise ConfigError(f"a value rule needs a non-empty {key}")
+    if "kind" in values and values["kind"] not in VALUE_RULE_KINDS:
+        raise ConfigError(
+            f"unknown value rule kind {values['kind']!r}; use one of {', '.join(VALUE_RULE_KINDS)}"
+        )
+
+
+def _device(row: RowMapping) -> Device:
+    return Device(
+        ingestion_id=row["ingestion_id"],
+        name=row["name"],
+        sensitivity=row["sensitivity"],
+        retention_days=row["retention_days"],
+        enabled=row["enabled"],
+    )
+
+
+def _value_rule(row: RowMapping) -> ValueRule:
+    return ValueRule(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        field=row["field"],
+        config=dict(row["config"] or {}),
+        ingestion_id=row["ingestion_id"] or None,
+        priority=row["priority"],
+        enabled=row["enabled"],
+    )
+
+
+def _alert_rule(row: RowMapping) -> AlertRule:
+    return AlertRule(
+        id=row["id"],
+        name=row["name"],
+        field=row["field"],
+        op=row["op"],
+        threshold=row["threshold"],
+        ingestion_id=row["ingestion_id"] or None,
+        enabled=row["enabled"],
+    )
