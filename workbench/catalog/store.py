@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from datetime import timedelta
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
