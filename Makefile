@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMPS := .workbench/stamps
 JARS := .workbench/jars
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto chromium chromium-driver
+APT_PACKAGES := mosquitto chromium chromium-driver postgresql
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-faults test-slow lab system-packages kernel clean help
@@ -38,7 +38,8 @@ test-slow: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser notebooks/
 
-# Debian packages: the real broker and the browser for the dashboard tests.
+# Debian packages: the real broker, the browser for the dashboard tests, and PostgreSQL (the
+# multi-host catalog; tests start their own server from /usr/lib/postgresql/<ver>/bin).
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

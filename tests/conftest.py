@@ -4,4 +4,4 @@
 ``ingest`` and ``minio`` come from these plugin modules.
 """
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.minio"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.minio", "tests.fixtures.postgres"]

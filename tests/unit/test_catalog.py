@@ -1,5 +1,4 @@
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -9,11 +8,6 @@ from workbench.catalog.schemas import DatasetObservation, flatten, infer_type, w
 from workbench.catalog.store import Catalog
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(f"sqlite:///{tmp_path / 'c.db'}")
 
 
 def test_lattice_widens_never_fails() -> None:
@@ -27,8 +21,8 @@ def test_lattice_widens_never_fails() -> None:
     assert flatten({"a": {"b": {"c": 1}}, "d": {}}) == {"a.b.c": 1, "d": {}}
 
 
-def test_migrations_run_once_even_concurrently(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+def test_migrations_run_once_even_concurrently(catalog_url: str) -> None:
+    url = catalog_url
     errors: list[BaseException] = []
 
     def open_catalog() -> None:

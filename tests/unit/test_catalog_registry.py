@@ -1,17 +1,10 @@
 """Devices, value rules and alert rules in the catalog (SPEC F17, F18, F20)."""
 
-from pathlib import Path
-
 import pytest
 
 from workbench.catalog.records import AlertRule, Device
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ConfigError, NotFoundError
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(f"sqlite:///{tmp_path / 'c.db'}")
 
 
 def test_devices_upsert_and_exact_beats_longest_wildcard(catalog: Catalog) -> None:

@@ -243,7 +243,11 @@ class Catalog(RegistryTables):
                 stmt = upsert(conn, t.rule_usage_batches).values(
                     batch_key=batch_key, recorded_at=now
                 )
-                if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
+                # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING.
+                inserted = conn.execute(
+                    stmt.on_conflict_do_nothing().returning(t.rule_usage_batches.c.batch_key)
+                ).first()
+                if inserted is None:
                     return  # a replay of a batch already counted
                 conn.execute(
                     delete(t.rule_usage_batches).where(
