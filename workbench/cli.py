@@ -102,6 +102,16 @@ def _sources(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _streams(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.api.engine_client import EngineClient
+
+    client = EngineClient(settings)
+    action = args.streams_command
+    result = client.streams() if action == "list" else getattr(client, action)(args.name)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def _settings_show(settings: Settings, _args: argparse.Namespace) -> int:
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
@@ -171,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         src.add_parser(action, help=f"{action} a source").add_argument("name")
     src.add_parser("health", help="health of one source or all").add_argument("name", nargs="?")
     sources.set_defaults(handler=_sources)
+    streams = sub.add_parser("streams", help="the engine's streaming queries")
+    st = streams.add_subparsers(dest="streams_command", required=True)
+    st.add_parser("list", help="every query: state, rows/s, last batch, restarts, lag")
+    for action in ("start", "stop", "restart"):
+        st.add_parser(action, help=f"{action} a query by name").add_argument("name")
+    streams.set_defaults(handler=_streams)
     add("settings", _settings_show, "print the effective settings as JSON")
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
     bench.add_argument("name", choices=["ingest-mqtt", "ingest-rest"], help="which benchmark")

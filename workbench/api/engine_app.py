@@ -2,8 +2,10 @@
 
 Run as ``python -m workbench.api.engine_app`` (settings from ``WORKBENCH__*`` variables) or via
 :func:`run_engine`. Endpoints: ``GET /health`` (ok + the Spark Connect URL), ``GET /status``
-(per query progress) and ``GET /metrics`` (Prometheus). SIGTERM or SIGINT stops the HTTP server,
-then each query (bounded by a 30 s stop timeout), then the session.
+(per query: state, progress, rows/s, last batch duration, restarts, error, lag behind its
+input), ``GET /metrics`` (Prometheus) and the stream controls of
+:mod:`workbench.api.engine_routes`. SIGTERM or SIGINT stops the HTTP server, then each query
+after its running batch (bounded by a 30 s stop timeout), then the session.
 """
 
 from __future__ import annotations
@@ -14,24 +16,31 @@ import threading
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
+from workbench.api.engine_routes import build_stream_router
 from workbench.catalog.store import Catalog
+from workbench.core.errors import NotFoundError, WorkbenchError
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
 from workbench.enrichment import stream as enrichment
-from workbench.enrichment.manager import StreamManager
+from workbench.enrichment.manager import STOP_TIMEOUT_SECONDS, StreamManager
 from workbench.gold import averages
 from workbench.metrics.registry import new_registry, pod_name
 from workbench.spark.session import build_session
+from workbench.spark.streaming import DeltaSourceLag, FileSourceLag, checkpoint_path
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = "30s"
+#: Spark's own bound on stopping a query's thread, the same as the manager's wait for a batch.
+STOP_TIMEOUT = f"{int(STOP_TIMEOUT_SECONDS)}s"
+
+#: How often the schema watchdog reads the catalog's schema versions.
+SCHEMA_WATCH_SECONDS = 5.0
 
 
 class EngineMetrics:
@@ -140,6 +149,13 @@ def build_engine_app(settings: Settings, manager: StreamManager, metrics: Engine
     """The engine's HTTP API over a running stream manager."""
     app = FastAPI(title="workbench engine")
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
+    app.include_router(build_stream_router(manager))
+
+    @app.exception_handler(WorkbenchError)
+    async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
+        return JSONResponse(
+            err.to_dict(), status_code=404 if isinstance(err, NotFoundError) else 409
+        )
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -184,13 +200,30 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         averages.ensure_gold_table(spark, settings)
         register_tables(spark, settings)
         spark.streams.addListener(ProgressListener(metrics))
+        checkpoints = settings.lake.checkpoints
         manager.register(
             enrichment.QUERY_NAME,
             lambda: enrichment.start_enrichment(
                 spark, settings, catalog, on_usage=metrics.record_rule_usage
             ),
+            lag=FileSourceLag(
+                settings.lake.bronze, checkpoint_path(checkpoints, enrichment.QUERY_NAME), spark
+            ),
         )
-        manager.register(averages.QUERY_NAME, lambda: averages.start_averages(spark, settings))
+        manager.register(
+            averages.QUERY_NAME,
+            lambda: averages.start_averages(spark, settings),
+            lag=DeltaSourceLag(
+                settings.lake.silver_readings,
+                checkpoint_path(checkpoints, averages.QUERY_NAME),
+                spark,
+            ),
+        )
+        manager.watch_schema(
+            lambda: {d.ingestion_id: d.schema_version for d in catalog.list_datasets()},
+            queries=[enrichment.QUERY_NAME],
+            every_seconds=SCHEMA_WATCH_SECONDS,
+        )
         manager.start_all()
         server = uvicorn.Server(
             uvicorn.Config(

@@ -1,11 +1,31 @@
-"""What every streaming query of the engine shares: name, checkpoint, trigger, waiting."""
+"""What every streaming query of the engine shares: name, checkpoint, trigger, waiting, lag.
+
+Lag behind the input (F21) is read from the query's checkpoint, never from Spark's in-memory
+progress, so it is known for a stopped or crashed query too and costs no Spark job:
+
+- :class:`FileSourceLag` (the enrichment query over bronze Parquet files): ``pending`` is the
+  number of visible bronze data files not yet in a *committed* batch of the checkpoint's file
+  log, ``seconds`` the age (now − mtime) of the oldest of them, 0 when nothing is pending. A file
+  in the batch that is running counts as pending until that batch commits.
+- :class:`DeltaSourceLag` (queries over a Delta table, e.g. gold over silver): ``pending`` is
+  the number of table versions after the source offset of the last committed batch, ``seconds``
+  the age of the oldest of those commits.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Literal
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
 
 from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from workbench.core.errors import EngineError
@@ -17,6 +37,11 @@ log = logging.getLogger(__name__)
 TriggerMode = Literal["processing_time", "available_now"]
 
 
+def checkpoint_path(checkpoints: str, name: str) -> str:
+    """Where the query ``name`` keeps its checkpoint under the ``checkpoints`` root."""
+    return f"{checkpoints.rstrip('/')}/{name}"
+
+
 def start_query(
     writer: DataStreamWriter,
     *,
@@ -26,7 +51,7 @@ def start_query(
     interval_seconds: float,
 ) -> StreamingQuery:
     """Name the query, give it its checkpoint under ``checkpoints``, set the trigger, start."""
-    writer = writer.queryName(name).option("checkpointLocation", f"{checkpoints}/{name}")
+    writer = writer.queryName(name).option("checkpointLocation", checkpoint_path(checkpoints, name))
     if trigger == "available_now":
         writer = writer.trigger(availableNow=True)
     else:
@@ -46,3 +71,254 @@ def await_query(query: StreamingQuery) -> None:
         query.awaitTermination()
     except StreamingQueryException as err:
         raise EngineError(f"stream {query.name} failed: {err}", query=query.name) from err
+
+
+# -- lag behind the input ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a query is behind its input.
+
+    Attributes:
+        kind: ``files`` (a file source) or ``versions`` (a Delta source).
+        pending: input files, or table versions, not yet in a committed batch.
+        seconds: age of the oldest pending input (0.0 when nothing is pending).
+    """
+
+    kind: Literal["files", "versions"]
+    pending: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-ready fields."""
+        return {"kind": self.kind, "pending": self.pending, "seconds": round(self.seconds, 3)}
+
+
+class _Files:
+    """Listing and reading files on the local disk or, through Hadoop, on ``s3a://``."""
+
+    def __init__(self, spark: SparkSession | None) -> None:
+        self._spark = spark
+
+    @staticmethod
+    def _local(path: str) -> str | None:
+        if path.startswith("file:"):
+            return unquote(urlparse(path).path)
+        return None if "://" in path else path
+
+    def _jvm(self, path: str) -> Any:
+        if self._spark is None:
+            raise EngineError(f"reading {path} needs a Spark session", path=path)
+        return self._spark.sparkContext._jvm
+
+    def _hadoop(self, path: str) -> tuple[Any, Any]:
+        hpath = self._jvm(path).org.apache.hadoop.fs.Path(path)
+        conf = self._spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        return hpath.getFileSystem(conf), hpath
+
+    def walk(self, root: str) -> Iterator[tuple[str, float]]:
+        """``(path, mtime seconds)`` of every visible file under ``root`` (none if absent)."""
+        local = self._local(root)
+        if local is not None:
+            for folder, dirs, names in os.walk(local):
+                # Spark's file source skips names starting with "." or "_" (temporary files,
+                # metadata); so must the lag, or a file being written would count as pending.
+                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+                for name in names:
+                    if name.startswith((".", "_")):
+                        continue
+                    path = os.path.join(folder, name)
+                    try:
+                        yield path, os.stat(path).st_mtime
+                    except FileNotFoundError:
+                        continue  # removed between listing and stat (maintenance)
+            return
+        fs, hpath = self._hadoop(root)
+        if not fs.exists(hpath):
+            return
+        files = fs.listFiles(hpath, True)
+        while files.hasNext():
+            status = files.next()
+            path = status.getPath()
+            parts = str(path.toUri().getPath()).split("/")
+            if any(p.startswith((".", "_")) for p in parts if p):
+                continue
+            yield str(path.toString()), status.getModificationTime() / 1000.0
+
+    def names(self, folder: str) -> list[str]:
+        """File names directly in ``folder`` (empty if absent)."""
+        local = self._local(folder)
+        if local is not None:
+            try:
+                return os.listdir(local)
+            except FileNotFoundError:
+                return []
+        fs, hpath = self._hadoop(folder)
+        if not fs.exists(hpath):
+            return []
+        return [str(s.getPath().getName()) for s in fs.listStatus(hpath)]
+
+    def read_text(self, path: str) -> str | None:
+        """A small file's text, or ``None`` if it is gone (compacted or cleaned up)."""
+        local = self._local(path)
+        if local is not None:
+            try:
+                return Path(local).read_text()
+            except FileNotFoundError:
+                return None
+        fs, hpath = self._hadoop(path)
+        if not fs.exists(hpath):
+            return None
+        jio = self._jvm(path).java.io
+        stream = fs.open(hpath)
+        try:
+            reader = jio.BufferedReader(jio.InputStreamReader(stream, "UTF-8"))
+            lines = []
+            line = reader.readLine()
+            while line is not None:
+                lines.append(str(line))
+                line = reader.readLine()
+            return "\n".join(lines)
+        finally:
+            stream.close()
+
+    def mtime(self, path: str) -> float | None:
+        """A file's modification time in seconds, ``None`` if it is gone."""
+        local = self._local(path)
+        if local is not None:
+            try:
+                return os.stat(local).st_mtime
+            except FileNotFoundError:
+                return None
+        fs, hpath = self._hadoop(path)
+        if not fs.exists(hpath):
+            return None
+        return float(fs.getFileStatus(hpath).getModificationTime()) / 1000.0
+
+
+def _normal(path: str) -> str:
+    """One spelling per file: the file log stores ``file:///a%20b``, a listing ``/a b``."""
+    if path.startswith("file:"):
+        return unquote(urlparse(path).path)
+    return path
+
+
+def _batch_ids(names: list[str]) -> list[int]:
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+def last_committed_batch(files: _Files, checkpoint: str) -> int | None:
+    """The id of the newest batch whose commit file exists, or ``None``."""
+    ids = _batch_ids(files.names(f"{checkpoint}/commits"))
+    return ids[-1] if ids else None
+
+
+class FileSourceLag:
+    """Lag of a file-source query (``pending`` bronze files, age of the oldest).
+
+    Reads the checkpoint's file log (``sources/0/<batch>`` and ``<batch>.compact``, JSON lines
+    ``{"path", "timestamp", "batchId"}``) incrementally: each batch file once.
+
+    Args:
+        source: the directory the query reads (``settings.lake.bronze``).
+        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
+        spark: used only to reach ``s3a://`` paths through Hadoop.
+    """
+
+    def __init__(self, source: str, checkpoint: str, spark: SparkSession | None = None) -> None:
+        self.source = source
+        self.checkpoint = checkpoint.rstrip("/")
+        self._files = _Files(spark)
+        self._processed: set[str] = set()
+        self._read_through = -1
+
+    def __call__(self) -> Lag:
+        """The lag now."""
+        committed = last_committed_batch(self._files, self.checkpoint)
+        if committed is None:
+            self._processed, self._read_through = set(), -1  # a new checkpoint
+        elif committed > self._read_through:
+            self._read_log(committed)
+        now = time.time()
+        pending = [
+            mtime
+            for path, mtime in self._files.walk(self.source)
+            if path.endswith(".parquet") and _normal(path) not in self._processed
+        ]
+        return Lag("files", len(pending), max(0.0, now - min(pending)) if pending else 0.0)
+
+    def _read_log(self, committed: int) -> None:
+        log_dir = f"{self.checkpoint}/sources/0"
+        for batch in range(self._read_through + 1, committed + 1):
+            # Every compactInterval batches Spark writes "<id>.compact" (all entries so far)
+            # instead of "<id>", and later deletes the plain files it replaced.
+            text = self._files.read_text(f"{log_dir}/{batch}")
+            if text is None:
+                text = self._files.read_text(f"{log_dir}/{batch}.compact")
+            if text is None:
+                # Plain files before the newest compaction may be gone: read that instead.
+                text = self._newest_compact(log_dir, committed)
+            for line in (text or "").splitlines()[1:]:  # line 1 is the log format version
+                if line.strip():
+                    self._processed.add(_normal(json.loads(line)["path"]))
+        self._read_through = committed
+
+    def _newest_compact(self, log_dir: str, committed: int) -> str | None:
+        compacts = sorted(
+            int(n.removesuffix(".compact"))
+            for n in self._files.names(log_dir)
+            if n.endswith(".compact") and n.removesuffix(".compact").isdigit()
+        )
+        usable = [c for c in compacts if c <= committed]
+        return self._files.read_text(f"{log_dir}/{usable[-1]}.compact") if usable else None
+
+
+class DeltaSourceLag:
+    """Lag of a query reading one Delta table (``pending`` versions, age of the oldest).
+
+    The committed source offset is ``{"reservoirVersion": v, "index": i, ...}``: versions
+    before ``v`` are done, ``v`` itself is done only when ``i`` is -1 and ``v`` is then the next
+    version to read; both mean versions ``v..latest`` are pending.
+
+    Args:
+        table: the Delta table the query reads.
+        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
+        spark: used only to reach ``s3a://`` paths through Hadoop.
+    """
+
+    def __init__(self, table: str, checkpoint: str, spark: SparkSession | None = None) -> None:
+        self.table = table.rstrip("/")
+        self.checkpoint = checkpoint.rstrip("/")
+        self._files = _Files(spark)
+
+    def __call__(self) -> Lag:
+        """The lag now."""
+        log_dir = f"{self.table}/_delta_log"
+        versions = [
+            int(n.removesuffix(".json"))
+            for n in self._files.names(log_dir)
+            if n.endswith(".json") and n.removesuffix(".json").isdigit()
+        ]
+        if not versions:
+            return Lag("versions", 0, 0.0)
+        latest = max(versions)
+        first_pending = self._next_version()
+        pending = max(0, latest - first_pending + 1)
+        if pending == 0:
+            return Lag("versions", 0, 0.0)
+        mtime = self._files.mtime(f"{log_dir}/{first_pending:020d}.json")
+        age = max(0.0, time.time() - mtime) if mtime is not None else 0.0
+        return Lag("versions", pending, age)
+
+    def _next_version(self) -> int:
+        committed = last_committed_batch(self._files, self.checkpoint)
+        if committed is None:
+            return 0
+        text = self._files.read_text(f"{self.checkpoint}/offsets/{committed}") or ""
+        # Line 1 is the format version, line 2 the batch metadata, then one offset per source.
+        lines = text.splitlines()
+        if len(lines) < 3 or lines[2].strip() in {"", "-"}:
+            return 0
+        offset = json.loads(lines[2])
+        return int(offset["reservoirVersion"])
