@@ -42,6 +42,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         catalog,
         batch_size=settings.ingest.metadata_batch_size,
         batch_seconds=settings.ingest.metadata_batch_seconds,
+        stale_seconds=settings.catalog.field_stale_seconds,
     )
     service = IngestService(
         settings,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from workbench.catalog.schemas import DatasetObservation
 from workbench.catalog.store import Catalog
 from workbench.connectors.envelope import Envelope
+from workbench.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,25 @@ SAMPLE_STRIDE = 20
 
 
 class MetadataExtractor:
-    """Accumulates dataset observations and writes them to the catalog in batches."""
+    """Accumulates dataset observations and writes them to the catalog in batches.
 
-    def __init__(self, catalog: Catalog, *, batch_size: int, batch_seconds: float) -> None:
+    Args:
+        catalog: where observations go.
+        batch_size: write after this many records...
+        batch_seconds: ...or this many seconds, whichever comes first.
+        stale_seconds: ``settings.catalog.field_stale_seconds``; None never sweeps.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        batch_size: int,
+        batch_seconds: float,
+        stale_seconds: float | None = None,
+    ) -> None:
         self._catalog = catalog
+        self._stale_after = None if stale_seconds is None else timedelta(seconds=stale_seconds)
         self._batch_size = batch_size
         self._batch_seconds = batch_seconds
         self._pending: dict[str, DatasetObservation] = {}
@@ -90,6 +107,18 @@ class MetadataExtractor:
                         obs.merge(newer)
                     self._pending[iid] = obs
 
+    def sweep_stale(self) -> None:
+        """Log ``not_seen`` events for fields missing longer than ``stale_seconds``."""
+        if self._stale_after is None:
+            return
+        try:
+            logged = self._catalog.sweep_stale_fields(utcnow(), self._stale_after)
+        except Exception:  # the next round sweeps again; ingestion must not stop for this
+            log.exception("sweeping stale fields failed; will retry")
+            return
+        if logged:
+            log.info("fields not seen logged count=%s", logged)
+
     def _run(self) -> None:
         deadline = time.monotonic() + self._batch_seconds
         while True:
@@ -103,4 +132,5 @@ class MetadataExtractor:
                 if self._stopping:
                     return
             self.write_pending()
+            self.sweep_stale()
             deadline = time.monotonic() + self._batch_seconds

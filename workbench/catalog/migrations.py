@@ -77,6 +77,29 @@ def _devices_and_rules(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _schema_evolution(conn: Connection) -> None:
+    t.schema_events.create(conn, checkfirst=True)
+    columns = {c["name"] for c in inspect(conn).get_columns(t.fields.name)}
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    if "records" not in columns:
+        conn.execute(text("ALTER TABLE fields ADD COLUMN records BIGINT NOT NULL DEFAULT 0"))
+    if "stale" not in columns:
+        conn.execute(text(f"ALTER TABLE fields ADD COLUMN stale BOOLEAN NOT NULL DEFAULT {false}"))
+    if conn.dialect.name == "postgresql":
+        # SQLite's INTEGER is already 64-bit; PostgreSQL's overflows at 2**31.
+        for table, column in _COUNTERS:
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BIGINT"))
+
+
+_COUNTERS = [
+    ("datasets", "record_count"),
+    ("datasets", "bytes"),
+    ("normalization_rules", "rows_affected"),
+    ("value_rules", "rows_affected"),
+    *(("loss_accounting", c) for c in ("received", "written", "flagged", "duplicates", "gaps")),
+]
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -88,6 +111,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "seed default rules and computations", _seed_defaults),
     Migration(3, "loss accounting per dataset", _loss_accounting),
     Migration(4, "devices, value rules, alert rules", _devices_and_rules),
+    Migration(5, "schema evolution log, field counts, 64-bit counters", _schema_evolution),
 ]
 
 

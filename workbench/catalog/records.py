@@ -49,6 +49,29 @@ class FieldInfo:
     max: float | None
     first_seen: datetime | None
     last_seen: datetime | None
+    count: int = 0
+    """Records that carried the path. Exact while the extractor infers every record (the
+    first 500 per dataset per metadata batch); beyond that it samples, and the sampled count
+    is scaled by the sampling ratio, so on busy datasets it is an estimate."""
+    stale: bool = False
+    """A ``not_seen`` event was logged and the field has not been seen since."""
+
+
+@dataclass(frozen=True)
+class SchemaEvent:
+    """One entry of a dataset's schema evolution log (SPEC F10)."""
+
+    ingestion_id: str
+    path: str
+    kind: str
+    """``added``, ``widened`` or ``not_seen``."""
+    old_type: str | None
+    new_type: str | None
+    sample: Any
+    """A value showing the change (the widening value; the last sample for ``not_seen``)."""
+    schema_version: int
+    """The dataset's schema version after the change."""
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from workbench.catalog import tables as t
+from workbench.core.clock import utcnow
 
 _ORDER = {"null": 0, "boolean": 1, "integer": 2, "double": 3}
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -115,6 +116,9 @@ class DatasetObservation:
     fields: dict[str, FieldObservation] = field(default_factory=dict)
     skipped: int = 0
     """Objects counted but not inferred (sampling); they say nothing about nullability."""
+    objects: int = 0
+    """Objects whose fields were inferred: ``(objects + skipped) / objects`` scales a field's
+    ``seen`` to an estimated count of records carrying it."""
 
     @property
     def inferred(self) -> int:
@@ -147,6 +151,7 @@ class DatasetObservation:
             if is_object:
                 self.skipped += 1
             return
+        self.objects += 1
         for path, value in flatten(record).items():
             self.fields.setdefault(path, FieldObservation()).add(value)
 
@@ -154,6 +159,7 @@ class DatasetObservation:
         """Fold a later observation of the same dataset in."""
         self.records += other.records
         self.skipped += other.skipped
+        self.objects += other.objects
         self.bytes += other.bytes
         self.first_seen = _earliest(self.first_seen, other.first_seen)
         if other.last_seen and (self.last_seen is None or other.last_seen > self.last_seen):
@@ -164,11 +170,23 @@ class DatasetObservation:
             else:
                 self.fields[path] = fobs
 
+    def count(self, fobs: FieldObservation) -> int:
+        """Records of this observation that carried a field: exact when every object was
+        inferred, else ``seen`` scaled by the sampling ratio (rounded)."""
+        if not self.skipped or not self.objects:
+            return fobs.seen
+        return round(fobs.seen * (self.objects + self.skipped) / self.objects)
+
 
 def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
-    """Merge one observation into ``datasets`` and ``fields``; bumps the schema version when a
-    field appears or widens."""
+    """Merge one observation into ``datasets`` and ``fields`` and log schema changes.
+
+    A new path logs an ``added`` event, a wider type a ``widened`` one (old and new type and a
+    sample of the new type); either bumps the dataset's ``schema_version`` once per merge. A
+    field seen again after a ``not_seen`` event is re-armed (see :func:`sweep_stale_fields`).
+    """
     ds = t.datasets.c
+    at = obs.last_seen or utcnow()
     row = (
         conn.execute(select(t.datasets).where(ds.ingestion_id == obs.ingestion_id))
         .mappings()
@@ -191,7 +209,6 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
     else:
         version = row["schema_version"]
         first_seen = _earliest(row["first_seen"], obs.first_seen)
-    changed = False
     fc = t.fields.c
     existing = {
         r["path"]: r
@@ -199,10 +216,10 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
             select(t.fields).where(fc.ingestion_id == obs.ingestion_id)
         ).mappings()
     }
+    events: list[dict[str, Any]] = []
     for path, fobs in obs.fields.items():
         old = existing.get(path)
         if old is None:
-            changed = True
             conn.execute(
                 insert(t.fields).values(
                     ingestion_id=obs.ingestion_id,
@@ -214,11 +231,17 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                     max_value=fobs.max,
                     first_seen=obs.first_seen,
                     last_seen=obs.last_seen,
+                    records=obs.count(fobs),
+                    stale=False,
                 )
             )
+            events.append(_event(path, "added", None, fobs.type, _sample_of(fobs, fobs.type)))
             continue
         new_type = widen(old["type"], fobs.type)
-        changed = changed or new_type != old["type"]
+        if new_type != old["type"]:
+            events.append(
+                _event(path, "widened", old["type"], new_type, _sample_of(fobs, new_type))
+            )
         samples = list(old["samples"] or [])
         samples += [s for s in fobs.samples if s not in samples][
             : max(0, MAX_SAMPLES - len(samples))
@@ -233,7 +256,18 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                 min_value=_pick(min, old["min_value"], fobs.min),
                 max_value=_pick(max, old["max_value"], fobs.max),
                 last_seen=obs.last_seen,
+                records=fc.records + obs.count(fobs),
+                stale=False,
             )
+        )
+    if events:
+        version += 1
+        conn.execute(
+            insert(t.schema_events),
+            [
+                {**e, "ingestion_id": obs.ingestion_id, "schema_version": version, "at": at}
+                for e in events
+            ],
         )
     conn.execute(
         update(t.datasets)
@@ -243,9 +277,73 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
             bytes=ds.bytes + obs.bytes,
             first_seen=first_seen,
             last_seen=obs.last_seen,
-            schema_version=version + 1 if changed else version,
+            schema_version=version,
         )
     )
+
+
+def sweep_stale_fields(conn: Connection, now: datetime, stale_after: timedelta) -> int:
+    """Log one ``not_seen`` event per field absent for ``stale_after`` while its dataset kept
+    arriving; returns how many were logged.
+
+    A dataset that went silent as a whole is not a schema change, so only fields older than
+    their dataset's ``last_seen`` count. The flag is set in the same UPDATE that selects the
+    rows, so two sweeping processes (two ingest hosts on one PostgreSQL) never log a field twice.
+    """
+    fc, ds = t.fields.c, t.datasets.c
+    dataset_newer = (
+        select(ds.ingestion_id)
+        .where(ds.ingestion_id == fc.ingestion_id, ds.last_seen > fc.last_seen)
+        .exists()
+    )
+    stale = conn.execute(
+        update(t.fields)
+        .where(fc.stale.is_(False), fc.last_seen < now - stale_after, dataset_newer)
+        .values(stale=True)
+        .returning(fc.ingestion_id, fc.path, fc.type, fc.samples)
+    ).all()
+    if not stale:
+        return 0
+    ids = {r.ingestion_id for r in stale}
+    versions: dict[str, int] = {
+        iid: version
+        for iid, version in conn.execute(
+            select(ds.ingestion_id, ds.schema_version).where(ds.ingestion_id.in_(ids))
+        )
+    }
+    conn.execute(
+        insert(t.schema_events),
+        [
+            {
+                **_event(r.path, "not_seen", r.type, None, (r.samples or [None])[-1]),
+                "ingestion_id": r.ingestion_id,
+                "schema_version": versions[r.ingestion_id],
+                "at": now,
+            }
+            for r in stale
+        ],
+    )
+    return len(stale)
+
+
+def _event(
+    path: str, kind: str, old_type: str | None, new_type: str | None, sample: Any
+) -> dict[str, Any]:
+    return {
+        "path": path,
+        "kind": kind,
+        "old_type": old_type,
+        "new_type": new_type,
+        "sample": sample,
+    }
+
+
+def _sample_of(fobs: FieldObservation, kind: str) -> Any:
+    """A sample of type ``kind`` (the value that caused a widening), else the first sample."""
+    for sample in fobs.samples:
+        if infer_type(sample) == kind:
+            return sample
+    return fobs.samples[0] if fobs.samples else None
 
 
 def _pick(fn: Any, a: float | None, b: float | None) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
 from workbench.catalog.dialect import upsert
+from workbench.catalog.metadata import MetadataTables
 from workbench.catalog.migrations import migrate
-from workbench.catalog.records import Computation, DatasetInfo, FieldInfo, NormalizationRule
+from workbench.catalog.records import Computation, NormalizationRule
 from workbench.catalog.registry import RegistryTables
-from workbench.catalog.schemas import DatasetObservation, merge_observation
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.ids import ingestion_id as make_ingestion_id
@@ -72,9 +71,9 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog(RegistryTables):
-    """Sources, datasets and schemas, normalization rules, computations, and (from
-    :class:`RegistryTables`) devices, value rules and alert rules.
+class Catalog(MetadataTables, RegistryTables):
+    """Sources, normalization rules and computations; datasets, schemas and their evolution
+    (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`).
 
     Args:
         url: SQLAlchemy URL of the catalog database (``settings.catalog.url``).
@@ -314,49 +313,6 @@ class Catalog(RegistryTables):
             rows = conn.execute(select(t.computations).order_by(t.computations.c.name)).mappings()
             return [_computation(row) for row in rows]
 
-    # -- datasets and schemas ---------------------------------------------------------------
-
-    def record_observations(self, observations: Iterable[DatasetObservation]) -> None:
-        """Merge what the metadata extractor saw into datasets and fields (widening types)."""
-        with self.engine.begin() as conn:
-            for obs in observations:
-                merge_observation(conn, obs)
-
-    def list_datasets(self) -> list[DatasetInfo]:
-        """Every dataset seen, with its inferred fields."""
-        with self.engine.begin() as conn:
-            datasets = (
-                conn.execute(select(t.datasets).order_by(t.datasets.c.ingestion_id))
-                .mappings()
-                .all()
-            )
-            fields = conn.execute(select(t.fields).order_by(t.fields.c.path)).mappings().all()
-        by_id: dict[str, list[FieldInfo]] = {}
-        for row in fields:
-            by_id.setdefault(row["ingestion_id"], []).append(_field(row))
-        return [
-            DatasetInfo(
-                ingestion_id=row["ingestion_id"],
-                source_type=row["source_type"],
-                record_count=row["record_count"],
-                bytes=row["bytes"],
-                first_seen=row["first_seen"],
-                last_seen=row["last_seen"],
-                schema_version=row["schema_version"],
-                fields=by_id.get(row["ingestion_id"], []),
-            )
-            for row in datasets
-        ]
-
-    def get_dataset(self, ingestion_id: str) -> DatasetInfo:
-        """One dataset with its fields."""
-        for dataset in self.list_datasets():
-            if dataset.ingestion_id == ingestion_id:
-                return dataset
-        raise NotFoundError(
-            f"no dataset {ingestion_id!r} has been ingested", ingestion_id=ingestion_id
-        )
-
 
 def _rule(row: RowMapping) -> NormalizationRule:
     return NormalizationRule(
@@ -376,17 +332,4 @@ def _computation(row: RowMapping) -> Computation:
         description=row["description"],
         tile_type=row["tile_type"],
         tile_config=dict(row["tile_config"] or {}),
-    )
-
-
-def _field(row: RowMapping) -> FieldInfo:
-    return FieldInfo(
-        path=row["path"],
-        type=row["type"],
-        nullable=row["nullable"],
-        samples=list(row["samples"] or []),
-        min=row["min_value"],
-        max=row["max_value"],
-        first_seen=row["first_seen"],
-        last_seen=row["last_seen"],
     )

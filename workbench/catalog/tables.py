@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -17,6 +18,8 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+# Counters are BIGINT: PostgreSQL's INTEGER overflows at 2**31 (bytes of one busy dataset).
 
 schema_migrations = Table(
     "schema_migrations",
@@ -43,8 +46,8 @@ datasets = Table(
     metadata,
     Column("ingestion_id", String(200), primary_key=True),
     Column("source_type", String(50), nullable=False),
-    Column("record_count", Integer, nullable=False, default=0),
-    Column("bytes", Integer, nullable=False, default=0),
+    Column("record_count", BigInteger, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
     Column("first_seen", DateTime(timezone=True)),
     Column("last_seen", DateTime(timezone=True)),
     Column("schema_version", Integer, nullable=False, default=0),
@@ -62,6 +65,10 @@ fields = Table(
     Column("max_value", Float),
     Column("first_seen", DateTime(timezone=True)),
     Column("last_seen", DateTime(timezone=True)),
+    # Records that carried the path (see FieldInfo.count for when it is estimated).
+    Column("records", BigInteger, nullable=False, default=0),
+    # A ``not_seen`` event was logged; cleared when the field shows up again (re-arms it).
+    Column("stale", Boolean, nullable=False, default=False),
 )
 
 normalization_rules = Table(
@@ -74,7 +81,7 @@ normalization_rules = Table(
     Column("ingestion_id", String(200), nullable=False, default=""),
     Column("priority", Integer, nullable=False, default=100),
     Column("enabled", Boolean, nullable=False, default=True),
-    Column("rows_affected", Integer, nullable=False, default=0),
+    Column("rows_affected", BigInteger, nullable=False, default=0),
     Column("last_applied", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("raw_key", "ingestion_id", name="uq_rule_raw_key_scope"),
@@ -96,11 +103,11 @@ loss_accounting = Table(
     "loss_accounting",
     metadata,
     Column("ingestion_id", String(200), primary_key=True),
-    Column("received", Integer, nullable=False, default=0),
-    Column("written", Integer, nullable=False, default=0),
-    Column("flagged", Integer, nullable=False, default=0),
-    Column("duplicates", Integer, nullable=False, default=0),
-    Column("gaps", Integer, nullable=False, default=0),
+    Column("received", BigInteger, nullable=False, default=0),
+    Column("written", BigInteger, nullable=False, default=0),
+    Column("flagged", BigInteger, nullable=False, default=0),
+    Column("duplicates", BigInteger, nullable=False, default=0),
+    Column("gaps", BigInteger, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -131,7 +138,7 @@ value_rules = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("status", Text),
     Column("last_error", Text),
-    Column("rows_affected", Integer, nullable=False, default=0),
+    Column("rows_affected", BigInteger, nullable=False, default=0),
     Column("last_applied_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
@@ -156,4 +163,18 @@ rule_usage_batches = Table(
     Column("batch_key", String(300), primary_key=True),
     # Indexed: keys older than a day are pruned (a replay follows its failure within minutes).
     Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+schema_events = Table(
+    "schema_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ingestion_id", String(200), nullable=False, index=True),
+    Column("path", String(500), nullable=False),
+    Column("kind", String(20), nullable=False),  # added | widened | not_seen
+    Column("old_type", String(20)),
+    Column("new_type", String(20)),
+    Column("sample", JSON),
+    Column("schema_version", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

@@ -80,6 +80,9 @@ class CatalogSettings(BaseModel):
 
     url: str = "sqlite:///.workbench/catalog.db"
     """SQLAlchemy URL: SQLite (default, WAL mode) or ``postgresql+psycopg://...`` for multi-host."""
+    field_stale_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    """A field absent this long while its dataset keeps arriving gets one ``not_seen`` event in
+    the schema evolution log (re-armed when the field shows up again)."""
 
 
 class MqttSettings(BaseModel):
