@@ -1,8 +1,8 @@
 """The ingest process: sources, bronze writer, metadata extraction, and its HTTP API.
 
 Endpoints: ``POST /api/push/{source}`` (REST push, answers once the records are durable),
-``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus), ``GET /api/metadata/datasets``
-and ``GET /api/metadata/datasets/{ingestion_id}``. No JVM is ever loaded here.
+``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus), the metadata API
+(``/api/metadata/...``, see ``metadata_routes``). No JVM is ever loaded here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from workbench.api.metadata_routes import build_metadata_router
 from workbench.api.source_routes import build_source_router
 from workbench.catalog.extraction import MetadataExtractor
 from workbench.catalog.store import Catalog
@@ -79,6 +79,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="workbench ingest", lifespan=lifespan)
     app.state.service = service
     app.include_router(build_source_router(service.sources))
+    app.include_router(build_metadata_router(catalog))
 
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
@@ -169,14 +170,6 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     async def prometheus() -> Response:
         service.health()  # refreshes the spill gauges
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/api/metadata/datasets")
-    async def datasets() -> list[dict[str, Any]]:
-        return [asdict(d) for d in await run_in_threadpool(catalog.list_datasets)]
-
-    @app.get("/api/metadata/datasets/{ingestion_id}")
-    async def dataset(ingestion_id: str) -> dict[str, Any]:
-        return asdict(await run_in_threadpool(catalog.get_dataset, ingestion_id))
 
     return app
 

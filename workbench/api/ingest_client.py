@@ -1,11 +1,15 @@
-"""Python twin of the ingest HTTP API: sources and their lifecycle, from a notebook or the CLI."""
+"""Python twin of the ingest HTTP API: sources and their lifecycle, and the metadata API, from a
+notebook or the CLI."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
 from workbench.core.errors import (
     CatalogError,
     ConfigError,
@@ -73,6 +77,39 @@ class IngestClient:
         """Loss accounting per dataset: received, written, flagged, duplicates, gaps."""
         return self._call("GET", "/api/loss")
 
+    # -- metadata (SPEC F11): the same names and records as the Catalog's methods -----------
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every dataset seen, with its inferred fields."""
+        return [_dataset(d) for d in self._call("GET", "/api/metadata/datasets")]
+
+    def get_dataset(self, ingestion_id: str) -> DatasetInfo:
+        """One dataset with its fields (``NotFoundError`` if never ingested)."""
+        return _dataset(self._call("GET", f"/api/metadata/datasets/{quote(ingestion_id)}"))
+
+    def dataset_schema(self, ingestion_id: str) -> list[FieldInfo]:
+        """A dataset's inferred fields, by path."""
+        path = f"/api/metadata/datasets/{quote(ingestion_id)}/schema"
+        return [_field(f) for f in self._call("GET", path)]
+
+    def schema_evolution(self, ingestion_id: str, *, limit: int = 1000) -> list[SchemaEvent]:
+        """A dataset's schema evolution log, oldest first (the latest ``limit`` events)."""
+        path = f"/api/metadata/datasets/{quote(ingestion_id)}/evolution"
+        events = self._call("GET", path, params={"limit": limit})
+        return [SchemaEvent(**{**e, "at": _time(e["at"])}) for e in events]
+
+    def topics_summary(self) -> list[dict[str, Any]]:
+        """One line per dataset: source, topic, records, bytes, fields, schema version."""
+        return [_times(t) for t in self._call("GET", "/api/metadata/topics")]
+
+    def totals(self) -> dict[str, Any]:
+        """Catalog-wide totals (datasets, records, bytes, field paths, sources, events)."""
+        return _times(self._call("GET", "/api/metadata/totals"))
+
+    def enrichment_schema(self) -> dict[str, Any]:
+        """The merged flexible schema: ``{"fields": [...], "ddl": "..."}``."""
+        return dict(self._call("GET", "/api/metadata/enrichment-schema"))
+
     def _call(
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> Any:
@@ -93,3 +130,19 @@ class IngestClient:
         error = _ERRORS.get(response.status_code, WorkbenchError)
         extra = {k: v for k, v in body.items() if k not in {"message", "code"}}
         raise error(str(message), status=response.status_code, **extra)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _times(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "first_seen": _time(row["first_seen"]), "last_seen": _time(row["last_seen"])}
+
+
+def _field(row: dict[str, Any]) -> FieldInfo:
+    return FieldInfo(**_times(row))
+
+
+def _dataset(row: dict[str, Any]) -> DatasetInfo:
+    return DatasetInfo(**{**_times(row), "fields": [_field(f) for f in row["fields"]]})

@@ -192,7 +192,7 @@ def spark_ddl(types: dict[str, str]) -> str:
     '`a` STRING, `loc` STRUCT<`x`: STRING>'
     """
     tree: dict[str, Any] = {}
-    for path, kind in sorted(types.items(), key=lambda item: item[0].count(".")):
+    for path, kind in sorted(types.items(), key=lambda item: (item[0].count("."), item[0])):
         node, parts = tree, path.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
