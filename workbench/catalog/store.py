@@ -18,6 +18,7 @@ from workbench.catalog.metadata import MetadataTables
 from workbench.catalog.migrations import migrate
 from workbench.catalog.records import Computation, NormalizationRule
 from workbench.catalog.registry import RegistryTables
+from workbench.catalog.unmapped import UnmappedKey, find_unmapped
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.ids import ingestion_id as make_ingestion_id
@@ -260,6 +261,11 @@ class Catalog(MetadataTables, RegistryTables):
                         .where(col.id == rule_id)
                         .values(rows_affected=col.rows_affected + rows, last_applied=now)
                     )
+
+    def unmapped_keys(self) -> list[UnmappedKey]:
+        """The unmapped-keys inbox (SPEC F12): raw top-level keys no enabled normalization rule
+        maps, per dataset, most frequent first, each with a suggested canonical key."""
+        return find_unmapped(self.list_datasets(), self.list_rules())
 
     def rule_usage(self) -> list[dict[str, Any]]:
         """Every rule with its usage counters."""

@@ -1,0 +1,73 @@
+"""The unmapped-keys inbox: which raw keys no rule maps, and what to map them to (F12)."""
+
+from datetime import UTC, datetime
+
+from tests.unit.test_catalog_evolution import T0, observe
+from workbench.catalog.records import DatasetInfo, FieldInfo, NormalizationRule
+from workbench.catalog.store import Catalog
+from workbench.catalog.unmapped import camel_case, find_unmapped, mapped_keys, suggest_canonical
+
+RULES = [
+    NormalizationRule(1, "temp_c", "temperature", priority=10),
+    NormalizationRule(2, "RH", "humidity", priority=20),
+    NormalizationRule(3, "pm", "pm25", ingestion_id="air"),
+    NormalizationRule(4, "wind", "windSpeed", enabled=False),
+]
+
+
+def field(path: str, count: int, *samples: object, day: int = 1) -> FieldInfo:
+    at = datetime(2026, 11, day, tzinfo=UTC)
+    return FieldInfo(path, "string", False, list(samples), None, None, at, at, count=count)
+
+
+def test_mapped_keys_scope_case_and_canonical_spellings() -> None:
+    assert mapped_keys(RULES, "air") == {"temp_c", "temperature", "rh", "humidity", "pm", "pm25"}
+    # another dataset: the per-source rule's raw key is not mapped, its canonical name is
+    assert "pm" not in mapped_keys(RULES, "bins") and "pm25" in mapped_keys(RULES, "bins")
+    assert "wind" not in mapped_keys(RULES, "air")  # disabled
+
+
+def test_suggestions() -> None:
+    assert suggest_canonical("Temp-C", RULES) == "temperature"  # a rule's raw spelling
+    assert suggest_canonical("Humidty", RULES) == "humidity"  # close to a canonical key
+    assert suggest_canonical("wind_speed_kmh", RULES) == "windSpeed"  # closest existing key
+    assert suggest_canonical("battery_level", RULES) == "batteryLevel"  # nothing close
+    assert camel_case("PM2.5") == "pm25" and camel_case("SensorID") == "sensorId"
+    assert camel_case("battery") == "battery"
+
+
+def test_find_unmapped_groups_nested_keys_and_orders_by_count() -> None:
+    air = DatasetInfo("air", "mqtt", 10, 100, None, None, 1)
+    air = DatasetInfo(
+        **{
+            **air.__dict__,
+            "fields": [
+                field("PM", 10, 3),  # mapped for air, case-insensitively
+                field("Temperature", 10, 20),  # spells a canonical key
+                field("loc.lat", 8, 1.5, day=2),
+                field("loc.lon", 9, 2.5, day=3),
+                field("battery_v", 4, 3.7),
+            ],
+        }
+    )
+    bins = DatasetInfo("bins", "mqtt", 5, 50, None, None, 1, [field("pm", 5, 1)])
+    inbox = find_unmapped([air, bins], RULES)
+    assert [(u.ingestion_id, u.raw_key, u.count) for u in inbox] == [
+        ("air", "loc", 9),
+        ("bins", "pm", 5),  # the air-only rule does not cover bins
+        ("air", "battery_v", 4),
+    ]
+    loc = inbox[0]
+    assert loc.examples == ["loc.lat=1.5", "loc.lon=2.5"] and loc.suggestion == "loc"
+    assert (loc.first_seen.day, loc.last_seen.day) == (2, 3)  # type: ignore[union-attr]
+    assert inbox[1].suggestion == "pm25" and inbox[2].suggestion == "batteryV"
+
+
+def test_catalog_inbox_follows_rule_edits(catalog: Catalog) -> None:
+    observe(catalog, T0, {"temp": 20, "battery": 3.7, "sensor_id": "a"})
+    assert [u.raw_key for u in catalog.unmapped_keys()] == ["battery"]  # temp: seeded rule
+    rule = catalog.add_rule("battery", "batteryVoltage", ingestion_id="ds")
+    assert catalog.unmapped_keys() == []
+    catalog.update_rule(rule.id, enabled=False)
+    [battery] = catalog.unmapped_keys()
+    assert (battery.count, battery.examples) == (1, [3.7])

@@ -1,0 +1,120 @@
+"""The unmapped-keys inbox (SPEC F12): raw top-level keys no enabled normalization rule maps.
+
+Pure functions over catalog records, so the schema browser (which must not import pyspark)
+and the engine's rule preview agree on "mapped". The meaning follows
+``workbench.enrichment.normalization``: a raw key is mapped for a dataset when an enabled rule
+of that dataset or a global rule names it (case-insensitively), or when the key itself spells a
+canonical key (it is then that key's last-resort candidate).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from workbench.catalog.records import DatasetInfo, NormalizationRule
+
+MAX_EXAMPLES = 3
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+@dataclass(frozen=True)
+class UnmappedKey:
+    """A raw top-level key of one dataset that no rule maps."""
+
+    raw_key: str
+    ingestion_id: str
+    count: int
+    """Records that carried it (the catalog's field count: see ``FieldInfo.count``)."""
+    first_seen: datetime | None
+    last_seen: datetime | None
+    examples: list[Any] = field(default_factory=list)
+    suggestion: str = ""
+    """A canonical key to map it to: the closest existing one, else the key in camelCase."""
+
+
+def mapped_keys(rules: Iterable[NormalizationRule], ingestion_id: str) -> set[str]:
+    """Lower-cased raw keys mapped for ``ingestion_id``: its own rules and the global ones
+    (enabled only), plus every canonical key's own spelling."""
+    mapped: set[str] = set()
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        mapped.add(rule.canonical_key.lower())
+        if rule.ingestion_id in (None, ingestion_id):
+            mapped.add(rule.raw_key.lower())
+    return mapped
+
+
+def suggest_canonical(raw_key: str, rules: Sequence[NormalizationRule]) -> str:
+    """The canonical key ``raw_key`` most likely means.
+
+    Both the key and the rules' canonical and raw keys are compared as lower-case letters and
+    digits only (``"Temp-C"`` ~ ``"temp_c"`` → that rule's canonical key); then the closest by
+    ``difflib`` (ratio ≥ 0.8); else ``raw_key`` in camelCase (``"wind_speed"`` →
+    ``"windSpeed"``).
+    """
+    target = _squash(raw_key)
+    by_form: dict[str, str] = {}
+    for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
+        by_form.setdefault(_squash(rule.canonical_key), rule.canonical_key)
+        by_form.setdefault(_squash(rule.raw_key), rule.canonical_key)
+    if target in by_form:
+        return by_form[target]
+    close = difflib.get_close_matches(target, list(by_form), n=1, cutoff=0.8)
+    return by_form[close[0]] if close else camel_case(raw_key)
+
+
+def camel_case(text: str) -> str:
+    """``"wind_speed_kmh"`` → ``"windSpeedKmh"``, ``"PM2.5"`` → ``"pm25"``."""
+    words = [w.lower() for w in _WORDS.findall(text)]
+    if not words:
+        return text
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+
+def find_unmapped(
+    datasets: Iterable[DatasetInfo], rules: Sequence[NormalizationRule]
+) -> list[UnmappedKey]:
+    """Every dataset's raw top-level keys no rule maps, most frequent first.
+
+    A nested object's key (``loc`` of ``loc.x``) is one raw key: its count is the largest of
+    its paths', its examples come from its paths.
+    """
+    found: list[UnmappedKey] = []
+    for dataset in datasets:
+        mapped = mapped_keys(rules, dataset.ingestion_id)
+        groups: dict[str, list[Any]] = {}
+        for info in dataset.fields:
+            key = info.path.split(".", 1)[0]
+            if key.lower() not in mapped:
+                groups.setdefault(key, []).append(info)
+        for key, infos in groups.items():
+            examples: list[Any] = []
+            for info in infos:
+                for sample in info.samples:
+                    value = sample if info.path == key else f"{info.path}={sample}"
+                    if value not in examples and len(examples) < MAX_EXAMPLES:
+                        examples.append(value)
+            firsts = [i.first_seen for i in infos if i.first_seen is not None]
+            lasts = [i.last_seen for i in infos if i.last_seen is not None]
+            found.append(
+                UnmappedKey(
+                    raw_key=key,
+                    ingestion_id=dataset.ingestion_id,
+                    count=max(i.count for i in infos),
+                    first_seen=min(firsts, default=None),
+                    last_seen=max(lasts, default=None),
+                    examples=examples,
+                    suggestion=suggest_canonical(key, rules),
+                )
+            )
+    return sorted(found, key=lambda u: (-u.count, u.ingestion_id, u.raw_key))
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
