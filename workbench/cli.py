@@ -71,7 +71,9 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(f"benchmarks.{args.name.replace('-', '_')}")
-    outcome = module.run(settings, seconds=args.seconds)
+    # Each benchmark has its own defaults; pass only what was given on the command line.
+    options = {k: getattr(args, k) for k in ("seconds", "records", "rate")}
+    outcome = module.run(settings, **{k: v for k, v in options.items() if v is not None})
     print(json.dumps(outcome), flush=True)
     return 0
 
@@ -189,8 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     streams.set_defaults(handler=_streams)
     add("settings", _settings_show, "print the effective settings as JSON")
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
-    bench.add_argument("name", choices=["ingest-mqtt", "ingest-rest"], help="which benchmark")
-    bench.add_argument("--seconds", type=float, default=20.0, help="load duration (default 20)")
+    bench.add_argument(
+        "name", choices=["ingest-mqtt", "ingest-rest", "enrich", "latency"], help="which benchmark"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=None, help="load duration (default 20; latency 120)"
+    )
+    bench.add_argument(
+        "--records", type=int, default=None, help="enrich: bronze readings (default 1,000,000)"
+    )
+    bench.add_argument("--rate", type=int, default=None, help="latency: msg/s (default 1000)")
     return parser
 
 

@@ -1,0 +1,361 @@
+"""``workbench bench latency``: sensor → silver and sensor → gold through the whole running stack.
+
+A fresh stack on free loopback ports in a temporary directory: the stack's persistent Mosquitto,
+``workbench ingest`` and ``workbench engine`` (enrichment and gold streams), with the catalog's
+default policy covered by one wildcard device. A separate process
+(:mod:`benchmarks.rate_publisher`) publishes ``rate`` QoS 1 readings per second for ``seconds``,
+each stamped with its own event time (now) and a sequence number.
+
+Latencies are observed from outside the engine, per reading, from its event time: sensor →
+silver is the commit time of the silver Delta version that added it; sensor → gold is the commit
+time of the first ``gold/sensor_averages`` version whose ``count`` for the reading's
+``(sensor, window, "temperature")`` covers it (:mod:`benchmarks.delta_watch`, polling with the
+``deltalake`` package while the load runs and until everything published is in gold).
+
+``figure`` = ``silver_p95_s``; ``baseline`` = the bronze-arrival p95 (bronze file mtime − event
+time) of the same run, i.e. what ingest alone costs; ``ratio`` = figure / baseline (lower is
+better). ``lost`` = published − distinct readings in silver. Targets: ``silver_p95_s`` ≤ 5,
+``gold_p95_s`` ≤ 15, ``lost`` = 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from benchmarks.delta_watch import (
+    GoldWatch,
+    SilverWatch,
+    epoch_seconds,
+    gold_latencies,
+    percentile,
+    window_seconds,
+)
+from benchmarks.harness import (
+    ROOT,
+    IngestService,
+    free_port,
+    isolated_settings,
+    mosquitto_version,
+    peak_rss_mb,
+    read_line,
+    result,
+    spawn,
+)
+from workbench.catalog.store import Catalog
+from workbench.core.settings import Settings, ensure_local_dirs
+from workbench.stack.broker import start_broker
+from workbench.stack.process import child_env, stop_process, wait_healthy
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"silver_p95_s": 5.0, "gold_p95_s": 15.0, "lost": 0}
+FIELD = "temperature"
+POLL_SECONDS = 0.5
+#: After the last publish, how long to wait without progress for silver and gold to catch up.
+DRAIN_IDLE_SECONDS = 60.0
+
+
+class EngineService:
+    """``python -m workbench engine`` as a child process with ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = Path(settings.home) / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 300.0) -> None:
+        """Start and wait until ``/health`` answers (the streams are started by then).
+
+        Raises:
+            ServiceUnavailableError: the engine exited or did not get healthy in time.
+        """
+        engine = self.settings.engine
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "workbench", "engine"],
+                env=child_env(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        wait_healthy(
+            f"http://{engine.host}:{engine.port}/health",
+            self.proc,
+            timeout=timeout,
+            what="engine",
+            log_path=self.log,
+        )
+
+    def jvm_peak_rss_mb(self) -> float:
+        """Peak RSS of the engine's JVM (the ``java`` child of the engine process)."""
+        if self.proc is None:
+            return 0.0
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            pids = [int(p) for p in children.read_text().split()]
+        except OSError:
+            return 0.0
+        return max((peak_rss_mb(pid) for pid in pids), default=0.0)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful stop of the streams), kill after 60 s."""
+        stop_process(self.proc, timeout=60.0)
+
+
+class PublisherProcess:
+    """The rate publisher child; a thread reads its progress lines."""
+
+    def __init__(self, settings: Settings, *, rate: float, seconds: float) -> None:
+        self.proc = spawn(
+            [
+                "-m",
+                "benchmarks.rate_publisher",
+                "--port",
+                str(settings.mqtt.port),
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(seconds),
+            ],
+            log_path=Path(settings.home) / "publisher.log",
+        )
+        self.published = 0
+        self.summary: dict[str, Any] | None = None
+        self._reader = threading.Thread(target=self._read, name="publisher-out", daemon=True)
+
+    def start(self) -> None:
+        """Wait until connected, then follow its output."""
+        read_line(self.proc, "ready", 30)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            self.published = int(data.get("published", self.published))
+            if "last_ack" in data:
+                self.summary = data
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        """The final summary once the publisher exits.
+
+        Raises:
+            RuntimeError: it failed or printed no summary.
+        """
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        if self.proc.returncode != 0 or self.summary is None:
+            raise RuntimeError(f"publisher exited with {self.proc.returncode}, no summary")
+        return self.summary
+
+    def stop(self) -> None:
+        """Stop it if it still runs."""
+        stop_process(self.proc)
+
+
+def bench_settings(settings: Settings, home: Path) -> Settings:
+    """``settings`` isolated under ``home`` with free ports for every service."""
+    bench = isolated_settings(settings, home, client_id="bench-latency-ingest")
+    engine = bench.engine.model_copy(
+        update={"host": "127.0.0.1", "port": free_port(), "connect_port": free_port()}
+    )
+    return bench.model_copy(update={"engine": engine})
+
+
+def register_devices(settings: Settings) -> int:
+    """Migrate the catalog and register one wildcard device, so no dataset is held back."""
+    catalog = Catalog(settings.catalog.url)
+    try:
+        save_device = getattr(catalog, "save_device", None)
+        if save_device is None:
+            return 0
+        from workbench.catalog.records import Device
+
+        save_device(Device(ingestion_id="*", name="latency benchmark"))
+        return 1
+    finally:
+        catalog.close()
+
+
+def bronze_arrivals(lake_root: str) -> list[float]:
+    """Per bronze row: its file's mtime − its event time, in seconds."""
+    out: list[float] = []
+    for path in (Path(lake_root) / "bronze").rglob("*.parquet"):
+        if path.name.startswith("."):
+            continue
+        mtime = path.stat().st_mtime
+        times = epoch_seconds(pq.read_table(path, columns=["event_time"])["event_time"])
+        out.extend(mtime - t for t in times if t is not None)
+    return out
+
+
+def _follow(
+    publisher: PublisherProcess,
+    silver: SilverWatch,
+    gold: GoldWatch,
+    bar: tqdm,
+    seconds: float,
+) -> dict[str, Any]:
+    """Poll silver and gold while the load runs and until both hold everything published."""
+    started = time.monotonic()
+    shown = 0
+
+    def tick(description: str) -> None:
+        nonlocal shown
+        silver.poll()
+        gold.poll()
+        elapsed = min(int(time.monotonic() - started), int(seconds))
+        bar.update(elapsed - shown)
+        shown = elapsed
+        bar.set_description(description)
+        bar.set_postfix(
+            published=publisher.published, silver=len(silver.records), gold=gold.covered
+        )
+
+    while publisher.proc.poll() is None:
+        tick("publishing")
+        time.sleep(POLL_SECONDS)
+    summary = publisher.wait(timeout=120)
+    target = int(summary["published"])
+    last_change, seen = time.monotonic(), (-1, -1)
+    while time.monotonic() - last_change < DRAIN_IDLE_SECONDS:
+        tick("draining into silver and gold")
+        now = (len(silver.records), gold.covered)
+        if now[0] >= target and now[1] >= target:
+            break
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+        time.sleep(POLL_SECONDS)
+    return summary
+
+
+def run(
+    settings: Settings, *, seconds: float = 120.0, rate: int = 1000, **_: Any
+) -> dict[str, Any]:
+    """Start the stack, publish, observe, stop; return the result object."""
+    with tempfile.TemporaryDirectory(prefix="wb-bench-latency-") as tmp:
+        home = Path(tmp)
+        bench = bench_settings(settings, home)
+        ensure_local_dirs(bench)
+        devices = register_devices(bench)
+        broker = start_broker(home / "broker", bench.mqtt.host, bench.mqtt.port)
+        ingest = IngestService(bench, profile_name="latency-ingest")
+        engine = EngineService(bench)
+        publisher: PublisherProcess | None = None
+        load = [os.getloadavg()[0]]
+        try:
+            with tqdm(total=int(seconds), unit="s", file=sys.stderr) as bar:
+                bar.set_description("starting ingest")
+                ingest.start(need_mqtt=True)
+                bar.set_description("starting engine")
+                engine.start()
+                silver = SilverWatch(bench.lake.silver_readings)
+                gold = GoldWatch(bench.lake.gold("sensor_averages"), FIELD)
+                publisher = PublisherProcess(bench, rate=rate, seconds=seconds)
+                publisher.start()
+                summary = _follow(publisher, silver, gold, bar, seconds)
+            load.append(os.getloadavg()[0])
+            jvm_peak = engine.jvm_peak_rss_mb()
+            ingest_peak = ingest.peak_rss_mb()
+        finally:
+            if publisher is not None:
+                publisher.stop()
+            engine.stop()
+            ingest.stop()
+            stop_process(broker)
+        arrivals = bronze_arrivals(bench.lake.root)
+    return _result(
+        bench, summary, silver, gold, arrivals, seconds, rate, devices, load, jvm_peak, ingest_peak
+    )
+
+
+def _result(
+    bench: Settings,
+    summary: dict[str, Any],
+    silver: SilverWatch,
+    gold: GoldWatch,
+    arrivals: list[float],
+    seconds: float,
+    rate: int,
+    devices: int,
+    load: list[float],
+    jvm_peak: float,
+    ingest_peak: float,
+) -> dict[str, Any]:
+    silver_lat = [r.committed - r.event_time for r in silver.records.values()]
+    gold_lat, uncovered = gold_latencies(
+        silver.records, gold.events, window_seconds(bench.engine.window)
+    )
+    published = int(summary["published"])
+    figures: dict[str, Any] = {}
+    for name, values in (("silver", silver_lat), ("gold", gold_lat), ("bronze", arrivals)):
+        for q in (50, 95, 99):
+            value = percentile(values, q)
+            figures[f"{name}_p{q}_s"] = None if value is None else round(value, 3)
+    lost = published - len(silver.records)
+    out = result(
+        "latency",
+        figure=figures["silver_p95_s"] or 0.0,
+        unit="s (sensor → silver p95)",
+        baseline=figures["bronze_p95_s"] or 0.0,
+        lost=lost,
+        peak_rss_mb=jvm_peak,
+        params={
+            "seconds": seconds,
+            "rate": rate,
+            "qos": 1,
+            "sensors": 50,
+            "field": FIELD,
+            "enrichment_trigger_seconds": bench.engine.enrichment_trigger_seconds,
+            "gold_trigger_seconds": bench.engine.gold_trigger_seconds,
+            "max_files_per_trigger": bench.engine.max_files_per_trigger,
+            "window": bench.engine.window,
+            "watermark": bench.engine.watermark,
+            "ingest_flush_seconds": bench.ingest.flush_seconds,
+            "ingest_flush_rows": bench.ingest.flush_rows,
+            "spark_master": bench.spark.master,
+            "devices_registered": devices,
+        },
+        details={
+            **{k: v for k, v in figures.items() if k.startswith("bronze")},
+            "published": published,
+            "publish_rate": round(published / max(summary["last"] - summary["first"], 1e-6), 1),
+            "silver_readings": len(silver.records),
+            "silver_versions": silver.version + 1,
+            "gold_versions": gold.version + 1,
+            "gold_covered": len(gold_lat),
+            "gold_uncovered": uncovered,
+            "silver_max_s": round(max(silver_lat), 3) if silver_lat else None,
+            "gold_max_s": round(max(gold_lat), 3) if gold_lat else None,
+            "ingest_peak_rss_mb": ingest_peak,
+            "load_avg_1m": [round(x, 2) for x in load],
+            "targets": {
+                **TARGETS,
+                "met": lost == 0
+                and (figures["silver_p95_s"] or 1e9) <= TARGETS["silver_p95_s"]
+                and (figures["gold_p95_s"] or 1e9) <= TARGETS["gold_p95_s"],
+            },
+        },
+        extra_versions={"mosquitto": mosquitto_version()},
+    )
+    # The percentiles the issue asks for, at the top level beside the contract's keys.
+    out.update({k: v for k, v in figures.items() if not k.startswith("bronze")})
+    # result() rounds to 0.1; latencies need milliseconds.
+    out["figure"] = figures["silver_p95_s"]
+    out["baseline"] = figures["bronze_p95_s"]
+    return out
