@@ -1,6 +1,7 @@
 """Schema evolution log, schema versions and field counts (SPEC F9, F10)."""
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, inspect, text
@@ -116,3 +117,37 @@ def test_migration_5_upgrades_a_version_4_catalog(catalog: Catalog) -> None:
     observe(catalog, T0, {"a": 1})
     assert catalog.dataset_schema("ds")[0].count == 1
     assert [e.kind for e in catalog.schema_evolution("ds")] == ["added"]
+
+
+def test_concurrent_merges_of_one_dataset_lose_nothing(catalog_url: str) -> None:
+    # Several ingest hosts writing the same dataset: the merge locks the dataset row.
+    Catalog(catalog_url).close()  # migrate once
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        cat = Catalog(catalog_url)
+        try:
+            for j in range(10):
+                observe(cat, T0 + timedelta(seconds=j), {"v": 1.5 if i == 3 else j, f"k{i}": j})
+        except BaseException as err:  # noqa: BLE001 - report any failure of the thread
+            errors.append(err)
+        finally:
+            cat.close()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    catalog = Catalog(catalog_url)
+    ds = catalog.get_dataset("ds")
+    assert ds.record_count == 40
+    assert {f.path: (f.type, f.count) for f in ds.fields} == {
+        "v": ("double", 40),
+        **{f"k{i}": ("integer", 10) for i in range(4)},
+    }
+    kinds = [(e.kind, e.path) for e in catalog.schema_evolution("ds")]
+    assert sorted(p for k, p in kinds if k == "added") == ["k0", "k1", "k2", "k3", "v"]
+    assert ds.schema_version == len({e.schema_version for e in catalog.schema_evolution("ds")})
+    catalog.close()

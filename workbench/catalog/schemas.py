@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from workbench.catalog import tables as t
+from workbench.catalog.dialect import upsert
 from workbench.core.clock import utcnow
 
 _ORDER = {"null": 0, "boolean": 1, "integer": 2, "double": 3}
@@ -187,14 +188,13 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
     """
     ds = t.datasets.c
     at = obs.last_seen or utcnow()
-    row = (
-        conn.execute(select(t.datasets).where(ds.ingestion_id == obs.ingestion_id))
-        .mappings()
-        .first()
-    )
-    if row is None:
+    # Insert-if-missing, then lock the row: merges of one dataset from several ingest hosts
+    # (PostgreSQL, READ COMMITTED) serialize here instead of losing a widening or a sample.
+    # SQLite ignores FOR UPDATE; its IMMEDIATE transactions already serialize writers.
+    created = (
         conn.execute(
-            insert(t.datasets).values(
+            upsert(conn, t.datasets)
+            .values(
                 ingestion_id=obs.ingestion_id,
                 source_type=obs.source_type,
                 record_count=0,
@@ -203,12 +203,20 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                 last_seen=obs.last_seen,
                 schema_version=0,
             )
+            .on_conflict_do_nothing()
+            .returning(ds.ingestion_id)
+        ).first()
+        is not None
+    )
+    row = (
+        conn.execute(
+            select(t.datasets).where(ds.ingestion_id == obs.ingestion_id).with_for_update()
         )
-        version = 0
-        first_seen = obs.first_seen
-    else:
-        version = row["schema_version"]
-        first_seen = _earliest(row["first_seen"], obs.first_seen)
+        .mappings()
+        .one()
+    )
+    version = row["schema_version"]
+    first_seen = _earliest(row["first_seen"], obs.first_seen)
     fc = t.fields.c
     existing = {
         r["path"]: r
@@ -225,7 +233,7 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                     ingestion_id=obs.ingestion_id,
                     path=path,
                     type=fobs.type,
-                    nullable=fobs.nulls > 0 or fobs.seen < obs.inferred or row is not None,
+                    nullable=fobs.nulls > 0 or fobs.seen < obs.inferred or not created,
                     samples=fobs.samples,
                     min_value=fobs.min,
                     max_value=fobs.max,

@@ -286,15 +286,10 @@ class Catalog(MetadataTables, RegistryTables):
             "updated_at": now,
         }
         with self.engine.begin() as conn:
-            col = t.computations.c
-            if conn.execute(select(col.name).where(col.name == computation.name)).first():
-                conn.execute(
-                    update(t.computations).where(col.name == computation.name).values(values)
-                )
-            else:
-                conn.execute(
-                    insert(t.computations).values(name=computation.name, created_at=now, **values)
-                )
+            stmt = upsert(conn, t.computations).values(
+                name=computation.name, created_at=now, **values
+            )
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
 
     def get_computation(self, name: str) -> Computation:
         """One saved computation.
