@@ -105,6 +105,10 @@ class SilverWatch:
             self.version = version
         return len(self.records) - before
 
+    def count(self, prefix: str = "") -> int:
+        """Readings seen so far from sensors whose id starts with ``prefix``."""
+        return sum(1 for r in self.records.values() if (r.sensor_id or "").startswith(prefix))
+
     def _read(self, uri: str, version: int, committed: float) -> None:
         part = pq.read_table(
             uri.removeprefix("file://"), columns=["message_id", "event_time", "sensor_id"]
@@ -150,10 +154,10 @@ class GoldWatch:
                     self.events[key].append((int(count), stamps[version]))
             self.version = version
 
-    @property
-    def covered(self) -> int:
-        """Readings the latest gold counts cover, over every key."""
-        return sum(self.counts.values())
+    def covered(self, prefix: str = "") -> int:
+        """Readings the latest gold counts cover, over the sensors whose id starts with
+        ``prefix``."""
+        return sum(n for (sensor, _), n in self.counts.items() if (sensor or "").startswith(prefix))
 
 
 def gold_latencies(

@@ -159,6 +159,29 @@ def expected_drops(manifest: dict[str, Any], value_rules: list[str]) -> int:
     return sum(int(n) for kind, n in manifest["anomalies"]["drop"].items() if kind in ANOMALIES)
 
 
+class StepLog(logging.Handler):
+    """Sums the batch processor's per-step seconds from its ``enrichment batch`` log lines.
+
+    The profiler's numbers (``step_duration_seconds``) without passing engine metrics, so the
+    measured call stays exactly ``run_enrichment_once(spark, settings, catalog)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.steps: dict[str, float] = {}
+        self.batches = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Add one batch's ``steps={...}`` (the last argument of the line) to the sums."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not str(record.msg).startswith("enrichment batch") or not args:
+            return
+        if isinstance(args[-1], dict):
+            self.batches += 1
+            for step, seconds in args[-1].items():
+                self.steps[step] = round(self.steps.get(step, 0.0) + float(seconds), 2)
+
+
 @contextmanager
 def _timed(out: dict[str, float], key: str) -> Iterator[None]:
     started = time.perf_counter()
@@ -170,7 +193,7 @@ def _timed(out: dict[str, float], key: str) -> Iterator[None]:
 
 def measure(
     settings: Settings, dropped_ids: list[str], bar: tqdm
-) -> tuple[dict[str, float], dict[str, int]]:
+) -> tuple[dict[str, Any], dict[str, int]]:
     """Warm-up, baseline and enrichment on one session; returns timings and silver counts.
 
     ``dropped_ids`` are the readings the value rules must drop: how many of them still reached
@@ -183,7 +206,7 @@ def measure(
     from workbench.spark.session import build_session
 
     lake = Path(settings.lake.root)
-    times: dict[str, float] = {}
+    times: dict[str, Any] = {}
     bar.set_description("spark: starting")
     with _timed(times, "session_start"):
         spark = build_session(settings, app_name="workbench-bench-enrich")
@@ -206,11 +229,18 @@ def measure(
             )
         bar.update(1)
         catalog = Catalog(settings.catalog.url)
+        steps = StepLog()
+        processor_log = logging.getLogger("workbench.enrichment")
+        level = processor_log.level
+        processor_log.addHandler(steps)
+        processor_log.setLevel(min(level or logging.INFO, logging.INFO))
         try:
             bar.set_description("enrichment: run_enrichment_once")
             with _timed(times, "enrichment"):
                 run_enrichment_once(spark, settings, catalog)
         finally:
+            processor_log.removeHandler(steps)
+            processor_log.setLevel(level)
             catalog.close()
         bar.update(1)
         bar.set_description("counting")
@@ -223,6 +253,7 @@ def measure(
         kept_bad = silver.join(must_drop, "message_id", "left_semi").count()
         bar.update(1)
         times["jvm_peak_rss_mb"] = _jvm_peak_rss_mb(spark)
+        times["steps"] = {"batches": steps.batches, "seconds": steps.steps}
     finally:
         spark.stop()
     counts = {
@@ -296,6 +327,7 @@ def run(settings: Settings, *, records: int = 1_000_000, **_: Any) -> dict[str, 
             "enrichment_seconds": round(times["enrichment"], 2),
             "session_start_seconds": round(times["session_start"], 2),
             "warmup_seconds": round(times["warmup"], 2),
+            "processor_steps": times["steps"],
             # The 2 cores are shared; a high load average means other work competed.
             "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
             "targets": {

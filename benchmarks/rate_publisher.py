@@ -25,21 +25,24 @@ SLOT = 0.01
 PROGRESS_EVERY = 0.5
 
 
-def reading(seq: int, now: float) -> bytes:
+def reading(seq: int, now: float, prefix: str = "lat") -> bytes:
     """One temperature reading stamped ``now`` (epoch seconds), ~130 bytes."""
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
     return (
-        f'{{"sensor_id":"lat-{seq % SENSORS:03d}","seq":{seq},'
+        f'{{"sensor_id":"{prefix}-{seq % SENSORS:03d}","seq":{seq},'
         f'"timestamp":"{stamp.replace("+00:00", "Z")}",'
         f'"temperature":{15 + (seq % 2000) / 100:.2f},"humidity":{40 + (seq % 5000) / 100:.2f}}}'
     ).encode()
 
 
-def run_publisher(host: str, port: int, *, rate: float, seconds: float) -> dict[str, float]:
-    """Publish ``rate`` msg/s for ``seconds``, then wait for every acknowledgement."""
+def run_publisher(
+    host: str, port: int, *, rate: float, seconds: float, prefix: str = "lat"
+) -> dict[str, float]:
+    """Publish ``rate`` msg/s for ``seconds`` from sensors ``<prefix>-000``..., then wait for
+    every acknowledgement."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bench-rate-publisher-{port}",
+        client_id=f"bench-rate-publisher-{prefix}-{port}",
         protocol=MQTTProtocolVersion.MQTTv5,
     )
     client.max_inflight_messages_set(65535)
@@ -64,7 +67,9 @@ def run_publisher(host: str, port: int, *, rate: float, seconds: float) -> dict[
             last = time.time()
             pending.append(
                 client.publish(
-                    f"sensors/latency/lat-{sent % SENSORS:03d}", reading(sent, last), qos=1
+                    f"sensors/latency/{prefix}-{sent % SENSORS:03d}",
+                    reading(sent, last, prefix),
+                    qos=1,
                 )
             )
             sent += 1
@@ -91,8 +96,11 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--prefix", default="lat", help="sensor ids are <prefix>-000...")
     args = parser.parse_args()
-    summary = run_publisher(args.host, args.port, rate=args.rate, seconds=args.seconds)
+    summary = run_publisher(
+        args.host, args.port, rate=args.rate, seconds=args.seconds, prefix=args.prefix
+    )
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 

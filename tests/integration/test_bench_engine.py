@@ -81,3 +81,22 @@ def test_latency_benchmark_sees_every_reading_in_silver_and_gold(tmp_path: Path)
     assert result["figure"] == result["silver_p95_s"]
     assert result["baseline"] == result["details"]["bronze_p95_s"] > 0
     assert result["params"]["rate"] == 50
+
+
+def test_gold_latency_covers_the_kth_reading_when_count_reaches_k() -> None:
+    from benchmarks.delta_watch import SilverRecord, gold_latencies, percentile
+
+    # Sensor s, window [60, 120): readings reach silver in versions 1, 1, 2; a reading of the
+    # next window (version 2) is never counted by gold.
+    records = {
+        "a": SilverRecord(event_time=61.0, sensor_id="s", version=1, committed=63.0),
+        "b": SilverRecord(event_time=62.0, sensor_id="s", version=1, committed=63.0),
+        "c": SilverRecord(event_time=64.0, sensor_id="s", version=2, committed=66.0),
+        "d": SilverRecord(event_time=121.0, sensor_id="s", version=2, committed=123.0),
+    }
+    events = {("s", 60.0): [(2, 70.0), (3, 75.0)]}  # gold counts 2 at t=70, 3 at t=75
+    latencies, uncovered = gold_latencies(records, events, 60)
+    assert sorted(latencies) == [8.0, 9.0, 11.0]  # a, b at 70; c at 75
+    assert uncovered == 1
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([], 95) is None
