@@ -46,6 +46,10 @@ class MetadataExtractor:
     ) -> None:
         self._catalog = catalog
         self._stale_after = None if stale_seconds is None else timedelta(seconds=stale_seconds)
+        # Sweeping takes the catalog's write lock, so not every round: a tenth of the stale
+        # time (capped at a minute) is precise enough for "not seen for N".
+        self._sweep_every = min(60.0, stale_seconds / 10) if stale_seconds else 0.0
+        self._next_sweep = 0.0
         self._batch_size = batch_size
         self._batch_seconds = batch_seconds
         self._pending: dict[str, DatasetObservation] = {}
@@ -132,5 +136,7 @@ class MetadataExtractor:
                 if self._stopping:
                     return
             self.write_pending()
-            self.sweep_stale()
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self._sweep_every
+                self.sweep_stale()
             deadline = time.monotonic() + self._batch_seconds
