@@ -227,6 +227,30 @@ class SimulatorSettings(BaseModel):
     """Shift recorded payload timestamps to the replay time (false keeps them as recorded)."""
 
 
+class MaintenanceSettings(BaseModel):
+    """Lake maintenance (F22): retention, compaction and VACUUM, from the CLI and on a schedule."""
+
+    bronze_retention_days: Annotated[int, Field(ge=1)] | None = None
+    """Bronze ``date=`` partitions older than this many days are deleted (None: keep forever)."""
+    silver_retention_days: Annotated[int, Field(ge=1)] | None = None
+    """Silver rows of days older than this are deleted (None: keep forever). A device's
+    ``retention_days`` overrides it for that device."""
+    gold_retention_days: Annotated[int, Field(ge=1)] | None = None
+    """Gold rows whose window is older than this are deleted (None: keep forever). A device's
+    ``retention_days`` overrides it for that device."""
+    vacuum_retain_hours: Annotated[float, Field(ge=0)] = 168.0
+    """VACUUM removes files a table stopped referencing more than this long ago. Readers and
+    streams still on an older version need them, so Delta refuses less than 168 h (7 days)
+    unless ``allow_short_vacuum_retention`` is set."""
+    allow_short_vacuum_retention: bool = False
+    """Allow ``vacuum_retain_hours`` below 168 (turns off Delta's retention safety check for
+    the VACUUM only). A reader or stream older than the retention can then fail."""
+    compaction_min_files: Annotated[int, Field(ge=2)] = 8
+    """Compact a partition (or an unpartitioned table) only once it has this many files."""
+    interval_seconds: Annotated[float, Field(ge=0)] = 3600.0
+    """The engine runs retention, compaction and VACUUM this often (0: never on a schedule)."""
+
+
 class Settings(BaseSettings):
     """Every setting of the workbench, grouped by section."""
 
@@ -247,6 +271,8 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     voila: VoilaSettings = Field(default_factory=VoilaSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    """Retention per layer, compaction, VACUUM and their schedule (F22)."""
     log_level: str = "INFO"
 
     @model_validator(mode="after")
