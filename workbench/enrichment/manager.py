@@ -142,11 +142,18 @@ class StreamManager:
         self._watch = _SchemaWatch(versions, tuple(queries), every_seconds, dict(versions()))
 
     def start_all(self, *, poll_seconds: float = 1.0) -> None:
-        """Start every registered query and the monitor thread."""
+        """Start every registered query and the monitor thread.
+
+        A query that fails to start is retried by the monitor with backoff, like a failed one;
+        the others run meanwhile and the status shows the error.
+        """
         for managed in self._queries.values():
             with managed.lock:
                 managed.wanted = True
-                self._start(managed)
+                try:
+                    self._start(managed)
+                except Exception as err:  # noqa: BLE001 - retried with backoff, shown in status
+                    self._start_failed(managed, err, time.monotonic())
         self._thread = threading.Thread(
             target=self._monitor, args=(poll_seconds,), name="stream-monitor", daemon=True
         )
@@ -201,6 +208,13 @@ class StreamManager:
         managed.query = managed.start()
         managed.started_at = time.monotonic()
 
+    def _start_failed(self, managed: ManagedQuery, err: Exception, now: float) -> None:
+        managed.query = None
+        managed.failures += 1
+        managed.last_error = f"start failed: {err}"
+        managed.retry_at = now + min(self._cap, self._base * 2 ** (managed.failures - 1))
+        log.error("stream start failed query=%s error=%s", managed.name, err)
+
     def _check(self, managed: ManagedQuery) -> None:
         if not managed.wanted:
             return
@@ -232,10 +246,7 @@ class StreamManager:
             try:
                 self._start(managed)
             except Exception as err:  # noqa: BLE001 - a start can fail like a batch; retry with backoff
-                managed.failures += 1
-                managed.last_error = str(err)
-                managed.retry_at = now + min(self._cap, self._base * 2 ** (managed.failures - 1))
-                log.error("stream restart failed query=%s error=%s", managed.name, err)
+                self._start_failed(managed, err, now)
                 return
             managed.restarts += 1
             managed.last_restart_reason = "failure"
@@ -319,10 +330,11 @@ class StreamManager:
         """Every query's status.
 
         Each is a dict: ``name``, ``id``, ``state`` (:data:`State`), ``active``,
-        ``last_batch_id``, ``input_rows_per_second``, ``processed_rows_per_second``,
-        ``last_batch_rows``, ``last_batch_duration_ms``, ``restarts`` (automatic, by name and
-        by the schema watchdog), ``last_restart_reason``, ``exception`` (the last error) and
-        ``lag`` (``{kind, pending, seconds}`` from the query's lag probe, or ``None``).
+        ``batch_running`` (a micro-batch is executing now), ``last_batch_id``,
+        ``input_rows_per_second``, ``processed_rows_per_second``, ``last_batch_rows``,
+        ``last_batch_duration_ms``, ``restarts`` (automatic, by name and by the schema
+        watchdog), ``last_restart_reason``, ``exception`` (the last error) and ``lag``
+        (``{kind, pending, seconds}`` from the query's lag probe, or ``None``).
         """
         return [_status(m) for m in self._queries.values()]
 
@@ -423,6 +435,7 @@ def _status(managed: ManagedQuery) -> dict[str, Any]:
         "id": str(query.id) if query is not None else None,
         "state": _state(managed, active),
         "active": active,
+        "batch_running": active and _trigger_active(query),
         "last_batch_id": progress.get("batchId"),
         "input_rows_per_second": progress.get("inputRowsPerSecond"),
         "processed_rows_per_second": progress.get("processedRowsPerSecond"),

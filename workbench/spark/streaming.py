@@ -322,3 +322,20 @@ class DeltaSourceLag:
             return 0
         offset = json.loads(lines[2])
         return int(offset["reservoirVersion"])
+
+
+def query_app_id(spark: SparkSession, name: str) -> str:
+    """The Delta ``txnAppId`` of the active query ``name``: ``workbench-<name>-<query id>``.
+
+    It must be stable across restarts of one checkpoint and new for a new checkpoint (whose
+    batch ids restart at 0 and would otherwise be skipped as duplicates). The query id is
+    exactly that: it is stored in the checkpoint. A query is active before its first batch
+    runs, and names of active queries are unique.
+
+    Raises:
+        EngineError: if no query of that name is active.
+    """
+    for query in spark.streams.active:
+        if query.name == name:
+            return f"workbench-{name}-{query.id}"
+    raise EngineError(f"the {name} query is not active", query=name)
