@@ -11,8 +11,10 @@ from tests.spark.conftest import WriteBronze, bronze_row
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
-from workbench.enrichment.stream import run_enrichment_once, write_batch
-from workbench.gold.averages import TABLE, merge_batch, run_averages_once, sensor_averages
+from workbench.enrichment.processor import BatchProcessor
+from workbench.enrichment.stream import run_enrichment_once
+from workbench.gold.averages import TABLE
+from workbench.gold.stream import GoldProcessor, run_gold_once
 
 pytestmark = pytest.mark.spark
 
@@ -86,7 +88,7 @@ def test_bronze_to_silver_to_gold(
     assert silver["m5"].raw is None and silver["m5"].fields == {}
     assert silver["m5"].payload_kind == "non_json"
 
-    run_averages_once(spark, lake_settings)
+    run_gold_once(spark, lake_settings, catalog)
     gold = _gold(spark, lake_settings)
 
     assert set(gold) == {
@@ -99,6 +101,8 @@ def test_bronze_to_silver_to_gold(
     assert (t1.avg_value, t1.min_value, t1.max_value, t1["count"]) == (21.0, 20.0, 22.0, 2)
     assert t1.window_end.strftime("%H:%M") == "10:01"
     assert t1.ingestion_id == DS and t1.updated_at is not None
+    assert (t1.sum_value, t1.sum_sq, t1.stddev_value) == (42.0, 884.0, 2 ** 0.5)
+    assert t1.sensitivity == "internal"  # auto-registered device, default sensitivity
     assert gold[("10:00", "t-2", "temperature")].avg_value == 30.0
     assert gold[("10:01", "t-1", "temperature")]["count"] == 1
 
@@ -114,11 +118,11 @@ def test_bronze_to_silver_to_gold(
         hour="10",
     )
     run_enrichment_once(spark, lake_settings, catalog)
-    run_averages_once(spark, lake_settings)
+    run_gold_once(spark, lake_settings, catalog)
     gold = _gold(spark, lake_settings)
     assert len(gold) == 4
     late = gold[("10:01", "t-1", "temperature")]
-    assert (late.avg_value, late["count"]) == (26.0, 2)
+    assert (late.avg_value, late["count"], late.min_value, late.max_value) == (26.0, 2, 25.0, 27.0)
     catalog.close()
 
 
@@ -159,16 +163,23 @@ def test_replayed_batches_do_not_duplicate(
     from workbench.gold.averages import ensure_gold_table
 
     ensure_silver_table(spark, lake_settings)
-    for _ in range(2):  # the same batch id twice, as after a crash before the checkpoint commit
-        write_batch(lake_settings, catalog, batch, 0, app_id="test-app")
+    processor = BatchProcessor(spark, lake_settings, catalog, app_id="test-app")
+    # The same batch id twice, as after a crash before the checkpoint commit.
+    first, replay = processor.process(batch, 0), processor.process(batch, 0)
+    assert (first.committed, first.written) == (True, 2)
+    assert (replay.committed, replay.written) == (False, 0)
     silver = spark.read.format("delta").load(lake_settings.lake.silver_readings)
     assert silver.count() == 2
+    # Usage is counted once: the replay committed nothing.
+    usage = {u["raw_key"]: u["rows_affected"] for u in catalog.rule_usage() if u["rows_affected"]}
+    assert usage == {"sensor": 2, "temperature": 2, "ts": 2}
 
     ensure_gold_table(spark, lake_settings)
-    stats = sensor_averages(silver, window="1 minute", watermark="2 minutes")
-    for _ in range(2):
-        merge_batch(spark, lake_settings.lake.gold(TABLE), stats)
+    gold_processor = GoldProcessor(lake_settings, catalog, app_id="test-gold")
+    assert gold_processor.process(silver, 0) == {TABLE: 1}
+    assert gold_processor.process(silver, 0) == {TABLE: 0}  # replayed: skipped, not re-added
     gold = _gold(spark, lake_settings)
     assert list(gold) == [("10:00", "x", "temperature")]
     assert gold[("10:00", "x", "temperature")].avg_value == 2.0
+    assert gold[("10:00", "x", "temperature")]["count"] == 2
     catalog.close()

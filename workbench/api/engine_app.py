@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
@@ -29,8 +29,9 @@ from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
 from workbench.enrichment import stream as enrichment
 from workbench.enrichment.manager import STOP_TIMEOUT_SECONDS, StreamManager
-from workbench.gold import averages
-from workbench.metrics.registry import new_registry, pod_name
+from workbench.gold import alerts, averages
+from workbench.gold import stream as gold
+from workbench.spark.metrics import EngineMetrics
 from workbench.spark.session import build_session
 from workbench.spark.streaming import DeltaSourceLag, FileSourceLag, checkpoint_path
 
@@ -41,55 +42,6 @@ STOP_TIMEOUT = f"{int(STOP_TIMEOUT_SECONDS)}s"
 
 #: How often the schema watchdog reads the catalog's schema versions.
 SCHEMA_WATCH_SECONDS = 5.0
-
-
-class EngineMetrics:
-    """The engine's Prometheus metrics (F35), each labelled with this process's ``pod``."""
-
-    def __init__(self, pod: str | None = None) -> None:
-        self.pod = pod or pod_name()
-        self.registry = new_registry()
-        r = self.registry
-        self.active_streams = Gauge(
-            "spark_active_streams", "Streaming queries running now.", ["pod"], registry=r
-        )
-        self.stream_status = Gauge(
-            "spark_stream_status", "1 if the query is active, else 0.", ["pod", "query"], registry=r
-        )
-        self.batches = Counter(
-            "spark_batches_processed_total",
-            "Micro-batches finished, by outcome.",
-            ["pod", "status"],
-            registry=r,
-        )
-        self.batch_latency = Histogram(
-            "spark_batch_processing_latency_seconds",
-            "Wall time of one micro-batch.",
-            ["pod", "query"],
-            registry=r,
-        )
-        self.enrichment_records = Counter(
-            "enrichment_records_processed_total",
-            "Bronze records normalized into silver.",
-            ["pod"],
-            registry=r,
-        )
-        self.rule_applied = Counter(
-            "normalization_rule_applied_total",
-            "Rows whose canonical value a rule supplied.",
-            ["pod", "rule_id"],
-            registry=r,
-        )
-        # Create the zero series so every metric is present from the first scrape.
-        for status in ("success", "failed"):
-            self.batches.labels(self.pod, status)
-        self.enrichment_records.labels(self.pod)
-
-    def record_rule_usage(self, usage: dict[int, int]) -> None:
-        """Count one batch's per-rule usage."""
-        for rule_id, rows in usage.items():
-            if rows:
-                self.rule_applied.labels(self.pod, str(rule_id)).inc(rows)
 
 
 class ProgressListener(StreamingQueryListener):
@@ -114,8 +66,6 @@ class ProgressListener(StreamingQueryListener):
         duration_ms = (progress.durationMs or {}).get("triggerExecution")
         if duration_ms is not None:
             m.batch_latency.labels(m.pod, name).observe(duration_ms / 1000.0)
-        if name == enrichment.QUERY_NAME:
-            m.enrichment_records.labels(m.pod).inc(progress.numInputRows)
 
     def onQueryIdle(self, event: Any) -> None:
         pass
@@ -135,6 +85,7 @@ def register_tables(spark: SparkSession, settings: Settings) -> None:
     tables = {
         ("silver", "readings"): settings.lake.silver_readings,
         ("gold", averages.TABLE): settings.lake.gold(averages.TABLE),
+        ("gold", alerts.TABLE): settings.lake.gold(alerts.TABLE),
     }
     for (database, table), path in tables.items():
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
@@ -197,25 +148,23 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
     try:
         spark.conf.set("spark.sql.streaming.stopTimeout", STOP_TIMEOUT)
         enrichment.ensure_silver_table(spark, settings)
-        averages.ensure_gold_table(spark, settings)
+        gold.ensure_gold_tables(spark, settings)
         register_tables(spark, settings)
         spark.streams.addListener(ProgressListener(metrics))
         checkpoints = settings.lake.checkpoints
         manager.register(
             enrichment.QUERY_NAME,
-            lambda: enrichment.start_enrichment(
-                spark, settings, catalog, on_usage=metrics.record_rule_usage
-            ),
+            lambda: enrichment.start_enrichment(spark, settings, catalog, metrics=metrics),
             lag=FileSourceLag(
                 settings.lake.bronze, checkpoint_path(checkpoints, enrichment.QUERY_NAME), spark
             ),
         )
         manager.register(
-            averages.QUERY_NAME,
-            lambda: averages.start_averages(spark, settings),
+            gold.QUERY_NAME,
+            lambda: gold.start_gold(spark, settings, catalog, metrics=metrics),
             lag=DeltaSourceLag(
                 settings.lake.silver_readings,
-                checkpoint_path(checkpoints, averages.QUERY_NAME),
+                checkpoint_path(checkpoints, gold.QUERY_NAME),
                 spark,
             ),
         )

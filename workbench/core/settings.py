@@ -45,6 +45,11 @@ class LakeSettings(BaseModel):
         return f"{self.root}/gold/{name}"
 
     @property
+    def silver_held(self) -> str:
+        """Rows of unregistered or disabled devices, held until they may flow (F18)."""
+        return f"{self.root}/silver/_held"
+
+    @property
     def checkpoints(self) -> str:
         """Streaming checkpoints, one folder per query."""
         return f"{self.root}/_checkpoints"
@@ -163,7 +168,15 @@ class EngineSettings(BaseModel):
     gold_trigger_seconds: float = 5.0
     max_files_per_trigger: int = 500
     window: str = "1 minute"
+    """Gold aggregation window (event time)."""
     watermark: str = "2 minutes"
+    """How late an event may arrive for streaming aggregations that keep state."""
+    device_policy: Literal["auto_register", "require_approval"] = "auto_register"
+    """Data of an unregistered source: register it as a device (sensitivity ``internal``) and
+    let it flow, or hold it in ``silver/_held`` until someone registers it (F18)."""
+    dedupe_minutes: Annotated[float, Field(ge=0)] = 15.0
+    """Bronze rows repeating a ``message_id`` seen within this many minutes of processing time
+    are dropped before silver (redeliveries after an ingest crash); 0 disables."""
 
     @property
     def connect_url(self) -> str:

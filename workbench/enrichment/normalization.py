@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    ArrayType,
     DateType,
     DoubleType,
     MapType,
@@ -58,6 +59,8 @@ SILVER_SCHEMA = StructType(
         StructField("numeric", _NUM_MAP),
         StructField("payload_kind", StringType()),
         StructField("error", StringType()),
+        StructField("flags", ArrayType(StringType())),
+        StructField("sensitivity", StringType()),
         StructField("enriched_at", TimestampType()),
         StructField("date", DateType()),
     ]
@@ -184,25 +187,27 @@ def _parse_time(text: Column) -> Column:
     )
 
 
-def normalize(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
-    """Bronze rows (with the ``ingestion_id`` partition column) → silver rows.
+def canonical_fields(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
+    """Add ``raw`` (the payload as ``map<string, string>``) and ``fields`` (after the rules).
 
-    Args:
-        df: rows with the bronze file columns plus ``ingestion_id``.
-        rules: normalization rules (global and per dataset).
-
-    Returns:
-        A frame with exactly :data:`SILVER_SCHEMA`'s columns. ``raw`` is null for payloads
-        that are not JSON objects; ``fields`` and ``numeric`` are then empty maps.
+    ``raw`` is null for payloads that are not JSON objects; ``fields`` is then an empty map.
     """
     global_plan, per_source = plan_rules(rules)
     raw = F.col("raw")
     iid = F.col("ingestion_id")
     fields = _scoped(iid, per_source, lambda p: _fields(raw, p), _fields(raw, global_plan))
-    parsed = df.withColumn(
+    return df.withColumn(
         "raw",
         F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP)),
     ).withColumn("fields", F.when(raw.isNull(), _empty_map(_STR_MAP)).otherwise(fields))
+
+
+def silver_columns(df: DataFrame) -> DataFrame:
+    """Derive the silver columns from ``fields`` and project exactly :data:`SILVER_SCHEMA`.
+
+    ``flags`` and ``sensitivity`` are taken when present (the batch processor adds them) and
+    are otherwise empty / null.
+    """
     f = F.col("fields")
     numeric = F.map_filter(
         F.transform_values(f, lambda k, v: v.try_cast(DoubleType())),
@@ -212,8 +217,13 @@ def normalize(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
         & ~k.isin(SENSOR_KEY, TIME_KEY),
     )
     event_time = F.coalesce(F.col("event_time"), _parse_time(F.try_element_at(f, F.lit(TIME_KEY))))
+    out = df
+    if "flags" not in df.columns:
+        out = out.withColumn("flags", F.array())
+    if "sensitivity" not in df.columns:
+        out = out.withColumn("sensitivity", F.lit(None))
     out = (
-        parsed.withColumn("numeric", numeric)
+        out.withColumn("numeric", numeric)
         .withColumn("event_time", event_time)
         .withColumn("sensor_id", F.try_element_at(f, F.lit(SENSOR_KEY)))
         .withColumn("enriched_at", F.current_timestamp())
@@ -222,15 +232,25 @@ def normalize(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
     return out.select(*(F.col(c.name).cast(c.dataType) for c in SILVER_SCHEMA.fields))
 
 
-def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[int, int]:
-    """Rows per rule where that rule's raw key supplied the canonical value, in one aggregate.
+def normalize(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
+    """Bronze rows (with the ``ingestion_id`` partition column) → silver rows, rules only.
 
     Args:
-        silver: the output of :func:`normalize` for one batch (``raw`` and ``ingestion_id``).
-        rules: the rules the batch was normalized with.
+        df: rows with the bronze file columns plus ``ingestion_id``.
+        rules: normalization rules (global and per dataset).
 
     Returns:
-        ``{rule_id: rows}`` for every enabled rule (zero when it supplied nothing).
+        A frame with exactly :data:`SILVER_SCHEMA`'s columns. ``raw`` is null for payloads
+        that are not JSON objects; ``fields`` and ``numeric`` are then empty maps.
+    """
+    return silver_columns(canonical_fields(df, rules))
+
+
+def usage_aggregates(rules: Sequence[NormalizationRule]) -> dict[int, Column]:
+    """Per rule, an aggregate counting rows where its raw key supplied the canonical value.
+
+    Evaluated over a frame with ``raw`` and ``ingestion_id`` (:func:`canonical_fields`'
+    output), e.g. inside ``DataFrame.observe`` so usage costs no extra pass over the data.
     """
     global_plan, per_source = plan_rules(rules)
     raw = F.col("raw")
@@ -249,14 +269,28 @@ def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[in
                         in_scope & earlier_null & value.isNotNull()
                     )
                 earlier_null = earlier_null & value.isNull()
-    if not supplied:
-        return {}
-    aggs = []
+    aggs = {}
     for rule_id, conds in supplied.items():
         hit = conds[0]
         for cond in conds[1:]:
             hit = hit | cond
-        aggs.append(F.sum(F.when(raw.isNotNull() & hit, 1).otherwise(0)).alias(f"r{rule_id}"))
-    row = silver.agg(*aggs).first()
+        aggs[rule_id] = F.sum(F.when(raw.isNotNull() & hit, 1).otherwise(0)).alias(f"n{rule_id}")
+    return aggs
+
+
+def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[int, int]:
+    """Rows per rule where that rule's raw key supplied the canonical value, in one aggregate.
+
+    Args:
+        silver: the output of :func:`normalize` for one batch (``raw`` and ``ingestion_id``).
+        rules: the rules the batch was normalized with.
+
+    Returns:
+        ``{rule_id: rows}`` for every enabled rule (zero when it supplied nothing).
+    """
+    aggs = usage_aggregates(rules)
+    if not aggs:
+        return {}
+    row = silver.agg(*aggs.values()).first()
     counts = row.asDict() if row is not None else {}
-    return {rule_id: int(counts.get(f"r{rule_id}") or 0) for rule_id in supplied}
+    return {rule_id: int(counts.get(f"n{rule_id}") or 0) for rule_id in aggs}

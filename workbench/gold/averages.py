@@ -1,18 +1,19 @@
-"""Gold ``sensor_averages`` (F20): event-time windowed statistics per sensor and field.
+"""Gold ``sensor_averages`` (F20): event-time windowed statistics per sensor and canonical field.
 
-Silver's ``numeric`` map is exploded into ``(field, value)`` rows, grouped by event-time window,
-dataset, sensor and field. The stream runs in update mode and MERGEs each batch's changed
-windows into the gold table, so a partial window is visible after one trigger and a replayed
-batch rewrites the same rows instead of adding new ones.
+Each silver micro-batch is folded into the table as *partial* aggregates: count, sum, sum of
+squares, min and max per ``(window, ingestion_id, sensor_id, field)`` are MERGEd into the stored
+ones (averages and standard deviations follow from them). Nothing waits for a watermark, so a
+partial window is visible after one trigger and a late reading still lands in its own window;
+the MERGE commits with the batch's Delta transaction id, so a replayed batch is skipped instead
+of counted twice (see :mod:`workbench.gold.stream`).
 """
 
 from __future__ import annotations
 
-import logging
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import (
     DoubleType,
     LongType,
@@ -23,13 +24,11 @@ from pyspark.sql.types import (
 )
 
 from workbench.core.settings import Settings
-from workbench.spark.streaming import TriggerMode, await_query, start_query
 from workbench.spark.tables import ensure_delta_table
 
-log = logging.getLogger(__name__)
-
 TABLE = "sensor_averages"
-QUERY_NAME = "gold_sensor_averages"
+QUERY_NAME = "gold"
+"""The silver → gold query (averages, alerts and the ``aggregate`` value rules)."""
 
 #: The gold table, exactly (fixtures written with ``deltalake`` rely on it).
 GOLD_AVERAGES_SCHEMA = StructType(
@@ -44,117 +43,108 @@ GOLD_AVERAGES_SCHEMA = StructType(
         StructField("max_value", DoubleType()),
         StructField("count", LongType()),
         StructField("updated_at", TimestampType()),
+        StructField("sum_value", DoubleType()),
+        StructField("sum_sq", DoubleType()),
+        StructField("stddev_value", DoubleType()),
+        StructField("sensitivity", StringType()),
     ]
 )
 
-# Null-safe on the nullable keys: a reading without a sensor id must update its own row,
-# not insert a new one on every batch.
-_MERGE_ON = (
-    "t.window_start = s.window_start AND t.field = s.field "
-    "AND t.ingestion_id <=> s.ingestion_id AND t.sensor_id <=> s.sensor_id"
-)
+KEYS = ("window_start", "ingestion_id", "sensor_id", "field")
 
 
-def sensor_averages(silver: DataFrame, *, window: str, watermark: str) -> DataFrame:
-    """Windowed avg/min/max/count per ``(window, ingestion_id, sensor_id, field)``.
+def readings(silver: DataFrame) -> DataFrame:
+    """Silver rows as ``(event_time, ingestion_id, sensor_id, sensitivity, field, value)``."""
+    return silver.where(F.col("event_time").isNotNull()).select(
+        "event_time",
+        "ingestion_id",
+        "sensor_id",
+        "sensitivity",
+        F.explode("numeric").alias("field", "value"),
+    )
+
+
+def partial_averages(silver: DataFrame, *, window: str) -> DataFrame:
+    """One batch's statistics per ``(window, ingestion_id, sensor_id, field)``.
 
     Args:
-        silver: silver readings (batch or stream).
+        silver: silver rows of one micro-batch (or any batch of silver).
         window: window duration, e.g. ``"1 minute"``.
-        watermark: how late an event may arrive, e.g. ``"2 minutes"``.
 
     Returns:
-        The gold columns except ``updated_at``.
+        The gold columns; ``avg_value`` and ``stddev_value`` are those of this batch alone.
     """
-    readings = (
-        silver.where(F.col("event_time").isNotNull())
-        .withWatermark("event_time", watermark)
-        .select(
-            "event_time",
-            "ingestion_id",
-            "sensor_id",
-            F.explode("numeric").alias("field", "value"),
+    grouped = (
+        readings(silver)
+        .groupBy(F.window("event_time", window).alias("w"), "ingestion_id", "sensor_id", "field")
+        .agg(
+            F.count("value").alias("count"),
+            F.sum("value").alias("sum_value"),
+            F.sum(F.col("value") * F.col("value")).alias("sum_sq"),
+            F.min("value").alias("min_value"),
+            F.max("value").alias("max_value"),
+            F.max("sensitivity").alias("sensitivity"),
         )
     )
-    grouped = readings.groupBy(
-        F.window("event_time", window).alias("w"), "ingestion_id", "sensor_id", "field"
-    ).agg(
-        F.avg("value").alias("avg_value"),
-        F.min("value").alias("min_value"),
-        F.max("value").alias("max_value"),
-        F.count("value").alias("count"),
-    )
+    count = F.col("count").cast(DoubleType())
     return grouped.select(
         F.col("w.start").alias("window_start"),
         F.col("w.end").alias("window_end"),
         "ingestion_id",
         "sensor_id",
         "field",
-        "avg_value",
+        (F.col("sum_value") / count).alias("avg_value"),
         "min_value",
         "max_value",
         F.col("count").cast(LongType()).alias("count"),
+        F.current_timestamp().alias("updated_at"),
+        "sum_value",
+        "sum_sq",
+        _stddev(F.col("sum_value"), F.col("sum_sq"), count).alias("stddev_value"),
+        "sensitivity",
     )
+
+
+def _stddev(total: F.Column, squares: F.Column, n: F.Column) -> F.Column:
+    """Sample standard deviation from count, sum and sum of squares (null below 2 values)."""
+    variance = (squares - total * total / n) / (n - F.lit(1.0))
+    return F.when(n > 1, F.sqrt(F.greatest(variance, F.lit(0.0))))
+
+
+def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
+    """The MERGE folding ``source_view`` (partial aggregates) into the table at ``target``.
+
+    ``earliest`` bounds the target rows by ``window_start`` so Delta skips files by their
+    statistics instead of scanning the whole table. Rows written before sums were kept
+    (``sum_value`` null) are folded in through their average.
+    """
+    t_sum = "coalesce(t.sum_value, t.avg_value * t.count)"
+    t_sq = "coalesce(t.sum_sq, t.avg_value * t.avg_value * t.count)"
+    n = "(t.count + s.count)"
+    total = f"({t_sum} + s.sum_value)"
+    squares = f"({t_sq} + s.sum_sq)"
+    variance = f"(({squares} - {total} * {total} / {n}) / ({n} - 1))"
+    location = target.replace("`", "``")
+    return f"""
+        MERGE INTO delta.`{location}` AS t
+        USING {source_view} AS s
+        ON t.window_start = s.window_start AND t.field = s.field
+           AND t.ingestion_id <=> s.ingestion_id AND t.sensor_id <=> s.sensor_id
+           AND t.window_start >= TIMESTAMP '{earliest.isoformat()}'
+        WHEN MATCHED THEN UPDATE SET
+            count = {n},
+            sum_value = {total},
+            sum_sq = {squares},
+            avg_value = {total} / {n},
+            min_value = least(t.min_value, s.min_value),
+            max_value = greatest(t.max_value, s.max_value),
+            stddev_value = CASE WHEN {n} > 1 THEN sqrt(greatest({variance}, 0.0)) END,
+            sensitivity = coalesce(s.sensitivity, t.sensitivity),
+            updated_at = s.updated_at
+        WHEN NOT MATCHED THEN INSERT *
+    """
 
 
 def ensure_gold_table(spark: SparkSession, settings: Settings) -> None:
     """Create the empty gold table if absent (tolerating one made by another writer)."""
     ensure_delta_table(spark, settings.lake.gold(TABLE), GOLD_AVERAGES_SCHEMA)
-
-
-def merge_batch(spark: SparkSession, path: str, batch: DataFrame) -> None:
-    """Upsert one batch of updated windows into the gold table at ``path``."""
-    from delta.tables import DeltaTable
-
-    updates = batch.withColumn("updated_at", F.current_timestamp()).select(
-        *GOLD_AVERAGES_SCHEMA.names
-    )
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(updates.alias("s"), _MERGE_ON)
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-
-
-def start_averages(
-    spark: SparkSession,
-    settings: Settings,
-    *,
-    trigger: TriggerMode = "processing_time",
-) -> StreamingQuery:
-    """Start the silver → gold ``sensor_averages`` query (named :data:`QUERY_NAME`)."""
-    ensure_gold_table(spark, settings)
-    path = settings.lake.gold(TABLE)
-    silver = (
-        spark.readStream.format("delta")
-        # Retention deletes in silver (F22) must not stop gold; they only remove old rows.
-        .option("skipChangeCommits", "true")
-        .load(settings.lake.silver_readings)
-    )
-    stats = sensor_averages(
-        silver, window=settings.engine.window, watermark=settings.engine.watermark
-    )
-
-    def _batch(batch: DataFrame, batch_id: int) -> None:
-        merge_batch(spark, path, batch)
-        log.debug("gold batch merged query=%s batch_id=%s", QUERY_NAME, batch_id)
-
-    return start_query(
-        stats.writeStream.outputMode("update").foreachBatch(_batch),
-        name=QUERY_NAME,
-        checkpoints=settings.lake.checkpoints,
-        trigger=trigger,
-        interval_seconds=settings.engine.gold_trigger_seconds,
-    )
-
-
-def run_averages_once(spark: SparkSession, settings: Settings) -> None:
-    """Aggregate every silver row available now into gold, then return (tests, backfills).
-
-    Raises:
-        EngineError: if a batch failed.
-    """
-    await_query(start_averages(spark, settings, trigger="available_now"))

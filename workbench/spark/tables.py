@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DataType, StructType
@@ -54,7 +55,16 @@ def ensure_delta_table(
                 raise EngineError(
                     f"cannot create the Delta table at {path}: {err}", table=path
                 ) from err
-    check_columns(spark.read.format("delta").load(path).schema, schema, path)
+    found = spark.read.format("delta").load(path).schema
+    missing = [f for f in schema.fields if f.name not in found.names]
+    if missing:
+        # A table made by an earlier version of the engine: add the new (nullable) columns so
+        # old rows read them as null, instead of refusing to start.
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path.replace('`', '``')}` ADD COLUMNS ({columns})")
+        log.info("delta table columns added path=%s columns=%s", path, [f.name for f in missing])
+        found = spark.read.format("delta").load(path).schema
+    check_columns(found, schema, path)
 
 
 def check_columns(found: StructType, expected: StructType, path: str) -> None:
@@ -87,3 +97,51 @@ def check_columns(found: StructType, expected: StructType, path: str) -> None:
 def _same_type(a: DataType, b: DataType) -> bool:
     # simpleString drops nullability (containsNull / valueContainsNull) and metadata.
     return a.simpleString() == b.simpleString()
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    """The Delta table's current version."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return int(row[0]) if row is not None else -1
+
+
+def committed_since(spark: SparkSession, path: str, marker: str, version: int) -> bool:
+    """Whether a commit after ``version`` carries ``marker`` as its user metadata.
+
+    Delta skips an idempotent write whose ``(txnAppId, txnVersion)`` it has seen, without
+    running the job; a writer notes the version before writing and asks this afterwards to
+    learn which happened (a replay's marker exists too, but in an older commit).
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    recent = DeltaTable.forPath(spark, path).history(50)
+    mine = recent.where((F.col("userMetadata") == marker) & (F.col("version") > version))
+    return mine.limit(1).count() > 0
+
+
+def idempotent_sql(spark: SparkSession, statement: str, *, app_id: str, version: int) -> Any:
+    """Run a Delta DML statement (MERGE, UPDATE, DELETE) as transaction ``(app_id, version)``.
+
+    The transaction id goes through Delta's session confs, so ``spark`` must be a session no
+    other thread writes with at the same time: a streaming query's own (cloned) session, i.e.
+    the ``sparkSession`` of its ``foreachBatch`` frames. The commit carries
+    ``<app_id>:<version>`` as user metadata (see :func:`committed_since`).
+
+    Returns:
+        The statement's first result row (Delta's DML metrics), or None if none.
+    """
+    confs = {
+        "spark.databricks.delta.write.txnAppId": app_id,
+        "spark.databricks.delta.write.txnVersion": str(version),
+        "spark.databricks.delta.commitInfo.userMetadata": f"{app_id}:{version}",
+    }
+    for key, value in confs.items():
+        spark.conf.set(key, value)
+    try:
+        return spark.sql(statement).first()
+    finally:
+        for key in confs:
+            spark.conf.unset(key)

@@ -1,0 +1,263 @@
+"""The gold stream (F20): silver ``readings`` → ``sensor_averages``, ``alerts``, rule aggregates.
+
+A thin runner: each silver micro-batch is reduced to partial window statistics
+(:mod:`workbench.gold.averages`), MERGEd into gold, checked against the alert rules
+(:mod:`workbench.gold.alerts`) and folded into the gold table of every ``aggregate`` value rule
+(:mod:`workbench.gold.aggregates`). Each MERGE commits as Delta transaction
+``(<query app id>-<table>, batch id)``, so a batch replayed after a crash is skipped per table
+and every reading is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from workbench.catalog.records import AlertRule, ValueRule
+from workbench.core.settings import Settings
+from workbench.gold import aggregates, alerts, averages
+from workbench.spark.latency import latency_counts, seconds_between
+from workbench.spark.metrics import EngineMetrics
+from workbench.spark.streaming import TriggerMode, await_query, query_app_id, start_query
+from workbench.spark.tables import (
+    committed_since,
+    ensure_delta_table,
+    idempotent_sql,
+    latest_version,
+)
+
+log = logging.getLogger(__name__)
+
+QUERY_NAME = averages.QUERY_NAME
+MODULE = "gold"
+
+
+class GoldStore(Protocol):
+    """What the gold stream reads from the catalog."""
+
+    def list_alert_rules(self) -> list[AlertRule]: ...
+
+    def list_value_rules(self) -> list[ValueRule]: ...
+
+    def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None: ...
+
+
+def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create the fixed gold tables if absent."""
+    averages.ensure_gold_table(spark, settings)
+    alerts.ensure_alerts_table(spark, settings)
+
+
+def register_gold_table(spark: SparkSession, name: str, path: str) -> None:
+    """Name a gold table ``gold.<name>`` in the session catalog (shared with Connect sessions)."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS gold")
+    location = path.replace("'", "\\'")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS gold.`{name}` USING DELTA LOCATION '{location}'")
+
+
+class GoldProcessor:
+    """Folds silver micro-batches into the gold tables; one instance per running query."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: GoldStore,
+        *,
+        app_id: str,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.app_id = app_id
+        self.metrics = metrics
+        self._tables_ready: set[str] = set()
+
+    def process(self, batch: DataFrame, batch_id: int) -> dict[str, int]:
+        """Fold one silver batch into gold; returns rows written per gold table."""
+        session = batch.sparkSession
+        written: dict[str, int] = {}
+        batch.persist()
+        try:
+            started = time.perf_counter()
+            partials = averages.partial_averages(batch, window=self.settings.engine.window)
+            partials.persist()
+            try:
+                bounds = partials.agg(F.min("window_start")).first()
+                earliest = bounds[0] if bounds else None
+                if earliest is None:
+                    return written
+                self._step("partials", started)
+                started = time.perf_counter()
+                written[averages.TABLE] = self._merge(
+                    session, averages.TABLE, partials, averages.merge_sql, earliest, batch_id
+                )
+                committed_at = time.time()
+                self._step("averages", started)
+                started = time.perf_counter()
+                fired = alerts.window_alerts(partials, self.store.list_alert_rules())
+                if fired is not None:
+                    written[alerts.TABLE] = self._merge(
+                        session, alerts.TABLE, fired, alerts.merge_sql, earliest, batch_id
+                    )
+                self._step("alerts", started)
+            finally:
+                partials.unpersist()
+            started = time.perf_counter()
+            written.update(self._rule_aggregates(session, batch, batch_id))
+            self._step("aggregates", started)
+            self._observe(batch, committed_at, written)
+            log.info("gold batch batch_id=%s written=%s", batch_id, written)
+            return written
+        finally:
+            batch.unpersist()
+
+    def _merge(
+        self,
+        session: SparkSession,
+        table: str,
+        rows: DataFrame,
+        sql: Callable[[str, str, datetime], str],
+        earliest: datetime,
+        batch_id: int,
+    ) -> int:
+        path = self.settings.lake.gold(table)
+        view = f"gold_batch_{table}"
+        rows.createOrReplaceTempView(view)
+        app_id = f"{self.app_id}-{table}"
+        before = latest_version(session, path)
+        result = idempotent_sql(session, sql(path, view, earliest), app_id=app_id, version=batch_id)
+        if result is None or not committed_since(session, path, f"{app_id}:{batch_id}", before):
+            return 0  # a replayed batch: Delta skipped the committed transaction
+        metrics = result.asDict()
+        return int(metrics.get("num_updated_rows") or 0) + int(
+            metrics.get("num_inserted_rows") or 0
+        )
+
+    def _rule_aggregates(
+        self, session: SparkSession, batch: DataFrame, batch_id: int
+    ) -> dict[str, int]:
+        rules, skipped = aggregates.runnable(self.store.list_value_rules())
+        status: dict[int, tuple[str, str | None, int]] = {
+            rid: ("failed", reason, 0) for rid, reason in skipped.items()
+        }
+        written: dict[str, int] = {}
+        for rule in rules:
+            table = aggregates.table_of(rule)
+            try:
+                self._ensure_rule_table(session, table)
+                partial = aggregates.partial_rule_aggregate(batch, rule).persist()
+                try:
+                    first = partial.agg(F.min("window_start")).first()
+                    if first is None or first[0] is None:
+                        rows = 0
+                    else:
+                        rows = self._merge(
+                            session, table, partial, aggregates.merge_sql, first[0], batch_id
+                        )
+                finally:
+                    partial.unpersist()
+            except Exception as err:  # noqa: BLE001 - one failing rule must not fail gold
+                log.warning("aggregate rule failed rule_id=%s error=%s", rule.id, err)
+                status[rule.id] = ("failed", f"{type(err).__name__}: {err}"[:500], 0)
+                continue
+            written[table] = written.get(table, 0) + rows
+            status[rule.id] = ("ok", None, rows)
+        if status:
+            self.store.record_value_rule_status(status)
+        return written
+
+    def _ensure_rule_table(self, session: SparkSession, table: str) -> None:
+        if table in self._tables_ready:
+            return
+        path = self.settings.lake.gold(table)
+        ensure_delta_table(session, path, aggregates.RULE_AGGREGATE_SCHEMA)
+        register_gold_table(session, table, path)
+        self._tables_ready.add(table)
+
+    def _step(self, step: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.step(MODULE, step, time.perf_counter() - started)
+
+    def _observe(self, batch: DataFrame, committed_at: float, written: dict[str, int]) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        for table, rows in written.items():
+            m.gold_records.labels(m.pod, table).inc(rows)
+        at = F.lit(committed_at).cast("timestamp")
+        counts = latency_counts(
+            batch.where(F.col("event_time").isNotNull()),
+            {
+                "gold": seconds_between(at, F.col("event_time")),
+                "stage": seconds_between(at, F.col("enriched_at")),
+            },
+        )
+        m.observe_latency("pipeline_sensor_to_gold_latency_seconds", counts["gold"])
+        m.observe_latency("pipeline_enrichment_to_gold_latency_seconds", counts["stage"])
+        m.observe_stage("gold", counts["stage"])
+        newest = batch.agg(F.max(F.unix_micros("event_time"))).first()
+        if newest is not None and newest[0] is not None:
+            m.newest_event("gold", newest[0] / 1e6)
+
+
+def read_silver(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Silver as a stream; retention deletes there (F22) only remove old rows, so skip them."""
+    return (
+        spark.readStream.format("delta")
+        .option("skipChangeCommits", "true")
+        .load(settings.lake.silver_readings)
+    )
+
+
+def start_gold(
+    spark: SparkSession,
+    settings: Settings,
+    store: GoldStore,
+    *,
+    trigger: TriggerMode = "processing_time",
+    metrics: EngineMetrics | None = None,
+) -> StreamingQuery:
+    """Start the silver → gold query (named :data:`QUERY_NAME`)."""
+    ensure_gold_tables(spark, settings)
+    processors: dict[str, GoldProcessor] = {}
+
+    def _batch(batch: DataFrame, batch_id: int) -> None:
+        processor = processors.get("p")
+        if processor is None:
+            processor = processors["p"] = GoldProcessor(
+                settings, store, app_id=query_app_id(spark, QUERY_NAME), metrics=metrics
+            )
+        processor.process(batch, batch_id)
+
+    return start_query(
+        read_silver(spark, settings).writeStream.foreachBatch(_batch),
+        name=QUERY_NAME,
+        checkpoints=settings.lake.checkpoints,
+        trigger=trigger,
+        interval_seconds=settings.engine.gold_trigger_seconds,
+    )
+
+
+def run_gold_once(
+    spark: SparkSession,
+    settings: Settings,
+    store: GoldStore,
+    *,
+    metrics: EngineMetrics | None = None,
+) -> None:
+    """Fold every silver row available now into gold, then return (tests, backfills).
+
+    Raises:
+        EngineError: if a batch failed.
+    """
+    await_query(start_gold(spark, settings, store, trigger="available_now", metrics=metrics))
+
+
+__all__: Sequence[str] = ["QUERY_NAME", "GoldProcessor", "run_gold_once", "start_gold"]
