@@ -3,12 +3,15 @@
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta, timezone
 
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from workbench.connectors.envelope import Envelope, build_envelopes
 from workbench.connectors.rest_push import parse_push_body
 from workbench.core.clock import utcnow
+from workbench.ingest.bronze import timestamp_array
 from workbench.ingest.service import observe_many
 
 LINES = [
@@ -122,3 +125,18 @@ def test_prepared_ingest_process_never_imports_pandas() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_timestamp_array_matches_pyarrow() -> None:
+    shared = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
+    values = [
+        shared,
+        None,
+        shared,
+        datetime(2026, 11, 26, 12, 0, tzinfo=timezone(timedelta(hours=2))),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    stamps = pa.timestamp("us", tz="UTC")
+    assert timestamp_array(values).equals(pa.array(values, stamps))
+    naive = [datetime(2026, 1, 1, 12, 0)]  # not produced by ingest; pyarrow's rule applies
+    assert timestamp_array(naive).equals(pa.array(naive, stamps))
