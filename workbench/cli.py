@@ -114,6 +114,23 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.spark.maintenance import LAYERS, STEPS
+    from workbench.spark.maintenance_runner import run_maintenance_job
+
+    results = run_maintenance_job(
+        settings,
+        steps=STEPS if args.step == "all" else (args.step,),
+        layers=LAYERS if args.layer == "all" else (args.layer,),
+        dry_run=args.dry_run,
+        on_start=lambda table, step: print(
+            f"{table:<18} {step:<9} ...", file=sys.stderr, flush=True
+        ),
+        on_result=lambda result: print(result.summary(), flush=True),
+    )
+    return 1 if any(r.error for r in results) else 0
+
+
 def _settings_show(settings: Settings, _args: argparse.Namespace) -> int:
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
@@ -190,6 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
         st.add_parser(action, help=f"{action} a query by name").add_argument("name")
     streams.set_defaults(handler=_streams)
     add("settings", _settings_show, "print the effective settings as JSON")
+    maintain = add("maintain", _maintain, "lake maintenance: retention, compaction, VACUUM (F22)")
+    maintain.add_argument(
+        "step",
+        nargs="?",
+        default="all",
+        choices=["retention", "compact", "vacuum", "all"],
+        help="which step (default all: retention, then compact, then vacuum)",
+    )
+    maintain.add_argument(
+        "--layer",
+        default="all",
+        choices=["bronze", "silver", "gold", "all"],
+        help="which layer (default all; bronze has retention only)",
+    )
+    maintain.add_argument(
+        "--dry-run", action="store_true", help="change nothing, print what would be done"
+    )
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
     bench.add_argument(
         "name", choices=["ingest-mqtt", "ingest-rest", "enrich", "latency"], help="which benchmark"

@@ -21,7 +21,7 @@ from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA
 from workbench.gold.averages import GOLD_AVERAGES_SCHEMA
 from workbench.spark.maintenance import MaintenanceResult, compact, vacuum
-from workbench.spark.maintenance_runner import run_maintenance
+from workbench.spark.maintenance_runner import MaintenanceScheduler, run_maintenance
 from workbench.spark.tables import ensure_delta_table
 
 pytestmark = pytest.mark.spark
@@ -259,3 +259,28 @@ def test_compaction_and_retention_commit_while_a_stream_appends(spark: Any, tmp_
     rows = IndependentReader(path).to_pyarrow_table(columns=["message_id", "date"])
     assert rows.num_rows == appended[0]  # every appended row is there, none twice
     assert set(rows.column("date").to_pylist()) == {today}
+
+
+def test_scheduler_survives_a_failed_round(spark: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, interval_seconds=0.1, silver_retention_days=30)
+    calls = 0
+    second_round = threading.Event()
+
+    def devices() -> list[Device]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("catalog away")
+        second_round.set()
+        return DEVICES
+
+    scheduler = MaintenanceScheduler(spark, settings, devices)
+    assert scheduler.start()
+    try:
+        assert second_round.wait(60)
+    finally:
+        scheduler.stop()  # lets the round in progress finish
+    assert scheduler.rounds >= 1 and scheduler.last_error is None
+    assert [(r.table, r.step) for r in scheduler.last_results] == [("bronze", "retention")]
+    off = MaintenanceScheduler(spark, settings_for(tmp_path, interval_seconds=0), devices)
+    assert not off.start()

@@ -263,6 +263,16 @@ class MaintenanceSettings(BaseModel):
     interval_seconds: Annotated[float, Field(ge=0)] = 3600.0
     """The engine runs retention, compaction and VACUUM this often (0: never on a schedule)."""
 
+    @model_validator(mode="after")
+    def _safe_vacuum(self) -> MaintenanceSettings:
+        # Refused at start-up rather than by every scheduled VACUUM, hours later.
+        if self.vacuum_retain_hours < 168 and not self.allow_short_vacuum_retention:
+            raise ValueError(
+                f"vacuum_retain_hours={self.vacuum_retain_hours:g} is below Delta's safe 168 h; "
+                "raise it or set allow_short_vacuum_retention=true"
+            )
+        return self
+
 
 class Settings(BaseSettings):
     """Every setting of the workbench, grouped by section."""

@@ -12,9 +12,10 @@ Concurrency with the engine (verified by ``tests/spark/test_maintenance.py``): `
 commits only ``dataChange=false`` rewrites and a retention ``DELETE`` reads only partitions older
 than its cutoff, so both commit while the enrichment stream keeps appending to silver; VACUUM
 deletes only files no version newer than its retention references. Gold is different: its
-stream MERGEs into the whole (unpartitioned) table, so an ``OPTIMIZE`` or ``DELETE`` committing
-during a MERGE fails that gold micro-batch with a Delta conflict, which the stream manager
-retries. Maintenance itself never retries a conflicted step; the next round does it again.
+stream MERGEs into the whole (unpartitioned) table, so of a MERGE and an ``OPTIMIZE`` or
+``DELETE`` running at once, the one committing second fails with a Delta conflict: the gold
+micro-batch is retried by the stream manager, the maintenance step by
+:mod:`workbench.spark.maintenance_runner`.
 
 Which rows are past retention is decided by :mod:`workbench.spark.retention` (layer default,
 overridden per device).
@@ -97,21 +98,28 @@ class MaintenanceResult:
             return f"{head} FAILED: {self.error}"
         if self.skipped:
             return f"{head} skipped: {self.skipped}"
-        would = "would remove" if self.dry_run else "removed"
+        files = f"{self.files_before} -> {self.files_after} files"
         if self.step == "vacuum":
-            body = f"{would} {self.files_removed} unreferenced file(s), {_size(self.bytes_removed)}"
+            body = f"removed {self.files_removed} unreferenced file(s), {_size(self.bytes_removed)}"
+            if self.dry_run:
+                body = f"would remove {self.files_removed} unreferenced file(s)"
         elif self.step == "compact":
-            verb = "would compact" if self.dry_run else "compacted"
             body = (
-                f"{verb} {self.files_removed} file(s): {self.files_before} -> {self.files_after}"
-                f" files, {_size(self.bytes_before)} -> {_size(self.bytes_after)}"
+                f"compacted {self.files_removed} file(s): {files}, "
+                f"{_size(self.bytes_before)} -> {_size(self.bytes_after)}"
             )
+            if self.dry_run:
+                body = f"would compact {self.files_removed} file(s)"
         else:
-            rows = "" if self.rows_deleted is None else f"{self.rows_deleted} row(s) in "
-            body = (
-                f"{would} {rows}{self.files_removed} file(s), {_size(self.bytes_removed)}: "
-                f"{self.files_before} -> {self.files_after} files"
-            )
+            removed = f"{self.files_removed} file(s), {_size(self.bytes_removed)}"
+            rows = "" if self.rows_deleted is None else f"{self.rows_deleted} row(s), "
+            body = f"deleted {rows}{removed}: {files}"
+            if self.dry_run:
+                body = (
+                    f"would delete {rows}{removed}"
+                    if self.rows_deleted is None
+                    else (f"would delete {self.rows_deleted} row(s)")
+                )
         return f"{head} {body} ({self.seconds:.1f} s){' [dry run]' if self.dry_run else ''}"
 
 

@@ -6,9 +6,9 @@
 every ``maintenance.interval_seconds`` in a thread of the engine.
 
 Run from the CLI (``workbench maintain``) while the engine is up, every step is a Delta
-transaction: compaction and silver retention commit alongside the enrichment stream's appends,
-while a gold step may make one gold micro-batch fail and be retried (see
-:mod:`workbench.spark.maintenance`).
+transaction: compaction and silver retention commit alongside the enrichment stream's appends.
+A step that loses a commit race (gold is MERGEd by its stream) runs again, up to
+:data:`CONFLICT_ATTEMPTS` times (see :mod:`workbench.spark.maintenance`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ from workbench.spark.maintenance import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["MaintenanceScheduler", "run_maintenance"]
+__all__ = ["MaintenanceScheduler", "catalog_devices", "run_maintenance", "run_maintenance_job"]
 
 log = logging.getLogger(__name__)
+
+#: Tries of a step that conflicts with a concurrent Delta commit before it counts as failed.
+CONFLICT_ATTEMPTS = 3
 
 
 def _delta_tables(spark: SparkSession, directory: str) -> list[str]:
@@ -116,7 +119,7 @@ def run_maintenance(
             on_start(table, step)
         started = time.monotonic()
         try:
-            result = action()
+            result = _with_conflict_retries(action, table, step)
         except Exception as err:  # noqa: BLE001 - one table's failure must not stop the others
             log.warning("maintenance step failed table=%s step=%s reason=%s", table, step, err)
             message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
@@ -164,6 +167,79 @@ def run_maintenance(
             for step in (s for s in STEPS if s in steps):
                 run(table_name(path), step, action(step, path, days))
     return results
+
+
+def _with_conflict_retries(
+    action: Callable[[], MaintenanceResult], table: str, step: Step
+) -> MaintenanceResult:
+    """Run a step again when a concurrent commit won the race (a gold MERGE, say)."""
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return action()
+        except DeltaConcurrentModificationException as err:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info(
+                "maintenance step lost a commit race; running it again table=%s step=%s "
+                "attempt=%d reason=%s",
+                table,
+                step,
+                attempt,
+                str(err).splitlines()[0],
+            )
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def catalog_devices(settings: Settings) -> list[Device]:
+    """The devices registered in the catalog (F18), with their ``retention_days``."""
+    from workbench.catalog.store import Catalog
+
+    catalog = Catalog(settings.catalog.url)
+    try:
+        # The device registry lands in the catalog separately; until then no device has a
+        # retention of its own and the layer defaults apply.
+        list_devices = getattr(catalog, "list_devices", None)
+        return list(list_devices()) if list_devices is not None else []
+    finally:
+        catalog.close()
+
+
+def run_maintenance_job(
+    settings: Settings,
+    *,
+    steps: Sequence[Step] = STEPS,
+    layers: Sequence[MaintenanceLayer] = LAYERS,
+    dry_run: bool = False,
+    on_start: Callable[[str, Step], None] | None = None,
+    on_result: Callable[[MaintenanceResult], None] | None = None,
+) -> list[MaintenanceResult]:
+    """One maintenance run in a Spark driver of its own (``workbench maintain``).
+
+    The engine may keep running: every step is a Delta transaction (see the module docstring
+    for what a concurrent gold stream sees). Arguments are those of :func:`run_maintenance`.
+
+    Raises:
+        ConfigError: if the jar cache is missing.
+    """
+    from workbench.spark.session import build_session
+
+    devices = catalog_devices(settings)
+    spark = build_session(settings, app_name="workbench-maintain")
+    try:
+        return run_maintenance(
+            spark,
+            settings,
+            devices,
+            steps=steps,
+            layers=layers,
+            dry_run=dry_run,
+            on_start=on_start,
+            on_result=on_result,
+        )
+    finally:
+        spark.stop()
 
 
 class MaintenanceScheduler:

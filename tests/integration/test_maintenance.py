@@ -1,0 +1,98 @@
+"""Bronze retention (F22): whole date directories past retention, on a local lake and on MinIO.
+
+Bronze is plain Parquet, so no Spark here; the Delta steps are in ``tests/spark``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+
+from tests.fixtures.minio import MinioServer, s3_lake_settings
+from tests.fixtures.services import make_settings
+from workbench.ingest.s3 import S3Storage
+from workbench.ingest.storage import encode_parquet
+from workbench.spark.bronze_retention import apply_bronze_retention
+
+NOW = datetime.now(UTC)
+PER_DEVICE = {"temp-*": 10, "temp-001": 3}
+
+
+def day(offset: int) -> str:
+    return (NOW - timedelta(days=offset)).date().isoformat()
+
+
+def part(ingestion_id: str, offset: int, hour: str = "10", name: str = "part-1.parquet") -> str:
+    return f"bronze/ingestion_id={ingestion_id}/date={day(offset)}/hour={hour}/{name}"
+
+
+PARQUET = encode_parquet(pa.table({"message_id": ["m1", "m2"]}))
+#: (path, deleted?) with bronze 30 days, temp-* 10, temp-001 3 (the exact id wins).
+LAYOUT = [
+    (part("temp-001", 2), False),
+    (part("temp-001", 4), True),
+    (part("temp-001", 4, hour="23"), True),  # the whole day goes, every hour of it
+    (part("temp-002", 4), False),
+    (part("temp-002", 11), True),
+    (part("air-1", 11), False),
+    (part("air-1", 31), True),
+    (part("air-1", 31, name=".part-2.parquet.abc.tmp"), True),  # a leftover upload, too
+]
+
+
+def test_local_bronze_retention_deletes_old_days_only(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    root = Path(settings.lake.root)
+    long_ago = (NOW - timedelta(days=40)).timestamp()
+    for path, _ in LAYOUT:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(PARQUET)
+        os.utime(root / path, (long_ago, long_ago))
+    # A late reading written just now into an old day: kept until the stream had a day for it.
+    late = root / part("air-1", 40)
+    late.parent.mkdir(parents=True)
+    late.write_bytes(PARQUET)
+
+    planned = apply_bronze_retention(
+        settings, default_days=30, per_device=PER_DEVICE, now=NOW, dry_run=True
+    )
+    assert all((root / p).exists() for p, _ in LAYOUT)
+    done = apply_bronze_retention(settings, default_days=30, per_device=PER_DEVICE, now=NOW)
+
+    assert {p: not (root / p).exists() for p, _ in LAYOUT} == dict(LAYOUT)
+    assert late.exists()
+    assert not (root / part("air-1", 31)).parent.parent.exists()  # the date directory itself
+    # Hidden files are neither listed nor counted, but go with their day.
+    assert planned.files_removed == done.files_removed == 4
+    assert done.bytes_removed == 4 * len(PARQUET)
+    assert (done.files_before, done.files_after) == (8, 4)
+    nothing = apply_bronze_retention(settings, default_days=None, per_device={}, now=NOW)
+    assert nothing.skipped == "no retention configured"
+
+
+def test_bronze_retention_on_minio(tmp_path: Path, minio: MinioServer) -> None:
+    settings = s3_lake_settings(tmp_path, minio, "retention", "lake")
+    store = S3Storage(settings)
+    for path, _ in LAYOUT:
+        store.put_bytes(path, PARQUET)
+    client = minio.client()
+
+    def objects() -> set[str]:
+        listed = client.list_objects("retention", prefix="lake/bronze/", recursive=True)
+        return {str(o.object_name).removeprefix("lake/") for o in listed}
+
+    # Objects cannot be back-dated: every file counts as written long enough ago (and "now"
+    # is after the uploads).
+    done = apply_bronze_retention(
+        settings,
+        default_days=30,
+        per_device=PER_DEVICE,
+        now=datetime.now(UTC),
+        min_file_age=timedelta(0),
+    )
+
+    assert objects() == {p for p, deleted in LAYOUT if not deleted}
+    assert done.files_removed == 4 and done.error is None
