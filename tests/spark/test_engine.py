@@ -66,7 +66,7 @@ def test_engine_serves_streams_and_connect(engine: Settings, write_bronze: Write
     assert client.table("silver.readings").count() == 2
 
     status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
-    assert set(status) == {"enrichment", "gold_sensor_averages"}
+    assert set(status) == {"enrichment", "gold"}
     assert all(q["active"] and q["exception"] is None for q in status.values())
     assert status["enrichment"]["last_batch_id"] is not None
 
@@ -79,3 +79,46 @@ def test_engine_serves_streams_and_connect(engine: Settings, write_bronze: Write
         return values == [2.0]
 
     _until(records_counted, timeout=30)
+
+    # Every engine metric of F35 is exported; latencies were observed per record.
+    from workbench.analytics.reporting import EngineReporter
+
+    reporter = EngineReporter(engine)
+    reporter("sensor_averages", 0.25, "success")
+    assert reporter.flush()
+    text = httpx.get(f"{base}/metrics").text
+    for name in ENGINE_METRICS:
+        assert f"{name}{{" in text or f"{name}_bucket{{" in text, name
+    assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_count") == 2.0
+    assert _sample(text, "pipeline_sensor_to_gold_latency_seconds_count") == 2.0
+    assert _sample(text, 'gold_records_written_total{pod="', 'table="sensor_averages"') >= 1.0
+    for step in ("allowed_ids", "should_process", "filter", "transform", "write"):
+        assert f'step="{step}"' in text
+    assert _sample(text, "computation_executions_total{", 'status="success"') == 1.0
+
+
+ENGINE_METRICS = (
+    "pipeline_sensor_to_enrichment_latency_seconds",
+    "pipeline_sensor_to_gold_latency_seconds",
+    "pipeline_enrichment_to_gold_latency_seconds",
+    "pipeline_stage_latency_seconds",
+    "spark_batch_processing_latency_seconds",
+    "enrichment_records_processed_total",
+    "gold_records_written_total",
+    "spark_batches_processed_total",
+    "spark_active_streams",
+    "spark_stream_status",
+    "computation_executions_total",
+    "computation_execution_latency_seconds",
+    "pipeline_layer_data_age_seconds",
+    "pipeline_processing_lag_seconds",
+    "normalization_rule_applied_total",
+    "step_duration_seconds",
+)
+
+
+def _sample(text: str, prefix: str, contains: str = "") -> float:
+    """The value of the one sample line starting with ``prefix`` (and containing ``contains``)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith(prefix) and contains in ln]
+    assert len(lines) == 1, (prefix, lines)
+    return float(lines[0].split()[-1])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from workbench.catalog.records import Computation
@@ -18,7 +20,11 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "check_sql", "run_computation"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ExecutionObserver", "check_sql", "run_computation"]
+
+ExecutionObserver = Callable[[str, float, str], None]
+"""Told ``(computation name, seconds, "success" | "failed")`` after every run, e.g. an
+:class:`workbench.analytics.reporting.EngineReporter` feeding the engine's metrics."""
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +86,11 @@ def check_sql(computation: Computation) -> str:
 
 
 def run_computation(
-    spark: SparkSession, computation: Computation, *, limit: int = DEFAULT_LIMIT
+    spark: SparkSession,
+    computation: Computation,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    observer: ExecutionObserver | None = None,
 ) -> pd.DataFrame:
     """Run a computation on a Spark (Connect) session and return at most ``limit`` rows.
 
@@ -88,6 +98,7 @@ def run_computation(
         spark: a Spark session, normally the thin Spark Connect client of a kernel.
         computation: the saved computation to run.
         limit: the most rows to return (1 to :data:`MAX_LIMIT`).
+        observer: told the run's wall time and outcome (never raises into the run).
 
     Returns:
         The result as a pandas frame, in the query's column order.
@@ -98,6 +109,20 @@ def run_computation(
         ServiceUnavailableError: the engine is gone or restarted, so this session is no longer
             valid; a new session is needed.
     """
+    started, status = time.perf_counter(), "failed"
+    try:
+        frame = _run(spark, computation, limit)
+        status = "success"
+        return frame
+    finally:
+        if observer is not None:
+            try:
+                observer(computation.name, time.perf_counter() - started, status)
+            except Exception:  # noqa: BLE001 - reporting must never fail the computation
+                logger.debug("computation observer failed", exc_info=True)
+
+
+def _run(spark: SparkSession, computation: Computation, limit: int) -> pd.DataFrame:
     if not 1 <= limit <= MAX_LIMIT:
         raise ComputationError(
             f"limit {limit} for computation {computation.name!r} is out of range:"

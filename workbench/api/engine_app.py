@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
+from workbench.api.computation_routes import build_computation_router
 from workbench.api.engine_routes import build_stream_router
 from workbench.catalog.store import Catalog
 from workbench.core.errors import NotFoundError, WorkbenchError
@@ -101,6 +102,7 @@ def build_engine_app(settings: Settings, manager: StreamManager, metrics: Engine
     app = FastAPI(title="workbench engine")
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
     app.include_router(build_stream_router(manager))
+    app.include_router(build_computation_router(metrics))
 
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:

@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from workbench.analytics.computations import DEFAULT_LIMIT, run_computation
+from workbench.analytics.reporting import EngineReporter
 from workbench.catalog.records import Computation
 from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings
@@ -42,6 +43,8 @@ class Workbench:
         self._spark: SparkSession | None = None
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
+        # Every computation run is reported to the engine's metrics (F35), in the background.
+        self.reporter = EngineReporter(settings)
 
     def __repr__(self) -> str:
         state = "connected" if self._spark is not None else "not connected"
@@ -157,11 +160,11 @@ class Workbench:
 
     def _run(self, computation: Computation, limit: int) -> pd.DataFrame:
         try:
-            return run_computation(self.spark, computation, limit=limit)
+            return run_computation(self.spark, computation, limit=limit, observer=self.reporter)
         except ServiceUnavailableError:
             # The engine restarted under a live session: reconnect once, transparently.
             self.reset_session()
-            return run_computation(self.spark, computation, limit=limit)
+            return run_computation(self.spark, computation, limit=limit, observer=self.reporter)
 
     def tables(self) -> pd.DataFrame:
         """The tables the engine serves, one row per table: database, table, type."""
@@ -199,6 +202,7 @@ class Workbench:
             refresh_seconds=interval,
             limit=limit,
             on_session_lost=self.reset_session,
+            observer=self.reporter,
         )
 
     def status(self) -> dict[str, Any]:

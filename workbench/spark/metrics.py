@@ -9,10 +9,10 @@ library's own ``Histogram`` can only observe one value per call).
 from __future__ import annotations
 
 import threading
-from functools import partial
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
@@ -150,6 +150,19 @@ class EngineMetrics:
             ["pod"],
             registry=r,
         )
+        self.computations = Counter(
+            "computation_executions_total",
+            "Computation runs reported by kernels and dashboards, by outcome.",
+            ["pod", "computation", "status"],
+            registry=r,
+        )
+        self.computation_latency = Histogram(
+            "computation_execution_latency_seconds",
+            "Wall time of computation runs as their client saw it.",
+            ["pod", "computation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.step_duration = Gauge(
             "step_duration_seconds",
             "Wall time of each batch-processor step in the last batch.",
@@ -201,6 +214,11 @@ class EngineMetrics:
         for rule_id, rows in usage.items():
             if rows:
                 self.rule_applied.labels(self.pod, str(rule_id)).inc(rows)
+
+    def computation_executed(self, name: str, seconds: float, status: str) -> None:
+        """Count one reported computation run."""
+        self.computations.labels(self.pod, name, status).inc()
+        self.computation_latency.labels(self.pod, name).observe(seconds)
 
     def step(self, module: str, step: str, seconds: float) -> None:
         """Record one profiled step of the batch processor."""

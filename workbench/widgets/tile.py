@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.analytics.computations import DEFAULT_LIMIT, run_computation
+from workbench.analytics.computations import DEFAULT_LIMIT, ExecutionObserver, run_computation
 from workbench.analytics.tiles import EMPTY_MESSAGE, build_tile_figure, data_age, format_age
 from workbench.catalog.records import Computation
 from workbench.core.errors import ServiceUnavailableError, WorkbenchError
@@ -65,6 +65,7 @@ class TileWidget(widgets.VBox):
         limit: int = DEFAULT_LIMIT,
         query_timeout: float = 60.0,
         on_session_lost: Callable[[], None] | None = None,
+        observer: ExecutionObserver | None = None,
     ) -> None:
         self.computation = computation
         self.refresh_seconds = refresh_seconds
@@ -77,6 +78,7 @@ class TileWidget(widgets.VBox):
         self.refreshed_at: datetime | None = None
         self._spark_factory = spark_factory
         self._on_session_lost = on_session_lost
+        self._observer = observer
         # One worker per tile: its queries never queue behind another tile's.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile")
         self._in_flight: Future[_Result] | None = None
@@ -202,7 +204,9 @@ class TileWidget(widgets.VBox):
         name = self.computation.name
         try:
             spark = self._spark_factory()
-            frame = run_computation(spark, self.computation, limit=self.limit)
+            frame = run_computation(
+                spark, self.computation, limit=self.limit, observer=self._observer
+            )
             # After the query: a lost session fails there, as a ServiceUnavailableError.
             timezone = spark.conf.get("spark.sql.session.timeZone") or "UTC"
         except ServiceUnavailableError:
@@ -265,6 +269,7 @@ def build_tile(
     query_timeout: float = 60.0,
     auto_refresh: bool = True,
     on_session_lost: Callable[[], None] | None = None,
+    observer: ExecutionObserver | None = None,
 ) -> TileWidget:
     """Build a tile and fill it once, then keep it fresh.
 
@@ -284,6 +289,7 @@ def build_tile(
         auto_refresh: start the refresh loop (needs a running event loop, as in a kernel).
         on_session_lost: called when the engine is gone or lost the session (it restarted),
             so the factory can drop its session and reconnect on the next refresh.
+        observer: told each refresh's query time and outcome (engine metrics).
 
     Returns:
         The tile widget.
@@ -295,6 +301,7 @@ def build_tile(
         limit=limit,
         query_timeout=query_timeout,
         on_session_lost=on_session_lost,
+        observer=observer,
     )
     tile.refresh_now()
     if auto_refresh:

@@ -1,0 +1,34 @@
+"""``POST /api/computations/executions``: kernels and dashboards report computation runs (F35).
+
+The engine counts them in ``computation_executions_total{computation,status}`` and
+``computation_execution_latency_seconds{computation}``; see
+:mod:`workbench.analytics.reporting` for the sending side.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from workbench.spark.metrics import EngineMetrics
+
+
+class ExecutionReport(BaseModel):
+    """One computation run as its client saw it."""
+
+    name: str = Field(min_length=1, max_length=200)
+    seconds: float = Field(ge=0)
+    status: Literal["success", "failed"]
+
+
+def build_computation_router(metrics: EngineMetrics) -> APIRouter:
+    """The route, counting into this engine's metrics."""
+    router = APIRouter(prefix="/api/computations")
+
+    @router.post("/executions", status_code=204)
+    def executed(report: ExecutionReport) -> None:
+        metrics.computation_executed(report.name, report.seconds, report.status)
+
+    return router
