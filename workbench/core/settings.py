@@ -174,6 +174,8 @@ class EngineSettings(BaseModel):
     device_policy: Literal["auto_register", "require_approval"] = "auto_register"
     """Data of an unregistered source: register it as a device (sensitivity ``internal``) and
     let it flow, or hold it in ``silver/_held`` until someone registers it (F18)."""
+    batch_attempts: Annotated[int, Field(ge=1)] = 3
+    """Tries of a failing micro-batch (with backoff) before its query fails and is restarted."""
     dedupe_minutes: Annotated[float, Field(ge=0)] = 15.0
     """Bronze rows repeating a ``message_id`` seen within this many minutes of processing time
     are dropped before silver (redeliveries after an ingest crash); 0 disables."""

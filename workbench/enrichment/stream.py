@@ -18,7 +18,13 @@ from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
 from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA
 from workbench.enrichment.processor import BatchProcessor, EngineStore, ensure_held_table
 from workbench.spark.metrics import EngineMetrics
-from workbench.spark.streaming import TriggerMode, await_query, query_app_id, start_query
+from workbench.spark.streaming import (
+    TriggerMode,
+    await_query,
+    query_app_id,
+    run_batch_with_retries,
+    start_query,
+)
 from workbench.spark.tables import ensure_delta_table
 
 log = logging.getLogger(__name__)
@@ -89,7 +95,12 @@ def start_enrichment(
             processor = processors["p"] = BatchProcessor(
                 spark, settings, store, app_id=query_app_id(spark, QUERY_NAME), metrics=metrics
             )
-        processor.process(batch, batch_id)
+        run_batch_with_retries(
+            lambda: processor.process(batch, batch_id),
+            query=QUERY_NAME,
+            batch_id=batch_id,
+            attempts=settings.engine.batch_attempts,
+        )
 
     return start_query(
         read_bronze(spark, settings).writeStream.foreachBatch(_batch),

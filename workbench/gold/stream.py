@@ -25,7 +25,13 @@ from workbench.core.settings import Settings
 from workbench.gold import aggregates, alerts, averages
 from workbench.spark.latency import latency_counts, seconds_between
 from workbench.spark.metrics import EngineMetrics
-from workbench.spark.streaming import TriggerMode, await_query, query_app_id, start_query
+from workbench.spark.streaming import (
+    TriggerMode,
+    await_query,
+    query_app_id,
+    run_batch_with_retries,
+    start_query,
+)
 from workbench.spark.tables import (
     committed_since,
     ensure_delta_table,
@@ -234,7 +240,12 @@ def start_gold(
             processor = processors["p"] = GoldProcessor(
                 settings, store, app_id=query_app_id(spark, QUERY_NAME), metrics=metrics
             )
-        processor.process(batch, batch_id)
+        run_batch_with_retries(
+            lambda: processor.process(batch, batch_id),
+            query=QUERY_NAME,
+            batch_id=batch_id,
+            attempts=settings.engine.batch_attempts,
+        )
 
     return start_query(
         read_silver(spark, settings).writeStream.foreachBatch(_batch),

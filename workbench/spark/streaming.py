@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -339,3 +339,37 @@ def query_app_id(spark: SparkSession, name: str) -> str:
         if query.name == name:
             return f"workbench-{name}-{query.id}"
     raise EngineError(f"the {name} query is not active", query=name)
+
+
+def run_batch_with_retries(
+    process: Callable[[], object], *, query: str, batch_id: int, attempts: int, backoff: float = 1.0
+) -> None:
+    """Run one micro-batch's work, retrying it; after the last attempt fail loudly (F19).
+
+    A retry is safe because every write of a batch is idempotent (Delta transaction ids). The
+    final failure propagates out of ``foreachBatch``: the query fails and the stream manager
+    restarts it from the checkpoint, so the batch is never marked done without its data.
+
+    Raises:
+        EngineError: the batch failed ``attempts`` times (the last error chained).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            process()
+            return
+        except Exception as err:
+            if attempt == attempts:
+                raise EngineError(
+                    f"{query} batch {batch_id} failed {attempts} times; the query stops and the "
+                    f"stream manager restarts it from its checkpoint. Last error: {err}",
+                    query=query,
+                    batch_id=batch_id,
+                ) from err
+            log.warning(
+                "batch failed, retrying query=%s batch_id=%s attempt=%s error=%s",
+                query,
+                batch_id,
+                attempt,
+                err,
+            )
+            time.sleep(backoff * 2 ** (attempt - 1))
