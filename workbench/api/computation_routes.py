@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from workbench.spark.metrics import EngineMetrics
@@ -27,8 +28,9 @@ def build_computation_router(metrics: EngineMetrics) -> APIRouter:
     """The route, counting into this engine's metrics."""
     router = APIRouter(prefix="/api/computations")
 
-    @router.post("/executions", status_code=204)
-    def executed(report: ExecutionReport) -> None:
+    @router.post("/executions", status_code=204, response_class=Response)
+    def executed(report: ExecutionReport) -> Response:
         metrics.computation_executed(report.name, report.seconds, report.status)
+        return Response(status_code=204)
 
     return router
