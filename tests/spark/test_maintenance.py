@@ -31,6 +31,7 @@ DEVICES = [
     Device("temp-001", retention_days=2),  # exact id: beats both wildcards below
     Device("temp-00*", retention_days=5),  # longer wildcard: beats temp-*
     Device("temp-*", retention_days=10),
+    Device("temp-10*"),  # the most specific for temp-100, without retention: layer default
     Device("air-1"),  # no retention of its own: the layer default (30)
 ]
 
@@ -139,7 +140,14 @@ def test_retention_per_device_deletes_exactly_the_expired_rows(spark: Any, tmp_p
     )
     gold = settings.lake.gold("sensor_averages")
     ensure_delta_table(spark, gold, GOLD_AVERAGES_SCHEMA)
-    gold_days = {"temp-001": 2, "temp-002": 5, "temp-100": 10, "air-1": 30, None: 30}
+    gold_days = {
+        "temp-001": 2,
+        "temp-002": 5,
+        "temp-100": 30,
+        "temp-110": 10,
+        "air-1": 30,
+        None: 30,
+    }
     windows = []
     for iid, days in gold_days.items():
         for side, hours in (("kept", 1), ("expired", -1)):
@@ -171,8 +179,8 @@ def test_retention_per_device_deletes_exactly_the_expired_rows(spark: Any, tmp_p
         dry_run=True,
     )
     assert [(r.table, r.rows_deleted) for r in planned] == [
-        ("silver/readings", 24),
-        ("gold/sensor_averages", 5),
+        ("silver/readings", 22),
+        ("gold/sensor_averages", 6),
     ]
     assert IndependentReader(silver).version() == silver_version  # a dry run changes nothing
 
@@ -180,16 +188,16 @@ def test_retention_per_device_deletes_exactly_the_expired_rows(spark: Any, tmp_p
         spark, settings, DEVICES, steps=("retention",), layers=("silver", "gold"), now=NOW
     )
     assert [(r.table, r.rows_deleted, r.error) for r in done] == [
-        ("silver/readings", 24, None),
-        ("gold/sensor_averages", 5, None),
+        ("silver/readings", 22, None),
+        ("gold/sensor_averages", 6, None),
     ]
     # Silver goes by whole days (metadata-only: no file rewritten): a day stays until all of
     # it is past the device's cutoff.
-    assert done[0].files_removed == 12 and done[0].files_after == done[0].files_before - 12
+    assert done[0].files_removed == 11 and done[0].files_after == done[0].files_before - 11
     kept = {
         "temp-001": {0, 1},
         "temp-002": {0, 1, 3},
-        "temp-100": {0, 1, 3, 6, 8},
+        "temp-100": {0, 1, 3, 6, 8, 15},
         "air-1": {0, 1, 3, 6, 8, 15},
     }
     rows = IndependentReader(silver).to_pyarrow_table(columns=["ingestion_id", "date"]).to_pylist()

@@ -27,6 +27,13 @@ def test_device_precedence(ingestion_id: str, days: int) -> None:
     assert device_retention(ingestion_id, PER_DEVICE, 30) == days
 
 
+def test_the_most_specific_device_without_retention_means_the_layer_default() -> None:
+    # As Catalog.device_for: 'temp-00*' applies to temp-002, and it has no retention of its own.
+    assert device_retention("temp-002", {"temp-*": 10, "temp-00*": None}, 30) == 30
+    assert device_retention("temp-002", {"temp-*": 10, "temp-00*": None}, None) is None
+    assert device_retention("temp-100", {"temp-*": 10, "temp-00*": None}, 30) == 10
+
+
 def test_layer_default_and_keep_forever() -> None:
     assert device_retention("other", {"temp-*": 3}, 30) == 30
     assert device_retention("other", {"temp-*": 3}, None) is None

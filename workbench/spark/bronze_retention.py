@@ -102,7 +102,7 @@ def apply_bronze_retention(
     settings: Settings,
     *,
     default_days: int | None,
-    per_device: Mapping[str, int],
+    per_device: Mapping[str, int | None],
     now: datetime | None = None,
     min_file_age: timedelta = BRONZE_MIN_FILE_AGE,
     dry_run: bool = False,
@@ -112,7 +112,8 @@ def apply_bronze_retention(
     Args:
         settings: ``lake.root`` (a directory or ``s3a://bucket/prefix``) and ``s3``.
         default_days: bronze retention (None: keep forever unless a device says otherwise).
-        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days.
+        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days (None: the layer
+            default).
         now: the current time (UTC), for tests; default the clock.
         min_file_age: a day with a file written more recently than this is kept, so late
             readings reach silver before their file goes.
@@ -133,7 +134,7 @@ def apply_bronze_retention(
         bytes_after=size,
         dry_run=dry_run,
     )
-    if default_days is None and not per_device:
+    if default_days is None and all(days is None for days in per_device.values()):
         return replace(
             result, skipped="no retention configured", seconds=time.monotonic() - started
         )

@@ -385,7 +385,7 @@ def apply_retention(
     path: str,
     *,
     default_days: int | None,
-    per_device: Mapping[str, int],
+    per_device: Mapping[str, int | None],
     time_column: str | None = None,
     partition_column: str | None = None,
     device_column: str | None = "ingestion_id",
@@ -398,8 +398,8 @@ def apply_retention(
         spark: a driver session with Delta.
         path: the table location.
         default_days: the layer's retention (None: keep forever unless a device says otherwise).
-        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days; an exact id beats a
-            wildcard, a longer wildcard beats a shorter one.
+        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days (None: the layer
+            default); an exact id beats a wildcard, a longer wildcard beats a shorter one.
         time_column: the timestamp the age is measured on, when there is no date partition.
         partition_column: a date partition column (silver's ``date``). When given, whole days
             before the cutoff's day are deleted, so Delta drops whole files without rewriting
@@ -484,7 +484,7 @@ def apply_table_retention(
     spark: SparkSession,
     path: str,
     days: int | None,
-    per_device: Mapping[str, int],
+    per_device: Mapping[str, int | None],
     now: datetime | None = None,
     dry_run: bool = False,
 ) -> MaintenanceResult:
@@ -498,7 +498,7 @@ def apply_table_retention(
         spark: a driver session with Delta.
         path: the table location.
         days: the layer's retention (None: keep forever unless a device says otherwise).
-        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days.
+        per_device: ``fnmatch`` pattern or exact ``ingestion_id`` → days (None: ``days``).
         now: the current time (UTC), for tests; default the clock.
         dry_run: only count the rows that would be deleted.
     """

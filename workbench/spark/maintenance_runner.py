@@ -111,7 +111,9 @@ def run_maintenance(
         One result per table and step, in the order they ran.
     """
     m = settings.maintenance
-    per_device = {d.ingestion_id: d.retention_days for d in devices if d.retention_days is not None}
+    # Every device, with or without retention: the most specific one decides, and one without
+    # retention of its own means the layer default (as the catalog's device_for matches).
+    per_device = {d.ingestion_id: d.retention_days for d in devices}
     results: list[MaintenanceResult] = []
 
     def run(table: str, step: Step, action: Callable[[], MaintenanceResult]) -> None:
@@ -198,10 +200,7 @@ def catalog_devices(settings: Settings) -> list[Device]:
 
     catalog = Catalog(settings.catalog.url)
     try:
-        # The device registry lands in the catalog separately; until then no device has a
-        # retention of its own and the layer defaults apply.
-        list_devices = getattr(catalog, "list_devices", None)
-        return list(list_devices()) if list_devices is not None else []
+        return catalog.list_devices()
     finally:
         catalog.close()
 

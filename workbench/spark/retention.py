@@ -22,7 +22,7 @@ __all__ = ["device_retention", "fnmatch_regex", "retention_condition"]
 _WILDCARD = re.compile(r"[*?\[]")
 
 
-def _ordered_patterns(per_device: Mapping[str, int]) -> list[tuple[str, int]]:
+def _ordered_patterns(per_device: Mapping[str, int | None]) -> list[tuple[str, int | None]]:
     """Patterns in precedence order: exact ids, then wildcards longest first (then by text)."""
     exact = sorted((p, d) for p, d in per_device.items() if not _WILDCARD.search(p))
     wild = sorted(
@@ -33,13 +33,17 @@ def _ordered_patterns(per_device: Mapping[str, int]) -> list[tuple[str, int]]:
 
 
 def device_retention(
-    ingestion_id: str | None, per_device: Mapping[str, int], default_days: int | None
+    ingestion_id: str | None, per_device: Mapping[str, int | None], default_days: int | None
 ) -> int | None:
     """The retention in days of one dataset: its device's, else the layer default.
 
+    As in the catalog (``Catalog.device_for``), one device applies to a dataset, the most
+    specific; when that device has no retention of its own, the layer default applies, not the
+    retention of a less specific pattern.
+
     Args:
         ingestion_id: the dataset (None never matches a device).
-        per_device: ``fnmatch`` pattern (or exact id) → days.
+        per_device: ``fnmatch`` pattern (or exact id) → days (None: the layer default).
         default_days: the layer's retention (None: keep forever).
     """
     if ingestion_id is not None:
@@ -47,9 +51,9 @@ def device_retention(
             if _WILDCARD.search(pattern):
                 # The regex Spark uses, not fnmatch itself: both sides must match the same ids.
                 if re.match(fnmatch_regex(pattern), ingestion_id):
-                    return days
+                    return default_days if days is None else days
             elif ingestion_id == pattern:
-                return days
+                return default_days if days is None else days
     return default_days
 
 
@@ -93,7 +97,7 @@ def fnmatch_regex(pattern: str) -> str:
 def retention_condition(
     *,
     default_days: int | None,
-    per_device: Mapping[str, int],
+    per_device: Mapping[str, int | None],
     column: str,
     by_day: bool,
     now: datetime,
@@ -103,7 +107,8 @@ def retention_condition(
 
     Args:
         default_days: the layer's retention (None: keep forever unless a device says otherwise).
-        per_device: ``fnmatch`` pattern or exact id → days, ordered as :func:`device_retention`.
+        per_device: ``fnmatch`` pattern or exact id → days (None: the layer default), with the
+            precedence of :func:`device_retention`.
         column: a date column (``by_day``) or a timestamp column the age is measured on.
         by_day: ``column`` is a date partition: whole days older than the cutoff's day go, so
             Delta removes whole files without rewriting any.
@@ -113,28 +118,28 @@ def retention_condition(
     from pyspark.sql import functions as F
 
     rules = _ordered_patterns(per_device) if device_column else []
-    days_in_use = [d for _, d in rules] + ([default_days] if default_days is not None else [])
+    days_in_use = [d for _, d in rules if d is not None]
+    if default_days is not None:
+        days_in_use.append(default_days)
     if not days_in_use:
         return None
 
-    def cutoff(days: int) -> Column:
+    def cutoff(days: int | None) -> Column:
+        if days is None:
+            # Keep forever: ``column < NULL`` is never true.
+            return F.lit(None).cast("date" if by_day else "timestamp")
         moment = now - timedelta(days=days)
         return F.lit(moment.date()) if by_day else F.lit(moment)
 
+    fallback = cutoff(default_days)
     per_dataset: Any = None
     for pattern, days in rules:
         col = F.col(str(device_column))
         match = col.rlike(fnmatch_regex(pattern)) if _WILDCARD.search(pattern) else col == pattern
+        limit_of = fallback if days is None else cutoff(days)
         per_dataset = (
-            F.when(match, cutoff(days))
-            if per_dataset is None
-            else per_dataset.when(match, cutoff(days))
+            F.when(match, limit_of) if per_dataset is None else per_dataset.when(match, limit_of)
         )
-    fallback = (
-        cutoff(default_days)
-        if default_days is not None
-        else F.lit(None).cast("date" if by_day else "timestamp")
-    )
     limit = fallback if per_dataset is None else per_dataset.otherwise(fallback)
     # The loosest cutoff as a plain comparison too: Delta prunes partitions and files by it
     # (it cannot see through the CASE), and a DELETE's conflict check then only covers old data.
