@@ -21,7 +21,11 @@ from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA
 from workbench.gold.averages import GOLD_AVERAGES_SCHEMA
 from workbench.spark.maintenance import MaintenanceResult, compact, vacuum
-from workbench.spark.maintenance_runner import MaintenanceScheduler, run_maintenance
+from workbench.spark.maintenance_runner import (
+    MaintenanceScheduler,
+    is_commit_conflict,
+    run_maintenance,
+)
 from workbench.spark.tables import ensure_delta_table
 
 pytestmark = pytest.mark.spark
@@ -292,3 +296,15 @@ def test_scheduler_survives_a_failed_round(spark: Any, tmp_path: Path) -> None:
     assert [(r.table, r.step) for r in scheduler.last_results] == [("bronze", "retention")]
     off = MaintenanceScheduler(spark, settings_for(tmp_path, interval_seconds=0), devices)
     assert not off.start()
+
+
+def test_a_delta_commit_conflict_from_the_jvm_is_recognized(spark: Any) -> None:
+    """DeltaTable calls raise conflicts as plain Py4JJavaError; the runner retries those."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = spark.sparkContext._jvm
+    conflict = jvm.io.delta.exceptions.ConcurrentAppendException("files were added")
+    other = jvm.java.lang.IllegalStateException("something else")
+    assert is_commit_conflict(Py4JJavaError("o1.delete", conflict))
+    assert not is_commit_conflict(Py4JJavaError("o1.delete", other))
+    assert not is_commit_conflict(ValueError("plain"))

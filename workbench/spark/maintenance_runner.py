@@ -39,12 +39,18 @@ from workbench.spark.maintenance import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["MaintenanceScheduler", "catalog_devices", "run_maintenance", "run_maintenance_job"]
+__all__ = [
+    "MaintenanceScheduler",
+    "catalog_devices",
+    "is_commit_conflict",
+    "run_maintenance",
+    "run_maintenance_job",
+]
 
 log = logging.getLogger(__name__)
 
 #: Tries of a step that conflicts with a concurrent Delta commit before it counts as failed.
-CONFLICT_ATTEMPTS = 3
+CONFLICT_ATTEMPTS = 5
 
 
 def _delta_tables(spark: SparkSession, directory: str) -> list[str]:
@@ -123,13 +129,13 @@ def run_maintenance(
         try:
             result = _with_conflict_retries(action, table, step)
         except Exception as err:  # noqa: BLE001 - one table's failure must not stop the others
-            log.warning("maintenance step failed table=%s step=%s reason=%s", table, step, err)
-            message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+            message = _reason(err)
+            log.warning("maintenance step failed table=%s step=%s reason=%s", table, step, message)
             result = MaintenanceResult(
                 step,
                 table,
                 dry_run=dry_run,
-                error=str(message).splitlines()[0][:500],
+                error=message,
                 seconds=time.monotonic() - started,
             )
         results.append(result)
@@ -175,13 +181,11 @@ def _with_conflict_retries(
     action: Callable[[], MaintenanceResult], table: str, step: Step
 ) -> MaintenanceResult:
     """Run a step again when a concurrent commit won the race (a gold MERGE, say)."""
-    from delta.exceptions import DeltaConcurrentModificationException
-
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             return action()
-        except DeltaConcurrentModificationException as err:
-            if attempt == CONFLICT_ATTEMPTS:
+        except Exception as err:
+            if attempt == CONFLICT_ATTEMPTS or not is_commit_conflict(err):
                 raise
             log.info(
                 "maintenance step lost a commit race; running it again table=%s step=%s "
@@ -189,9 +193,44 @@ def _with_conflict_retries(
                 table,
                 step,
                 attempt,
-                str(err).splitlines()[0],
+                _reason(err),
             )
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _reason(err: BaseException) -> str:
+    """One line saying what failed: the Java exception's own message for a JVM error."""
+    text = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+    java: Any = getattr(err, "java_exception", None)
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception as gone:  # noqa: BLE001 - the Python message is still worth showing
+            log.debug("java exception unreadable reason=%s", gone)
+    lines = str(text).strip().splitlines()
+    return lines[0][:500] if lines else type(err).__name__
+
+
+def is_commit_conflict(err: BaseException) -> bool:
+    """True for a Delta commit conflict (``java.util.ConcurrentModificationException``).
+
+    ``DeltaTable`` methods call the JVM directly, so their conflicts arrive as a plain
+    ``Py4JJavaError`` rather than as ``delta.exceptions``; the Java class tells.
+    """
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    if isinstance(err, DeltaConcurrentModificationException):
+        return True
+    java: Any = getattr(err, "java_exception", None)
+    try:
+        cls = java.getClass() if java is not None else None
+        while cls is not None:
+            if cls.getName() == "java.util.ConcurrentModificationException":
+                return True
+            cls = cls.getSuperclass()
+    except Exception:  # noqa: BLE001 - a gateway that is gone means "not a conflict we can retry"
+        return False
+    return False
 
 
 def catalog_devices(settings: Settings) -> list[Device]:
