@@ -8,13 +8,14 @@ Silver and gold are Delta tables, so every change goes through Delta (``DELETE``
 ``VACUUM``); object-store lifecycle rules would delete files behind the Delta log's back. Bronze
 is plain Parquet; its retention is :mod:`workbench.spark.bronze_retention`.
 
-Concurrency with the engine (verified by ``tests/spark/test_maintenance.py``): ``OPTIMIZE``
-commits only ``dataChange=false`` rewrites and a retention ``DELETE`` reads only partitions older
-than its cutoff, so both commit while the enrichment stream keeps appending to silver; VACUUM
-deletes only files no version newer than its retention references. Gold is different: its
-stream MERGEs into the whole (unpartitioned) table, so of a MERGE and an ``OPTIMIZE`` or
-``DELETE`` running at once, the one committing second fails with a Delta conflict: the gold
-micro-batch is retried by the stream manager, the maintenance step by
+Concurrency with the engine: ``OPTIMIZE`` commits only ``dataChange=false`` rewrites and a
+retention ``DELETE`` reads only partitions older than its cutoff, so both commit while the
+enrichment stream keeps appending to silver (``tests/spark/test_maintenance.py`` appends during
+both); VACUUM deletes only files no version newer than its retention references. Gold is
+different: its stream MERGEs into the (unpartitioned) table, so of a MERGE and an ``OPTIMIZE``
+or ``DELETE`` running at once, the one committing second fails with a Delta conflict (measured
+with a MERGE loop: either side can lose). The gold batch is retried by
+:func:`workbench.spark.streaming.run_batch_with_retries`, the maintenance step by
 :mod:`workbench.spark.maintenance_runner`.
 
 Which rows are past retention is decided by :mod:`workbench.spark.retention` (layer default,
@@ -163,9 +164,9 @@ def _version(spark: SparkSession, path: str) -> int:
 
 
 def _operation_metrics(
-    spark: SparkSession, path: str, operation: str, after_version: int
-) -> dict[str, str]:
-    """Metrics of our own commit: the first ``operation`` after ``after_version``.
+    spark: SparkSession, path: str, operations: Sequence[str], after_version: int
+) -> dict[str, dict[str, str]]:
+    """Metrics of our own commits: the first of each of ``operations`` after ``after_version``.
 
     Looked up among the commits since ``after_version`` rather than as "the latest commit":
     the engine's streams may have committed in between. Only those commits are read, never the
@@ -182,8 +183,11 @@ def _operation_metrics(
         .select("version", "operation", "operationMetrics")
         .collect()
     )
-    ours = sorted((r for r in rows if r[1] == operation), key=lambda r: int(r[0]))
-    return dict(ours[0][2] or {}) if ours else {}
+    found: dict[str, dict[str, str]] = {}
+    for row in sorted(rows, key=lambda r: int(r[0])):
+        if row[1] in operations and row[1] not in found:
+            found[row[1]] = dict(row[2] or {})
+    return found
 
 
 def table_name(path: str) -> str:
@@ -370,8 +374,8 @@ def vacuum(
             return replace(result, files_removed=len(listed), seconds=time.monotonic() - started)
         version = _version(spark, path)
         DeltaTable.forPath(spark, path).vacuum(retain_hours)
-    planned = _operation_metrics(spark, path, "VACUUM START", version)
-    done = _operation_metrics(spark, path, "VACUUM END", version)
+    commits = _operation_metrics(spark, path, ("VACUUM START", "VACUUM END"), version)
+    planned, done = commits.get("VACUUM START", {}), commits.get("VACUUM END", {})
     return replace(
         result,
         files_removed=int(done.get("numDeletedFiles", planned.get("numFilesToDelete", 0))),
@@ -447,7 +451,7 @@ def apply_retention(
         return replace(result, rows_deleted=rows, seconds=time.monotonic() - started)
     version = _version(spark, path)
     DeltaTable.forPath(spark, path).delete(condition)
-    metrics = _operation_metrics(spark, path, "DELETE", version)
+    metrics = _operation_metrics(spark, path, ("DELETE",), version).get("DELETE", {})
     after = _detail(spark, path)
     return replace(
         result,
