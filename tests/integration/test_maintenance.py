@@ -69,8 +69,10 @@ def test_local_bronze_retention_deletes_old_days_only(tmp_path: Path) -> None:
     assert planned.files_removed == done.files_removed == 4
     assert done.bytes_removed == 4 * len(PARQUET)
     assert (done.files_before, done.files_after) == (8, 4)
-    nothing = apply_bronze_retention(settings, default_days=None, per_device={}, now=NOW)
+    nothing = apply_bronze_retention(settings, default_days=None, per_device={"x": None}, now=NOW)
     assert nothing.skipped == "no retention configured"
+    empty = make_settings(tmp_path / "empty")  # no lake yet: nothing ingested
+    assert apply_bronze_retention(empty, default_days=1, per_device={}).skipped == "no bronze data"
 
 
 def test_bronze_retention_on_minio(tmp_path: Path, minio: MinioServer) -> None:

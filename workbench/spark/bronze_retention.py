@@ -22,7 +22,7 @@ from minio.error import S3Error
 
 from workbench.core.errors import StorageError
 from workbench.core.settings import Settings
-from workbench.ingest.lake import LakeBrowser
+from workbench.ingest.lake import LakeBrowser, LakeNotFoundError
 from workbench.ingest.s3 import S3Storage
 from workbench.ingest.storage import is_object_store_root
 from workbench.spark.maintenance import MaintenanceResult
@@ -120,9 +120,16 @@ def apply_bronze_retention(
         dry_run: only count what would be deleted.
     """
     started = time.monotonic()
+    if default_days is None and all(days is None for days in per_device.values()):
+        return MaintenanceResult(
+            "retention", "bronze", dry_run=dry_run, skipped="no retention configured"
+        )
     moment = now or datetime.now(UTC)
-    browser = LakeBrowser(settings, clock=lambda: moment)
-    days = _bronze_days(browser)
+    try:
+        days = _bronze_days(LakeBrowser(settings, clock=lambda: moment))
+    except LakeNotFoundError:
+        # Nothing ingested yet (no lake root or bucket): nothing to delete either.
+        return MaintenanceResult("retention", "bronze", dry_run=dry_run, skipped="no bronze data")
     files = sum(d.files for d in days)
     size = sum(d.bytes for d in days)
     result = MaintenanceResult(
@@ -134,10 +141,6 @@ def apply_bronze_retention(
         bytes_after=size,
         dry_run=dry_run,
     )
-    if default_days is None and all(days is None for days in per_device.values()):
-        return replace(
-            result, skipped="no retention configured", seconds=time.monotonic() - started
-        )
     doomed = []
     for day in days:
         keep_days = device_retention(day.ingestion_id, per_device, default_days)

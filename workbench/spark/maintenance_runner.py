@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from workbench.catalog.records import Device
+from workbench.core.errors import EngineError
 from workbench.core.settings import Settings
 from workbench.spark.bronze_retention import apply_bronze_retention
 from workbench.spark.maintenance import (
@@ -115,6 +116,9 @@ def run_maintenance(
 
     Returns:
         One result per table and step, in the order they ran.
+
+    Raises:
+        EngineError: if a layer's directory cannot be listed (the lake is unreachable).
     """
     m = settings.maintenance
     # Every device, with or without retention: the most specific one decides, and one without
@@ -171,7 +175,16 @@ def run_maintenance(
                 )
                 run("bronze", "retention", bronze)
             continue
-        for path in _delta_tables(spark, f"{settings.lake.root}/{layer}"):
+        directory = f"{settings.lake.root}/{layer}"
+        try:
+            tables = _delta_tables(spark, directory)
+        except Exception as err:
+            raise EngineError(
+                f"cannot list the {layer} tables under {directory}: {_reason(err)}",
+                layer=layer,
+                path=directory,
+            ) from err
+        for path in tables:
             for step in (s for s in STEPS if s in steps):
                 run(table_name(path), step, action(step, path, days))
     return results
