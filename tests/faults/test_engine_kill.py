@@ -77,7 +77,7 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
             at_kill.update(_status(settings)[ENRICHMENT])
             return bool(at_kill["batch_running"])
 
-        wait_for(batch_running, timeout=30, what="an enrichment batch running")
+        wait_for(batch_running, timeout=90, what="an enrichment batch running")
         before = _silver_rows(settings)
         _kill_9(engine, settings)
         killed_at = publisher.sent

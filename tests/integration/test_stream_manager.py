@@ -142,7 +142,12 @@ def test_stop_waits_for_the_running_batch(spark: Any, manager: StreamManager) ->
     manager.start_all(poll_seconds=3600)
     assert started.wait(30)
     t0 = time.monotonic()
-    manager.stop("slow")
+    stopper = threading.Thread(target=manager.stop, args=("slow",))
+    stopper.start()
+    wait_for(lambda: manager.status_of("slow")["state"] == "stopping", what="state stopping")
+    assert manager.status_of("slow")["batch_running"]  # still visible while it finishes
+    stopper.join(timeout=30)
+    assert manager.status_of("slow")["state"] == "stopped"
     # The batch that was running completed instead of being interrupted.
     assert finished, "stop interrupted the running batch"
     assert time.monotonic() - t0 < 10

@@ -43,9 +43,10 @@ HEALTHY_SECONDS = 60.0
 #: How long a stop waits for the running batch before stopping the query anyway.
 STOP_TIMEOUT_SECONDS = 30.0
 
-#: ``running``: active; ``stopped``: stopped by name (or never started); ``failed``: ended with
-#: an error, restart scheduled; ``ended``: ended without error, restart scheduled.
-State = Literal["running", "stopped", "failed", "ended"]
+#: ``running``: active; ``stopping``: waiting for its running batch before a stop or restart;
+#: ``stopped``: stopped by name (or never started); ``failed``: ended with an error, restart
+#: scheduled; ``ended``: ended without error, restart scheduled.
+State = Literal["running", "stopping", "stopped", "failed", "ended"]
 
 
 class LagProbe(Protocol):
@@ -74,6 +75,7 @@ class ManagedQuery:
     retry_at: float = 0.0
     last_error: str | None = None
     last_restart_reason: str | None = None
+    stopping: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -312,17 +314,25 @@ class StreamManager:
 
     def _stop(self, managed: ManagedQuery, deadline: float) -> None:
         query = managed.query
-        managed.query = None
         if query is None or not query.isActive:
+            managed.query = None
             return
-        wait_for_batch(query, deadline)
+        # The query stays visible (state "stopping", its batch running) while we wait.
+        managed.stopping = True
         try:
+            try:
+                wait_for_batch(query, deadline)
+            except Exception as err:  # noqa: BLE001 - progress unreadable: stop it anyway
+                log.warning("stream batch wait failed query=%s error=%s", managed.name, err)
             query.stop()
         except Exception as err:
             # Spark gave up waiting for its thread (stopTimeout): report it, the query is gone.
             raise EngineError(
                 f"stream {managed.name} did not stop cleanly: {err}", query=managed.name
             ) from err
+        finally:
+            managed.query = None
+            managed.stopping = False
 
     # -- status and shutdown ---------------------------------------------------------------
 
@@ -405,6 +415,8 @@ def _progress_key(query: StreamingQuery) -> tuple[Any, Any]:
 
 
 def _state(managed: ManagedQuery, active: bool) -> State:
+    if managed.stopping:
+        return "stopping"
     if active:
         return "running"
     if not managed.wanted:
