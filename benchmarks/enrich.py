@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -290,7 +289,6 @@ def run(settings: Settings, *, records: int = 1_000_000, **_: Any) -> dict[str, 
             load_before = os.getloadavg()[0]
             times, counts = measure(bench, manifest["dropped_ids"], bar)
             load_after = os.getloadavg()[0]
-        shutil.rmtree(home / "lake", ignore_errors=True)
     dropped = expected_drops(manifest, seeded["value_rules"])
     figure = bronze_rows / times["enrichment"]
     baseline = bronze_rows / times["baseline"]
