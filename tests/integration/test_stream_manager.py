@@ -218,6 +218,8 @@ def test_schema_change_restart_mid_way_keeps_silver_exact(
     try:
         wait_for(lambda: lag().pending <= 2, timeout=180, what="a first committed batch")
         assert manager.check_schema(force=True) == []  # unchanged: no restart
+        versions["mqtt_new_0002"] = 1  # a new dataset is a baseline, not a change
+        assert manager.check_schema(force=True) == []
         versions["mqtt_demo_0001"] = 2  # the catalog widened a field
         assert manager.check_schema(force=True) == ["mqtt_demo_0001"]
         [status] = manager.status()

@@ -15,9 +15,10 @@ nothing of what each query does, so the engine manages enrichment and gold strea
   ``spark.sql.streaming.stopTimeout`` bounds the stop itself. A batch cut short is no loss: it is
   replayed from the checkpoint and its writes are idempotent.
 - **Schema watchdog**: :meth:`StreamManager.watch_schema` restarts chosen queries gracefully when
-  a dataset's schema version rises (a new dataset counts as rising from 0), so a stream that
-  reads with the merged schema picks up new fields. It resumes from its checkpoint: nothing is
-  lost or processed twice.
+  a known dataset's schema version rises, so a stream that reads with the merged schema picks
+  up new and widened fields. A new dataset's first version is its baseline: new sensors arrive
+  all the time and must not restart the stream each. The restarted query resumes from its
+  checkpoint and its writes are idempotent: nothing is lost or processed twice.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ class StreamManager:
             return []
         watch.next_at = now + watch.every_seconds
         current = dict(watch.versions())
-        risen = sorted(d for d, v in current.items() if v > watch.seen.get(d, 0))
+        risen = sorted(d for d, v in current.items() if d in watch.seen and v > watch.seen[d])
         watch.seen = {**watch.seen, **current}
         if not risen:
             return []
