@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from workbench.connectors.envelope import Envelope, build_envelopes
+from workbench.connectors.envelope import Envelope, build_envelopes, fast_json_safe
 from workbench.connectors.rest_push import parse_push_body
 from workbench.core.clock import utcnow
 from workbench.ingest.bronze import timestamp_array
@@ -138,5 +138,32 @@ def test_timestamp_array_matches_pyarrow() -> None:
     ]
     stamps = pa.timestamp("us", tz="UTC")
     assert timestamp_array(values).equals(pa.array(values, stamps))
-    naive = [datetime(2026, 1, 1, 12, 0)]  # not produced by ingest; pyarrow's rule applies
+    naive: list[datetime | None] = [
+        datetime(2026, 1, 1, 12, 0)
+    ]  # not produced by ingest; pyarrow's rule applies
     assert timestamp_array(naive).equals(pa.array(naive, stamps))
+
+
+def test_integers_at_the_64_bit_edges_stay_exact() -> None:
+    for number in (
+        "1795673412253000000",  # epoch nanoseconds: 19 digits, still on the fast path
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+    ):
+        body = f'{{"n": {number}, "f": 0.1}}'.encode()
+        [env] = build_envelopes(
+            body,
+            ingestion_id="ds",
+            source_type="mqtt",
+            topic="t",
+            received_at=utcnow(),
+            time_fields=[],
+        )
+        assert env.record == json.loads(body)
+        assert env.record is not None and type(env.record["n"]) is int, number
+    assert fast_json_safe(b'{"ts": 1795673412253000000}')
+    assert not fast_json_safe(b'{"n": 18446744073709551616}')
+    assert not fast_json_safe(b'{"n": -9223372036854775809}')

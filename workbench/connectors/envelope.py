@@ -7,7 +7,7 @@ reason. Nothing is dropped: every body yields at least one envelope.
 Bodies are decoded with orjson (about 7x faster than the standard library) whenever its answer
 is the standard library's: anything orjson refuses (NaN, lone surrogates, a BOM, numbers out of
 double range, deep nesting) goes through :mod:`json` exactly as before, and so does any text
-holding 19 digits in a row, because orjson turns integers beyond 64 bits into floats.
+holding an integer that might not fit 64 bits (orjson would make it a float).
 """
 
 from __future__ import annotations
@@ -56,20 +56,24 @@ class Envelope:
         return len(self.payload)
 
 
-#: Every ASCII digit mapped to ``0``: ``data.translate(_DIGITS).find(_LONG_NUMBER)`` spots a run
-#: of 19 digits (an integer orjson might not keep exact) without a regex (10x faster).
+#: Every ASCII digit mapped to ``0``: ``data.translate(_DIGITS)`` turns any run of digits into a
+#: run of zeros that ``bytes.find`` spots without a regex (10x faster).
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
-_LONG_NUMBER = b"0" * 19
+#: The shortest integers orjson does not keep exact: above 2**64 - 1 (20 digits) or below
+#: -2**63 (a minus and 19 digits). 19-digit positives, e.g. epoch nanoseconds, stay exact.
+_LONG_POSITIVE = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
 
 
 def fast_json_safe(data: bytes) -> bool:
     """True when orjson decodes ``data`` exactly like :func:`json.loads` would.
 
     orjson turns integers outside the 64-bit range into floats, where :mod:`json` keeps them
-    exact; such an integer needs at least 19 digits. Every other difference is an error on
-    orjson's side, which callers answer by falling back to :mod:`json`.
+    exact; such an integer has at least 20 digits, or a minus and 19. Every other difference
+    is an error on orjson's side, which callers answer by falling back to :mod:`json`.
     """
-    return data.translate(_DIGITS).find(_LONG_NUMBER) < 0
+    digits = data.translate(_DIGITS)
+    return digits.find(_LONG_POSITIVE) < 0 and digits.find(_LONG_NEGATIVE) < 0
 
 
 def loads_object(data: bytes, fast: bool) -> dict[str, Any] | None:
