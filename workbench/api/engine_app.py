@@ -32,6 +32,7 @@ from workbench.enrichment import stream as enrichment
 from workbench.enrichment.manager import STOP_TIMEOUT_SECONDS, StreamManager
 from workbench.gold import alerts, averages
 from workbench.gold import stream as gold
+from workbench.spark.maintenance_runner import MaintenanceScheduler
 from workbench.spark.metrics import EngineMetrics
 from workbench.spark.session import build_session
 from workbench.spark.streaming import DeltaSourceLag, FileSourceLag, checkpoint_path
@@ -146,6 +147,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
     catalog = Catalog(settings.catalog.url)
     metrics = EngineMetrics()
     manager = StreamManager()
+    maintenance = MaintenanceScheduler(spark, settings, catalog.list_devices)
     server: uvicorn.Server | None = None
     try:
         spark.conf.set("spark.sql.streaming.stopTimeout", STOP_TIMEOUT)
@@ -176,6 +178,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
             every_seconds=SCHEMA_WATCH_SECONDS,
         )
         manager.start_all()
+        maintenance.start()
         server = uvicorn.Server(
             uvicorn.Config(
                 build_engine_app(settings, manager, metrics),
@@ -197,6 +200,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         log.info("engine stopping")
         if server is not None:
             server.should_exit = True
+        maintenance.stop(timeout=STOP_TIMEOUT_SECONDS)
         manager.stop_all()
         catalog.close()
         spark.stop()

@@ -133,12 +133,24 @@ def _plan(own: list[NormalizationRule], global_rules: list[NormalizationRule]) -
     return ScopePlan(candidates, mapped)
 
 
-def _lookup(raw: Column, key: str) -> Column:
-    """The first non-null value of ``raw`` whose key equals ``key`` case-insensitively."""
-    hits = F.filter(
-        F.map_entries(raw), lambda e: (F.lower(e["key"]) == F.lit(key)) & e["value"].isNotNull()
-    )
-    return F.get(hits, 0)["value"]
+RAW_LOWER = "_raw_lc"
+"""Helper column: ``raw`` without nulls, keys lower-cased (dropped by :func:`silver_columns`)."""
+
+
+def _lower_keys(raw: Column) -> Column:
+    """``raw``'s non-null entries keyed by lower-cased key.
+
+    One hash lookup per candidate key instead of a scan of the whole map per candidate (the
+    largest cost of normalization). Keys differing only in case within one payload collapse to
+    the last one (the session's ``mapKeyDedupPolicy`` is ``LAST_WIN``).
+    """
+    present = F.map_filter(raw, lambda k, v: v.isNotNull())
+    return F.map_from_arrays(F.transform(F.map_keys(present), F.lower), F.map_values(present))
+
+
+def _lookup(raw_lower: Column, key: str) -> Column:
+    """The value whose key equals ``key`` (lower-case) case-insensitively, or null."""
+    return F.try_element_at(raw_lower, F.lit(key))
 
 
 def _empty_map(kind: MapType) -> Column:
@@ -152,7 +164,8 @@ def _fields(raw: Column, plan: ScopePlan) -> Column:
     if not plan.candidates:
         return unmapped
     names = list(plan.candidates)
-    values = [F.coalesce(*(_lookup(raw, c.raw_key) for c in plan.candidates[n])) for n in names]
+    lowered = F.col(RAW_LOWER)
+    values = [F.coalesce(*(_lookup(lowered, c.raw_key) for c in plan.candidates[n])) for n in names]
     mapped = F.map_filter(
         F.map_from_arrays(F.array(*(F.lit(n) for n in names)), F.array(*values)),
         lambda k, v: v.isNotNull(),
@@ -196,10 +209,13 @@ def canonical_fields(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataF
     raw = F.col("raw")
     iid = F.col("ingestion_id")
     fields = _scoped(iid, per_source, lambda p: _fields(raw, p), _fields(raw, global_plan))
-    return df.withColumn(
-        "raw",
-        F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP)),
-    ).withColumn("fields", F.when(raw.isNull(), _empty_map(_STR_MAP)).otherwise(fields))
+    return (
+        df.withColumn(
+            "raw", F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP))
+        )
+        .withColumn(RAW_LOWER, _lower_keys(raw))
+        .withColumn("fields", F.when(raw.isNull(), _empty_map(_STR_MAP)).otherwise(fields))
+    )
 
 
 def silver_columns(df: DataFrame) -> DataFrame:
@@ -263,7 +279,7 @@ def usage_aggregates(rules: Sequence[NormalizationRule]) -> dict[int, Column]:
         for keys in plan.candidates.values():
             earlier_null: Column = F.lit(True)
             for cand in keys:
-                value = _lookup(raw, cand.raw_key)
+                value = _lookup(F.col(RAW_LOWER), cand.raw_key)
                 if cand.rule_id is not None:
                     supplied.setdefault(cand.rule_id, []).append(
                         in_scope & earlier_null & value.isNotNull()
@@ -291,6 +307,8 @@ def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[in
     aggs = usage_aggregates(rules)
     if not aggs:
         return {}
+    if RAW_LOWER not in silver.columns:
+        silver = silver.withColumn(RAW_LOWER, _lower_keys(F.col("raw")))
     row = silver.agg(*aggs.values()).first()
     counts = row.asDict() if row is not None else {}
     return {rule_id: int(counts.get(f"n{rule_id}") or 0) for rule_id in aggs}

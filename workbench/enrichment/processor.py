@@ -283,22 +283,21 @@ class BatchProcessor:
             "ingest": seconds_between(F.col("received_at"), F.col("event_time")),
             "enrichment": seconds_between(committed_at, F.col("received_at")),
         }
-        counts = latency_counts(rows, lat)
+        counts, (newest, oldest_received) = latency_counts(
+            rows,
+            lat,
+            F.max(F.unix_micros("event_time")),
+            F.min(F.unix_micros("received_at")),
+        )
         m = self.metrics
         m.observe_latency("pipeline_sensor_to_enrichment_latency_seconds", counts["silver"])
         m.observe_stage("ingest", counts["ingest"])
         m.observe_stage("enrichment", counts["enrichment"])
-        edges = rows.agg(
-            F.max(F.unix_micros("event_time")).alias("newest"),
-            F.min(F.unix_micros("received_at")).alias("oldest_received"),
-        ).first()
-        if edges is not None and edges["newest"] is not None:
-            m.newest_event("bronze", edges["newest"] / 1e6)
-            m.newest_event("silver", edges["newest"] / 1e6)
-        if edges is not None and edges["oldest_received"] is not None:
-            m.processing_lag.labels(m.pod).set(
-                max(0.0, time.time() - edges["oldest_received"] / 1e6)
-            )
+        if newest is not None:
+            m.newest_event("bronze", newest / 1e6)
+            m.newest_event("silver", newest / 1e6)
+        if oldest_received is not None:
+            m.processing_lag.labels(m.pod).set(max(0.0, time.time() - oldest_received / 1e6))
 
     # -- held rows (F18) ----------------------------------------------------------------------
 

@@ -198,19 +198,19 @@ class GoldProcessor:
         for table, rows in written.items():
             m.gold_records.labels(m.pod, table).inc(rows)
         at = F.lit(committed_at).cast("timestamp")
-        counts = latency_counts(
+        counts, (newest,) = latency_counts(
             batch.where(F.col("event_time").isNotNull()),
             {
                 "gold": seconds_between(at, F.col("event_time")),
                 "stage": seconds_between(at, F.col("enriched_at")),
             },
+            F.max(F.unix_micros("event_time")),
         )
         m.observe_latency("pipeline_sensor_to_gold_latency_seconds", counts["gold"])
         m.observe_latency("pipeline_enrichment_to_gold_latency_seconds", counts["stage"])
         m.observe_stage("gold", counts["stage"])
-        newest = batch.agg(F.max(F.unix_micros("event_time"))).first()
-        if newest is not None and newest[0] is not None:
-            m.newest_event("gold", newest[0] / 1e6)
+        if newest is not None:
+            m.newest_event("gold", newest / 1e6)
 
 
 def read_silver(spark: SparkSession, settings: Settings) -> DataFrame:
