@@ -101,7 +101,7 @@ def test_bronze_to_silver_to_gold(
     assert (t1.avg_value, t1.min_value, t1.max_value, t1["count"]) == (21.0, 20.0, 22.0, 2)
     assert t1.window_end.strftime("%H:%M") == "10:01"
     assert t1.ingestion_id == DS and t1.updated_at is not None
-    assert (t1.sum_value, t1.sum_sq, t1.stddev_value) == (42.0, 884.0, 2 ** 0.5)
+    assert (t1.sum_value, t1.sum_sq, t1.stddev_value) == (42.0, 884.0, 2**0.5)
     assert t1.sensitivity == "internal"  # auto-registered device, default sensitivity
     assert gold[("10:00", "t-2", "temperature")].avg_value == 30.0
     assert gold[("10:01", "t-1", "temperature")]["count"] == 1

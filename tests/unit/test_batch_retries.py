@@ -27,7 +27,7 @@ def test_a_persistent_failure_fails_the_query_with_the_cause() -> None:
         calls.append(1)
         raise ValueError("bad plan")
 
-    with pytest.raises(EngineError, match="q batch 7 failed 2 times.*bad plan") as info:
+    with pytest.raises(EngineError, match=r"q batch 7 failed 2 times.*bad plan") as info:
         run_batch_with_retries(broken, query="q", batch_id=7, attempts=2, backoff=0.0)
     assert len(calls) == 2
     assert isinstance(info.value.__cause__, ValueError)
