@@ -132,7 +132,8 @@ class Device:
     name: str = ""
     sensitivity: str = "internal"
     retention_days: int | None = None
-    """Silver and gold rows older than this are deleted by maintenance (None: layer default)."""
+    """Bronze, silver and gold data older than this is deleted by maintenance (None: the
+    layer default)."""
     enabled: bool = True
 
 
