@@ -21,9 +21,7 @@ from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import (
     TriggerMode,
     await_query,
-    query_app_id,
-    run_batch_with_retries,
-    start_query,
+    start_batch_query,
 )
 from workbench.spark.tables import ensure_delta_table
 
@@ -87,27 +85,14 @@ def start_enrichment(
         metrics: the engine's metrics (step durations, counts, latencies).
     """
     ensure_silver_table(spark, settings)
-    processors: dict[str, BatchProcessor] = {}
-
-    def _batch(batch: DataFrame, batch_id: int) -> None:
-        processor = processors.get("p")
-        if processor is None:
-            processor = processors["p"] = BatchProcessor(
-                spark, settings, store, app_id=query_app_id(spark, QUERY_NAME), metrics=metrics
-            )
-        run_batch_with_retries(
-            lambda: processor.process(batch, batch_id),
-            query=QUERY_NAME,
-            batch_id=batch_id,
-            attempts=settings.engine.batch_attempts,
-        )
-
-    return start_query(
-        read_bronze(spark, settings).writeStream.foreachBatch(_batch),
+    return start_batch_query(
+        read_bronze(spark, settings),
+        lambda app_id: BatchProcessor(spark, settings, store, app_id=app_id, metrics=metrics),
         name=QUERY_NAME,
         checkpoints=settings.lake.checkpoints,
         trigger=trigger,
         interval_seconds=settings.engine.enrichment_trigger_seconds,
+        attempts=settings.engine.batch_attempts,
     )
 
 

@@ -28,9 +28,7 @@ from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import (
     TriggerMode,
     await_query,
-    query_app_id,
-    run_batch_with_retries,
-    start_query,
+    start_batch_query,
 )
 from workbench.spark.tables import (
     committed_since,
@@ -232,27 +230,14 @@ def start_gold(
 ) -> StreamingQuery:
     """Start the silver → gold query (named :data:`QUERY_NAME`)."""
     ensure_gold_tables(spark, settings)
-    processors: dict[str, GoldProcessor] = {}
-
-    def _batch(batch: DataFrame, batch_id: int) -> None:
-        processor = processors.get("p")
-        if processor is None:
-            processor = processors["p"] = GoldProcessor(
-                settings, store, app_id=query_app_id(spark, QUERY_NAME), metrics=metrics
-            )
-        run_batch_with_retries(
-            lambda: processor.process(batch, batch_id),
-            query=QUERY_NAME,
-            batch_id=batch_id,
-            attempts=settings.engine.batch_attempts,
-        )
-
-    return start_query(
-        read_silver(spark, settings).writeStream.foreachBatch(_batch),
+    return start_batch_query(
+        read_silver(spark, settings),
+        lambda app_id: GoldProcessor(settings, store, app_id=app_id, metrics=metrics),
         name=QUERY_NAME,
         checkpoints=settings.lake.checkpoints,
         trigger=trigger,
         interval_seconds=settings.engine.gold_trigger_seconds,
+        attempts=settings.engine.batch_attempts,
     )
 
 

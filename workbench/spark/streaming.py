@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from workbench.core.errors import EngineError
@@ -373,3 +373,48 @@ def run_batch_with_retries(
                 err,
             )
             time.sleep(backoff * 2 ** (attempt - 1))
+
+
+class BatchHandler(Protocol):
+    """Processes the micro-batches of one running query (see :func:`start_batch_query`)."""
+
+    def process(self, batch: DataFrame, batch_id: int) -> object:
+        """Write one micro-batch; raise to fail it."""
+        ...
+
+
+def start_batch_query(
+    source: DataFrame,
+    make_handler: Callable[[str], BatchHandler],
+    *,
+    name: str,
+    checkpoints: str,
+    trigger: TriggerMode,
+    interval_seconds: float,
+    attempts: int,
+) -> StreamingQuery:
+    """Start ``source`` as query ``name`` whose micro-batches go to a handler.
+
+    The handler is made on the first batch with the query's Delta ``txnAppId``
+    (:func:`query_app_id`) and each batch runs through :func:`run_batch_with_retries`.
+    """
+    handlers: dict[str, BatchHandler] = {}
+
+    def _batch(batch: DataFrame, batch_id: int) -> None:
+        handler = handlers.get(name)
+        if handler is None:
+            handler = handlers[name] = make_handler(query_app_id(source.sparkSession, name))
+        run_batch_with_retries(
+            lambda: handler.process(batch, batch_id),
+            query=name,
+            batch_id=batch_id,
+            attempts=attempts,
+        )
+
+    return start_query(
+        source.writeStream.foreachBatch(_batch),
+        name=name,
+        checkpoints=checkpoints,
+        trigger=trigger,
+        interval_seconds=interval_seconds,
+    )
