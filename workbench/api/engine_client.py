@@ -6,15 +6,11 @@ from typing import Any
 
 import httpx
 
+from workbench.api.http_errors import answer_error
 from workbench.core.errors import (
-    CatalogError,
-    NotFoundError,
     ServiceUnavailableError,
-    WorkbenchError,
 )
 from workbench.core.settings import Settings
-
-_ERRORS: dict[int, type[WorkbenchError]] = {404: NotFoundError, 409: CatalogError}
 
 #: A stop waits for the running batch up to 30 s, then Spark may take up to 30 s more.
 _TIMEOUT_SECONDS = 75.0
@@ -61,11 +57,4 @@ class EngineClient:
             ) from err
         if response.status_code == 200:
             return response.json()
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"message": response.text}
-        message = body.get("message") or body.get("detail") or response.text
-        error = _ERRORS.get(response.status_code, WorkbenchError)
-        extra = {k: v for k, v in body.items() if k not in {"message", "code"}}
-        raise error(str(message), status=response.status_code, **extra)
+        raise answer_error(response)

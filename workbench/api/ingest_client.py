@@ -9,17 +9,12 @@ from urllib.parse import quote
 
 import httpx
 
+from workbench.api.http_errors import answer_error
 from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
 from workbench.core.errors import (
-    CatalogError,
-    ConfigError,
-    NotFoundError,
     ServiceUnavailableError,
-    WorkbenchError,
 )
 from workbench.core.settings import Settings
-
-_ERRORS: dict[int, type[WorkbenchError]] = {404: NotFoundError, 409: CatalogError, 422: ConfigError}
 
 
 class IngestClient:
@@ -122,14 +117,7 @@ class IngestClient:
             ) from err
         if response.status_code in ok:
             return response.json()
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"message": response.text}
-        message = body.get("message") or body.get("detail") or response.text
-        error = _ERRORS.get(response.status_code, WorkbenchError)
-        extra = {k: v for k, v in body.items() if k not in {"message", "code"}}
-        raise error(str(message), status=response.status_code, **extra)
+        raise answer_error(response)
 
 
 def _time(value: str | None) -> datetime | None:

@@ -273,8 +273,7 @@ class StreamManager:
         """
         managed = self._get(name)
         with managed.lock:
-            managed.wanted = True
-            managed.failures, managed.retry_at = 0, 0.0
+            _want(managed)
             if managed.query is None or not managed.query.isActive:
                 self._start(managed)
                 log.info("stream started by name query=%s", name)
@@ -301,8 +300,7 @@ class StreamManager:
         """
         managed = self._get(name)
         with managed.lock:
-            managed.wanted = True
-            managed.failures, managed.retry_at = 0, 0.0
+            _want(managed)
             self._restart(managed, reason="by name")
         return _status(managed)
 
@@ -459,3 +457,9 @@ def _status(managed: ManagedQuery) -> dict[str, Any]:
         "exception": error,
         "lag": lag,
     }
+
+
+def _want(managed: ManagedQuery) -> None:
+    """Mark a query as wanted running by an operator: a fresh start, no backoff carried over."""
+    managed.wanted = True
+    managed.failures, managed.retry_at = 0, 0.0

@@ -104,7 +104,8 @@ def preview_rules(
         NotFoundError: if there are no bronze rows to preview.
     """
     norm = list(source.list_rules() if rules is None else rules)
-    compiled = compile_rules(source.list_value_rules() if value_rules is None else value_rules)
+    tried = list(source.list_value_rules() if value_rules is None else value_rules)
+    compiled = compile_rules(tried)
     sample = recent_bronze(spark, settings, ingestion_id=ingestion_id, rows=rows).cache()
     before = [r.asDict() for r in sample.select("message_id", "ingestion_id", "payload").collect()]
     if not before:
@@ -126,7 +127,7 @@ def preview_rules(
         )
         for r in compiled.runnable
     ]
-    by_id = {r.id: r for r in (value_rules or source.list_value_rules())}
+    by_id = {r.id: r for r in tried}
     outcomes += [
         RuleOutcome(rid, by_id[rid].name, by_id[rid].kind, 0, 0, 0, skipped_reason=reason)
         for rid, reason in compiled.skipped.items()

@@ -36,7 +36,7 @@ from workbench.catalog.records import Device, NormalizationRule, ValueRule
 from workbench.catalog.registry import match_device
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
-from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA, usage_aggregates
+from workbench.enrichment.normalization import SILVER_PARTITIONS, usage_aggregates
 from workbench.enrichment.pipeline import enrich, to_silver
 from workbench.enrichment.transforms import DROPPED, CompiledRules, compile_rules, hit_column
 from workbench.spark.latency import latency_counts, seconds_between
@@ -355,6 +355,3 @@ def ensure_held_table(spark: SparkSession, settings: Settings) -> None:
     ensure_delta_table(
         spark, settings.lake.silver_held, HELD_SCHEMA, partition_by=("ingestion_id",)
     )
-
-
-__all__ = ["SILVER_SCHEMA", "BatchProcessor", "BatchReport", "DeviceDecision", "decide_devices"]

@@ -26,6 +26,7 @@ from pyspark.sql.types import (
 )
 
 from workbench.catalog.records import ValueRule
+from workbench.gold.averages import stddev_sql
 
 FUNCTIONS = ("avg", "sum", "min", "max", "count", "stddev")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -153,14 +154,13 @@ def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
 
 def value_sql(function: str, n: str, total: str, squares: str, lo: str, hi: str) -> str:
     """SQL for the rule's function (the column ``function``) from the mergeable statistics."""
-    variance = f"(({squares} - {total} * {total} / {n}) / ({n} - 1))"
     return f"""CASE {function}
         WHEN 'avg' THEN {total} / {n}
         WHEN 'sum' THEN {total}
         WHEN 'min' THEN {lo}
         WHEN 'max' THEN {hi}
         WHEN 'count' THEN CAST({n} AS DOUBLE)
-        WHEN 'stddev' THEN CASE WHEN {n} > 1 THEN sqrt(greatest({variance}, 0.0)) END
+        WHEN 'stddev' THEN {stddev_sql(n, total, squares)}
     END"""
 
 

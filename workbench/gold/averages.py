@@ -111,6 +111,12 @@ def _stddev(total: F.Column, squares: F.Column, n: F.Column) -> F.Column:
     return F.when(n > 1, F.sqrt(F.greatest(variance, F.lit(0.0))))
 
 
+def stddev_sql(n: str, total: str, squares: str) -> str:
+    """:func:`_stddev` as SQL over expressions for count, sum and sum of squares."""
+    variance = f"(({squares} - {total} * {total} / {n}) / ({n} - 1))"
+    return f"CASE WHEN {n} > 1 THEN sqrt(greatest({variance}, 0.0)) END"
+
+
 def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
     """The MERGE folding ``source_view`` (partial aggregates) into the table at ``target``.
 
@@ -123,7 +129,6 @@ def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
     n = "(t.count + s.count)"
     total = f"({t_sum} + s.sum_value)"
     squares = f"({t_sq} + s.sum_sq)"
-    variance = f"(({squares} - {total} * {total} / {n}) / ({n} - 1))"
     location = target.replace("`", "``")
     return f"""
         MERGE INTO delta.`{location}` AS t
@@ -138,7 +143,7 @@ def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
             avg_value = {total} / {n},
             min_value = least(t.min_value, s.min_value),
             max_value = greatest(t.max_value, s.max_value),
-            stddev_value = CASE WHEN {n} > 1 THEN sqrt(greatest({variance}, 0.0)) END,
+            stddev_value = {stddev_sql(n, total, squares)},
             sensitivity = coalesce(s.sensitivity, t.sensitivity),
             updated_at = s.updated_at
         WHEN NOT MATCHED THEN INSERT *

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -256,4 +256,4 @@ def run_gold_once(
     await_query(start_gold(spark, settings, store, trigger="available_now", metrics=metrics))
 
 
-__all__: Sequence[str] = ["QUERY_NAME", "GoldProcessor", "run_gold_once", "start_gold"]
+__all__ = ["QUERY_NAME", "GoldProcessor", "run_gold_once", "start_gold"]

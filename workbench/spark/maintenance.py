@@ -142,6 +142,19 @@ class _Detail:
     partition_columns: list[str]
 
 
+def _untouched(step: Step, table: str, before: _Detail, dry_run: bool) -> MaintenanceResult:
+    """A step's result before it acts: the table as found, nothing removed yet."""
+    return MaintenanceResult(
+        step,
+        table,
+        files_before=before.files,
+        files_after=before.files,
+        bytes_before=before.bytes,
+        bytes_after=before.bytes,
+        dry_run=dry_run,
+    )
+
+
 def _detail(spark: SparkSession, path: str) -> _Detail:
     from delta.tables import DeltaTable
 
@@ -248,15 +261,7 @@ def compact(
     started = time.monotonic()
     name = table_name(path)
     before = _detail(spark, path)
-    result = MaintenanceResult(
-        "compact",
-        name,
-        files_before=before.files,
-        files_after=before.files,
-        bytes_before=before.bytes,
-        bytes_after=before.bytes,
-        dry_run=dry_run,
-    )
+    result = _untouched("compact", name, before, dry_run)
     columns = before.partition_columns
     if columns:
         counts = _partition_files(spark, path, columns)
@@ -347,15 +352,7 @@ def vacuum(
             table=path,
         )
     before = _detail(spark, path)
-    result = MaintenanceResult(
-        "vacuum",
-        table_name(path),
-        files_before=before.files,
-        files_after=before.files,
-        bytes_before=before.bytes,
-        bytes_after=before.bytes,
-        dry_run=dry_run,
-    )
+    result = _untouched("vacuum", table_name(path), before, dry_run)
     conf = {"spark.databricks.delta.vacuum.logging.enabled": "true"}
     if spark.conf.get(_LISTING_PARALLELISM, None) is None:
         # VACUUM lists the table's directories with this many tasks, 10,000 by default: minutes
@@ -433,15 +430,7 @@ def apply_retention(
         device_column=device_column,
     )
     before = _detail(spark, path)
-    result = MaintenanceResult(
-        "retention",
-        table_name(path),
-        files_before=before.files,
-        files_after=before.files,
-        bytes_before=before.bytes,
-        bytes_after=before.bytes,
-        dry_run=dry_run,
-    )
+    result = _untouched("retention", table_name(path), before, dry_run)
     if condition is None:
         return replace(
             result, skipped="no retention configured", seconds=time.monotonic() - started
