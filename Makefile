@@ -56,7 +56,8 @@ $(STAMPS)/venv: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[all]'
 	@touch $@
 
-# JVM jars (Delta) from Maven Central into a local cache; Spark sessions never download.
+# JVM jars (Delta; S3A: hadoop-aws and the AWS SDK v2 modules it loads, ~17 MB in all) from Maven
+# Central into a local cache; Spark sessions never download.
 $(STAMPS)/jars: kernels/jvm/pom.xml
 	@mkdir -p $(STAMPS)
 	rm -rf $(JARS) && mkdir -p $(JARS)  # a version bump must not leave the old jars behind

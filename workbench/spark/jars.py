@@ -1,8 +1,10 @@
 """The JVM jar cache: jars fetched once by ``make setup`` (Maven), never at session start.
 
-``delta-spark`` on PyPI ships no jars. Rather than letting Spark resolve ``--packages`` through
-Ivy on every start (slow, and impossible offline), ``kernels/jvm/pom.xml`` declares the artifacts
-and ``make setup`` copies them into ``settings.spark.jar_cache``; sessions read the list from here.
+``delta-spark`` on PyPI ships no jars, nor does pyspark ship S3A. Rather than letting Spark
+resolve ``--packages`` through Ivy on every start (slow, and impossible offline),
+``kernels/jvm/pom.xml`` declares the artifacts (Delta, hadoop-aws and the AWS SDK v2 modules it
+loads) and ``make setup`` copies them into ``settings.spark.jar_cache``; sessions read the list
+from here.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from pathlib import Path
 
 from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
+from workbench.ingest.storage import is_object_store_root
 
 #: Jar name prefixes a working Delta session cannot do without.
 REQUIRED_JARS: tuple[str, ...] = ("delta-spark_2.13-", "delta-storage-")
+#: ...and those a session on an ``s3a://`` lake needs too (S3A and the AWS SDK's S3 client).
+S3A_JARS: tuple[str, ...] = ("hadoop-aws-", "s3-transfer-manager-", "apache-client-")
 
 _SETUP_HINT = (
     "run `make setup` (it runs: mvn -q -f kernels/jvm/pom.xml dependency:copy-dependencies "
@@ -31,7 +36,8 @@ def jar_paths(settings: Settings) -> list[str]:
         Every ``*.jar`` in the cache.
 
     Raises:
-        ConfigError: if the cache is missing, empty, or lacks a required Delta jar.
+        ConfigError: if the cache is missing, empty, or lacks a required Delta jar (or, for an
+            ``s3a://`` lake, an S3A jar).
     """
     cache = Path(settings.spark.jar_cache)
     if not cache.is_dir():
@@ -41,7 +47,8 @@ def jar_paths(settings: Settings) -> list[str]:
         )
     jars = sorted(str(p.resolve()) for p in cache.glob("*.jar") if p.is_file())
     names = [Path(j).name for j in jars]
-    missing = [req for req in REQUIRED_JARS if not any(n.startswith(req) for n in names)]
+    required = REQUIRED_JARS + (S3A_JARS if is_object_store_root(settings.lake.root) else ())
+    missing = [req for req in required if not any(n.startswith(req) for n in names)]
     if missing:
         raise ConfigError(
             f"the JVM jar cache {cache} lacks {', '.join(m.rstrip('-') for m in missing)} "

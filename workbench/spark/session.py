@@ -2,7 +2,8 @@
 
 :func:`build_session` starts a driver JVM (the engine service, tests, batch jobs);
 :func:`connect_session` gives thin clients (kernels, Voila apps) a Spark Connect session to the
-engine without a JVM of their own.
+engine without a JVM of their own. A lake on ``s3a://bucket/prefix`` gets the S3A settings of
+:func:`s3a_conf` (MinIO or any S3 endpoint, from ``settings.s3``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
+from workbench.ingest.storage import is_object_store_root, parse_object_store_root
 from workbench.spark.jars import jar_paths
 
 if TYPE_CHECKING:
@@ -19,6 +22,73 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
+
+#: Retries of one S3 request inside the AWS SDK, then attempts of one S3A operation around
+#: them. Few on purpose: an operation on a store that is down fails within seconds (connection
+#: refused) or about two minutes (no answer at all) instead of S3A's default many minutes; the
+#: stream's batch retries and the engine's restarts take over from there.
+S3A_SDK_RETRIES = 1
+S3A_RETRY_LIMIT = 3
+#: S3A raises a connect or read timeout below this to it (with a warning).
+S3A_MIN_TIMEOUT_SECONDS = 15.0
+
+_S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+#: Delta's log store for S3 (also its default there): atomic put-if-absent of a commit file is
+#: only guaranteed within one driver, so one engine (one driver) writes a lake at a time.
+_S3_LOG_STORE = "io.delta.storage.S3SingleDriverLogStore"
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """The S3A (and Delta log store) settings for an ``s3a://`` lake; empty for a local lake.
+
+    Endpoint, region, TLS and credentials come from ``settings.s3``; the connect and read
+    timeouts are ``s3.timeout_seconds`` (at least :data:`S3A_MIN_TIMEOUT_SECONDS`), and retries
+    are bounded (:data:`S3A_SDK_RETRIES`, :data:`S3A_RETRY_LIMIT`). Only the configured key
+    pair is tried: no environment, profile or instance-metadata lookups. Spark redacts the keys
+    in its UI and logs; never log this mapping.
+
+    Args:
+        settings: the workbench settings (``lake.root``, ``s3``).
+
+    Raises:
+        ConfigError: if the root names no bucket or the credentials are missing.
+    """
+    root = settings.lake.root
+    if not is_object_store_root(root):
+        return {}
+    bucket, _ = parse_object_store_root(root)
+    s3 = settings.s3
+    url = f"{'https' if s3.secure else 'http'}://{s3.endpoint}"
+    if not s3.access_key or not s3.secret_key:
+        raise ConfigError(
+            f"no credentials for the object store at {url} (bucket {bucket!r}) of the lake "
+            f"{root}; set WORKBENCH__S3__ACCESS_KEY and WORKBENCH__S3__SECRET_KEY",
+            setting="s3.access_key",
+        )
+    timeout = f"{round(max(s3.timeout_seconds, S3A_MIN_TIMEOUT_SECONDS) * 1000)}ms"
+    s3a = {
+        "endpoint": url,
+        "endpoint.region": s3.region,
+        # MinIO serves buckets as paths (http://host:port/bucket), not as host names.
+        "path.style.access": "true",
+        "connection.ssl.enabled": str(s3.secure).lower(),
+        "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "access.key": s3.access_key,
+        "secret.key": s3.secret_key,
+        "connection.establish.timeout": timeout,
+        "connection.timeout": timeout,
+        "attempts.maximum": str(S3A_SDK_RETRIES),
+        "retry.limit": str(S3A_RETRY_LIMIT),
+        "retry.interval": "500ms",
+    }
+    conf = {f"spark.hadoop.fs.s3a.{key}": value for key, value in s3a.items()}
+    conf["spark.delta.logStore.s3a.impl"] = _S3_LOG_STORE
+    if root.startswith("s3://"):
+        # Hadoop knows s3a:// only; an s3:// lake is read through the same S3A file system.
+        conf["spark.hadoop.fs.s3.impl"] = _S3A_FILESYSTEM
+        conf["spark.hadoop.fs.AbstractFileSystem.s3.impl"] = "org.apache.hadoop.fs.s3a.S3A"
+        conf["spark.delta.logStore.s3.impl"] = _S3_LOG_STORE
+    return conf
 
 
 def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]:
@@ -29,7 +99,8 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         connect: also serve Spark Connect on ``settings.engine.connect_port``.
 
     Raises:
-        ConfigError: if the jar cache is missing (see :func:`workbench.spark.jars.jar_paths`).
+        ConfigError: if the jar cache is missing (see :func:`workbench.spark.jars.jar_paths`),
+            or the lake is on ``s3a://`` without credentials (see :func:`s3a_conf`).
     """
     conf: dict[str, str] = {
         # Jars come from the local cache only. Nothing sets spark.jars.packages, so Ivy never
@@ -57,6 +128,7 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         conf["spark.plugins"] = CONNECT_PLUGIN
         conf["spark.connect.grpc.binding.port"] = str(settings.engine.connect_port)
         conf["spark.connect.grpc.binding.address"] = settings.engine.host
+    conf.update(s3a_conf(settings))
     # Last, so an operator can override anything above from workbench.toml.
     conf.update(settings.spark.extra_conf)
     return conf
@@ -74,7 +146,7 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
         The session. Static options only take effect if this call starts the JVM.
 
     Raises:
-        ConfigError: if the jar cache is missing.
+        ConfigError: if the jar cache is missing, or an ``s3a://`` lake has no credentials.
     """
     from pyspark.sql import SparkSession
 
@@ -83,11 +155,12 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
     for key, value in conf.items():
         builder = builder.config(key, value)
     log.info(
-        "building spark session app=%s master=%s connect=%s jars=%d",
+        "building spark session app=%s master=%s connect=%s jars=%d lake=%s",
         app_name,
         settings.spark.master,
         connect,
         len(conf["spark.jars"].split(",")),
+        settings.lake.root,
     )
     session: SparkSession = builder.getOrCreate()
     return session
