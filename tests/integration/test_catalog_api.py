@@ -62,6 +62,10 @@ def test_metadata_api_matches_the_catalog_and_logs_evolution(
         "sensor_id": 6,
         "temperature": 6,
     }
+    # Distinct sensors (s0-s4, then s9), through the API as in Python.
+    assert client.get_dataset(iid).distinct_sensors == 6
+    assert client.totals()["distinct_sensors"] == 6
+    assert [t["distinct_sensors"] for t in client.topics_summary()] == [6]
     with pytest.raises(NotFoundError, match="no dataset 'nope'"):
         client.dataset_schema("nope")
     client.close()

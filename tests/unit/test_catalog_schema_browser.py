@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from tests.unit.test_catalog_evolution import T0, observe
+from workbench.catalog.schemas import DatasetObservation
 from workbench.catalog.store import Catalog
 from workbench.widgets.schema_browser import build_schema_browser
 
@@ -49,3 +50,16 @@ def test_browser_shows_fields_evolution_and_maps_an_unmapped_key(catalog: Catalo
     catalog.add_rule("fill", "fillLevel", ingestion_id="bins")
     fill.button.click()
     assert "already has a rule" in widget.message and "already has a rule" in widget.status.value
+
+
+def test_browser_shows_distinct_sensors(catalog: Catalog) -> None:
+    obs = DatasetObservation("air", "mqtt")
+    for i in range(6):
+        obs.add({"sensor_id": f"s{i % 3}", "temp": i}, 10, T0)
+    obs.sensors.update([f"s{i % 3}" for i in range(6)])
+    catalog.record_observations([obs])
+    widget = build_schema_browser(catalog)
+    assert widget.dataset is not None and widget.dataset.distinct_sensors == 3
+    assert "6 records, 3 sensors" in widget.datasets.options[0][0]
+    assert "3 distinct sensors" in widget.summary_html.value
+    assert "(est.)" not in widget.summary_html.value  # exact at this size

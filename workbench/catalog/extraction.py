@@ -4,6 +4,11 @@ The bronze writer calls :meth:`MetadataExtractor.observe` with the rows it made 
 are exact; observations are merged in memory (bounded by the number of field paths) and written
 to the catalog every ``batch_size`` records or ``batch_seconds``, on this object's own thread, so
 a slow catalog never slows ingestion.
+
+Distinct sensors are counted from every record (not only the sampled ones) into a bounded
+sketch per dataset (``sketch.DistinctSketch``); a record's sensor id is found as the
+normalization rules name it (``sensor_ids``), with the rules re-read by the writer thread at
+most every :data:`SENSOR_RULES_SECONDS`, never by :meth:`MetadataExtractor.observe`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import threading
 import time
 from datetime import timedelta
 
+from workbench.catalog.migrations import DEFAULT_RULES
+from workbench.catalog.records import NormalizationRule
 from workbench.catalog.schemas import DatasetObservation
+from workbench.catalog.sensor_ids import SENSOR_KEY, SensorIdReader, SensorKeys, as_text
 from workbench.catalog.store import Catalog
 from workbench.connectors.envelope import Envelope
 from workbench.core.clock import utcnow
@@ -24,6 +32,11 @@ FULL_INFERENCE_RECORDS = 500
 """Records per dataset and batch whose fields are all inferred..."""
 SAMPLE_STRIDE = 20
 """...then one record in this many."""
+SENSOR_UNKNOWN_SCANS = 8
+"""Records per dataset and batch whose known sensor-id spellings found nothing that are scanned
+for a new spelling (a dataset without sensor ids costs no more than this)."""
+SENSOR_RULES_SECONDS = 5.0
+"""How often the writer thread re-reads the normalization rules that name the sensor id."""
 
 
 class MetadataExtractor:
@@ -53,6 +66,10 @@ class MetadataExtractor:
         self._batch_size = batch_size
         self._batch_seconds = batch_seconds
         self._pending: dict[str, DatasetObservation] = {}
+        # Until the catalog's rules are read (start()), the seed defaults name the sensor id.
+        self._sensor_keys = SensorKeys.from_rules(_seed_sensor_rules())
+        self._readers: dict[str, SensorIdReader] = {}
+        self._next_rules = 0.0
         self._pending_records = 0
         self._lock = threading.Condition()
         self._stopping = False
@@ -61,27 +78,73 @@ class MetadataExtractor:
     def observe(self, envelopes: list[Envelope]) -> None:
         """Fold durable rows into the pending observations (cheap, never blocks on the DB)."""
         with self._lock:
+            # One look-up per record for the dataset's observation, reader and new sensor ids.
+            batch: dict[str, tuple[DatasetObservation, SensorIdReader, set[str]]] = {}
             for env in envelopes:
-                obs = self._pending.get(env.ingestion_id)
-                if obs is None:
-                    obs = self._pending[env.ingestion_id] = DatasetObservation(
-                        env.ingestion_id, env.source_type
-                    )
+                entry = batch.get(env.ingestion_id)
+                if entry is None:
+                    entry = batch[env.ingestion_id] = self._batch_entry(env)
+                obs, reader, sensor_ids = entry
+                record = env.record
+                if record is not None:
+                    # Every record's sensor id counts: SensorIdReader.read(scan=False) inlined
+                    # (the call would cost a third more), then a scan for a new spelling.
+                    for key in reader.spellings:
+                        value = record.get(key)
+                        if value is not None:
+                            sensor_ids.add(value if type(value) is str else as_text(value))
+                            break
+                    else:
+                        sensor_id = reader.read_unknown(record)
+                        if sensor_id is not None:
+                            sensor_ids.add(sensor_id)
                 # Counts are exact; field inference samples once a batch has seen plenty, so
                 # extraction keeps up with the full ingest rate (types still widen over time).
                 sampled = obs.records < FULL_INFERENCE_RECORDS or obs.records % SAMPLE_STRIDE == 0
                 obs.add(
-                    env.record if sampled else None,
+                    record if sampled else None,
                     env.size,
                     env.received_at,
-                    is_object=env.record is not None,
+                    is_object=record is not None,
                 )
+            for obs, _, sensor_ids in batch.values():
+                obs.sensors.update(sensor_ids)
             self._pending_records += len(envelopes)
             if self._pending_records >= self._batch_size:
                 self._lock.notify_all()
 
+    def _batch_entry(self, env: Envelope) -> tuple[DatasetObservation, SensorIdReader, set[str]]:
+        obs = self._pending.get(env.ingestion_id)
+        if obs is None:
+            obs = self._pending[env.ingestion_id] = DatasetObservation(
+                env.ingestion_id, env.source_type
+            )
+        reader = self._readers.get(env.ingestion_id)
+        if reader is None:
+            order = self._sensor_keys.order(env.ingestion_id)
+            reader = self._readers[env.ingestion_id] = SensorIdReader(order)
+        reader.scans_left = SENSOR_UNKNOWN_SCANS
+        # The batch's first record is scanned in full: a new spelling is learned even where a
+        # known one would have answered. (observe reads it again: a repeated id is harmless.)
+        first = reader.read(env.record) if env.record is not None else None
+        return obs, reader, set() if first is None else {first}
+
+    def refresh_sensor_rules(self) -> None:
+        """Re-read the normalization rules that name the sensor id (the writer thread does,
+        every :data:`SENSOR_RULES_SECONDS`); on a catalog error the current ones stay."""
+        self._next_rules = time.monotonic() + SENSOR_RULES_SECONDS
+        try:
+            keys = SensorKeys.from_rules(self._catalog.list_rules())
+        except Exception:  # counting with the rules read last time beats not counting
+            log.exception("reading normalization rules failed; will retry")
+            return
+        with self._lock:
+            if keys != self._sensor_keys:
+                self._sensor_keys, self._readers = keys, {}
+
     def start(self) -> None:
-        """Start the background writer."""
+        """Read the rules and start the background writer."""
+        self.refresh_sensor_rules()
         self._thread = threading.Thread(target=self._run, name="metadata", daemon=True)
         self._thread.start()
 
@@ -136,7 +199,14 @@ class MetadataExtractor:
                 if self._stopping:
                     return
             self.write_pending()
+            if time.monotonic() >= self._next_rules:
+                self.refresh_sensor_rules()
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self._sweep_every
                 self.sweep_stale()
             deadline = time.monotonic() + self._batch_seconds
+
+
+def _seed_sensor_rules() -> list[NormalizationRule]:
+    raw_keys = DEFAULT_RULES[SENSOR_KEY]
+    return [NormalizationRule(-i, raw, SENSOR_KEY, priority=i) for i, raw in enumerate(raw_keys)]

@@ -17,6 +17,7 @@ from workbench.catalog import tables as t
 from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
 from workbench.catalog.schemas import DatasetObservation, merge_observation, widen
 from workbench.catalog.schemas import sweep_stale_fields as _sweep
+from workbench.catalog.sketch import DistinctSketch
 from workbench.core.errors import NotFoundError
 
 #: Lattice types the flexible enrichment schema keeps typed; everything else is read as a
@@ -100,7 +101,7 @@ class MetadataTables:
 
     def topics_summary(self) -> list[dict[str, Any]]:
         """One line per dataset: its source (name, type, topic when it has one), records,
-        bytes, field count, schema version, first and last seen."""
+        bytes, field count, schema version, distinct sensors, first and last seen."""
         ds, src, fc = t.datasets.c, t.sources.c, t.fields.c
         field_count = (
             select(func.count())
@@ -125,6 +126,7 @@ class MetadataTables:
                 "bytes": row["bytes"],
                 "fields": row["field_count"],
                 "schema_version": row["schema_version"],
+                "distinct_sensors": row["distinct_sensors"],
                 "first_seen": _aware(row["first_seen"]),
                 "last_seen": _aware(row["last_seen"]),
             }
@@ -133,7 +135,8 @@ class MetadataTables:
 
     def totals(self) -> dict[str, Any]:
         """Catalog-wide totals: datasets, records, bytes, distinct field paths, sources,
-        schema events, first and last seen."""
+        schema events, first and last seen, and ``distinct_sensors``: sensor ids distinct across
+        all datasets (the union of their sketches, so an id in two datasets counts once)."""
         ds = t.datasets.c
         with self.engine.begin() as conn:
             datasets, records, size, first, last = conn.execute(
@@ -148,6 +151,10 @@ class MetadataTables:
             paths = conn.execute(select(func.count(t.fields.c.path.distinct()))).scalar_one()
             sources = conn.execute(select(func.count()).select_from(t.sources)).scalar_one()
             events = conn.execute(select(func.count()).select_from(t.schema_events)).scalar_one()
+            sensors = DistinctSketch()
+            sketches = select(ds.sensor_sketch).where(ds.sensor_sketch.is_not(None))
+            for blob in conn.execute(sketches).scalars():
+                sensors.merge(DistinctSketch.from_bytes(blob))
         return {
             "datasets": datasets,
             "records": int(records),
@@ -155,6 +162,7 @@ class MetadataTables:
             "field_paths": paths,
             "sources": sources,
             "schema_events": events,
+            "distinct_sensors": sensors.estimate(),
             "first_seen": _aware(first),
             "last_seen": _aware(last),
         }
@@ -244,6 +252,7 @@ def _dataset(row: RowMapping, fields: list[FieldInfo]) -> DatasetInfo:
         last_seen=_aware(row["last_seen"]),
         schema_version=row["schema_version"],
         fields=fields,
+        distinct_sensors=row["distinct_sensors"],
     )
 
 

@@ -100,6 +100,17 @@ _COUNTERS = [
 ]
 
 
+def _distinct_sensors(conn: Connection) -> None:
+    columns = {c["name"] for c in inspect(conn).get_columns(t.datasets.name)}
+    blob = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    if "sensor_sketch" not in columns:
+        conn.execute(text(f"ALTER TABLE datasets ADD COLUMN sensor_sketch {blob}"))
+    if "distinct_sensors" not in columns:
+        conn.execute(
+            text("ALTER TABLE datasets ADD COLUMN distinct_sensors BIGINT NOT NULL DEFAULT 0")
+        )
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -112,6 +123,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "loss accounting per dataset", _loss_accounting),
     Migration(4, "devices, value rules, alert rules", _devices_and_rules),
     Migration(5, "schema evolution log, field counts, 64-bit counters", _schema_evolution),
+    Migration(7, "distinct sensors per dataset (sketch and estimate)", _distinct_sensors),
 ]
 
 
@@ -120,7 +132,9 @@ def migrate(engine: Engine) -> int:
 
     Safe when several processes start at once: the whole run holds the database's write lock
     (SQLite transactions begin IMMEDIATE, see ``store.create_catalog_engine``; PostgreSQL takes an
-    advisory lock), and the applied versions are read under it.
+    advisory lock), and the applied versions are read under it. Migrations apply by number, and
+    each pending one whatever newer ones are applied already, so the order in which they landed
+    in :data:`MIGRATIONS` does not matter.
     """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -128,7 +142,7 @@ def migrate(engine: Engine) -> int:
         if not inspect(conn).has_table(t.schema_migrations.name):
             t.schema_migrations.create(conn)
         done = set(conn.execute(select(t.schema_migrations.c.version)).scalars())
-        for migration in MIGRATIONS:
+        for migration in sorted(MIGRATIONS, key=lambda m: m.version):
             if migration.version in done:
                 continue
             migration.apply(conn)
@@ -138,4 +152,4 @@ def migrate(engine: Engine) -> int:
                 )
             )
             log.info("catalog migrated version=%s name=%r", migration.version, migration.name)
-    return MIGRATIONS[-1].version
+    return max(m.version for m in MIGRATIONS)

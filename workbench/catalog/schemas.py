@@ -7,6 +7,7 @@ array and a number) widens to ``string``. Widening never fails.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +18,11 @@ from sqlalchemy.engine import Connection
 
 from workbench.catalog import tables as t
 from workbench.catalog.dialect import upsert
+from workbench.catalog.sketch import DistinctSketch
 from workbench.core.clock import utcnow
+from workbench.core.errors import CatalogError
+
+log = logging.getLogger(__name__)
 
 _ORDER = {"null": 0, "boolean": 1, "integer": 2, "double": 3}
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -120,6 +125,8 @@ class DatasetObservation:
     objects: int = 0
     """Objects whose fields were inferred: ``(objects + skipped) / objects`` scales a field's
     ``seen`` to an estimated count of records carrying it."""
+    sensors: DistinctSketch = field(default_factory=DistinctSketch)
+    """Distinct sensor ids (fed by the extractor, which knows the rules: see ``sensor_ids``)."""
 
     @property
     def inferred(self) -> int:
@@ -163,6 +170,7 @@ class DatasetObservation:
         self.objects += other.objects
         self.bytes += other.bytes
         self.first_seen = _earliest(self.first_seen, other.first_seen)
+        self.sensors.merge(other.sensors)
         if other.last_seen and (self.last_seen is None or other.last_seen > self.last_seen):
             self.last_seen = other.last_seen
         for path, fobs in other.fields.items():
@@ -185,6 +193,8 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
     A new path logs an ``added`` event, a wider type a ``widened`` one (old and new type and a
     sample of the new type); either bumps the dataset's ``schema_version`` once per merge. A
     field seen again after a ``not_seen`` event is re-armed (see :func:`sweep_stale_fields`).
+    The observation's sensor sketch is merged into the stored one under the same row lock as
+    the counts, and ``distinct_sensors`` is its new estimate.
     """
     ds = t.datasets.c
     at = obs.last_seen or utcnow()
@@ -202,6 +212,7 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
                 first_seen=obs.first_seen,
                 last_seen=obs.last_seen,
                 schema_version=0,
+                distinct_sensors=0,
             )
             .on_conflict_do_nothing()
             .returning(ds.ingestion_id)
@@ -286,8 +297,28 @@ def merge_observation(conn: Connection, obs: DatasetObservation) -> None:
             first_seen=first_seen,
             last_seen=obs.last_seen,
             schema_version=version,
+            **_merged_sensors(row["sensor_sketch"], obs.sensors),
         )
     )
+
+
+def _merged_sensors(stored: bytes | None, batch: DistinctSketch) -> dict[str, Any]:
+    """The ``sensor_sketch`` and ``distinct_sensors`` values after merging ``batch`` into the
+    stored sketch; empty when nothing changed (most batches of known sensors), so the 16 KiB
+    column is rewritten only when a register moved."""
+    if stored is None and batch.estimate() == 0:
+        return {}
+    merged = DistinctSketch()
+    if stored is not None:
+        try:
+            merged = DistinctSketch.from_bytes(stored)
+        except CatalogError as err:  # a damaged sketch must not stop every metadata write
+            log.warning("sensor sketch unreadable, counting anew: %s", err.message)
+    merged.merge(batch)
+    blob = merged.to_bytes()
+    if blob == stored:
+        return {}
+    return {"sensor_sketch": blob, "distinct_sensors": merged.estimate()}
 
 
 def sweep_stale_fields(conn: Connection, now: datetime, stale_after: timedelta) -> int:

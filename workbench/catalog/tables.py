@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -51,6 +52,10 @@ datasets = Table(
     Column("first_seen", DateTime(timezone=True)),
     Column("last_seen", DateTime(timezone=True)),
     Column("schema_version", Integer, nullable=False, default=0),
+    # Distinct sensor ids: a ``sketch.DistinctSketch`` (NULL until a sensor id was seen) and
+    # its estimate, kept beside it so listing datasets never decodes sketches.
+    Column("sensor_sketch", LargeBinary),
+    Column("distinct_sensors", BigInteger, nullable=False, default=0),
 )
 
 fields = Table(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 
 from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
+from workbench.catalog.sketch import EXACT_LIMIT
 from workbench.catalog.store import Catalog
 from workbench.catalog.unmapped import UnmappedKey
 from workbench.core.errors import WorkbenchError
@@ -53,13 +54,14 @@ class SchemaBrowserWidget(widgets.VBox):
     *Unmapped keys* (one :class:`UnmappedRow` per raw key no rule maps).
 
     Build it with :func:`build_schema_browser`. For code and tests that look at it without a
-    browser: ``message`` holds the last error (empty after a success), ``fields`` and
-    ``events`` what the selected dataset shows, ``unmapped_rows`` the inbox lines.
+    browser: ``message`` holds the last error (empty after a success), ``dataset``, ``fields``
+    and ``events`` what the selected dataset shows, ``unmapped_rows`` the inbox lines.
     """
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self.message = ""
+        self.dataset: DatasetInfo | None = None
         self.fields: list[FieldInfo] = []
         self.events: list[SchemaEvent] = []
         self.unmapped_rows: list[UnmappedRow] = []
@@ -68,12 +70,15 @@ class SchemaBrowserWidget(widgets.VBox):
         self.datasets = widgets.Select(
             options=[], rows=6, description="Datasets", layout=widgets.Layout(width="95%")
         )
+        self.summary_html = widgets.HTML()
         self.fields_html = widgets.HTML()
         self.evolution_html = widgets.HTML()
         self.inbox = widgets.VBox()
         self.tabs = widgets.Tab(
             children=[
-                widgets.VBox([self.datasets, self.fields_html, self.evolution_html]),
+                widgets.VBox(
+                    [self.datasets, self.summary_html, self.fields_html, self.evolution_html]
+                ),
                 self.inbox,
             ]
         )
@@ -104,20 +109,23 @@ class SchemaBrowserWidget(widgets.VBox):
 
     def _show_dataset(self, ingestion_id: str | None) -> None:
         if ingestion_id is None:
-            self.fields, self.events = [], []
+            self.dataset, self.fields, self.events = None, [], []
+            self.summary_html.value = ""
             self.fields_html.value = "<i>no dataset has been ingested yet</i>"
             self.evolution_html.value = ""
             return
         loaded = self._attempt(
             "cannot read the dataset",
             lambda: (
-                self._catalog.dataset_schema(ingestion_id),
+                self._catalog.get_dataset(ingestion_id),
                 self._catalog.schema_evolution(ingestion_id, limit=EVOLUTION_ROWS),
             ),
         )
         if loaded is None:
             return
-        self.fields, self.events = loaded
+        self.dataset, self.events = loaded
+        self.fields = self.dataset.fields
+        self.summary_html.value = _summary_html(self.dataset)
         self.fields_html.value = _fields_html(self.fields)
         self.evolution_html.value = _evolution_html(self.events)
 
@@ -179,9 +187,22 @@ def build_schema_browser(catalog: Catalog) -> SchemaBrowserWidget:
 
 def _dataset_label(d: DatasetInfo) -> str:
     return (
-        f"{d.ingestion_id} — {d.record_count:,} records, {len(d.fields)} fields, "
-        f"schema v{d.schema_version}"
+        f"{d.ingestion_id} — {d.record_count:,} records, {d.distinct_sensors:,} sensors, "
+        f"{len(d.fields)} fields, schema v{d.schema_version}"
     )
+
+
+def _summary_html(d: DatasetInfo) -> str:
+    # Exact up to EXACT_LIMIT sensors, an estimate (about 1 %) beyond: say which.
+    sensors = f"{d.distinct_sensors:,}" + ("" if d.distinct_sensors <= EXACT_LIMIT else " (est.)")
+    facts = [
+        f"{d.record_count:,} records",
+        f"{sensors} distinct sensors",
+        f"{d.bytes:,} bytes",
+        f"schema v{d.schema_version}",
+        f"{_when(d.first_seen)} → {_when(d.last_seen)}",
+    ]
+    return f"<b>{escape(d.ingestion_id)}</b>: " + ", ".join(escape(f) for f in facts)
 
 
 def _when(value: datetime | None) -> str:
