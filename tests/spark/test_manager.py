@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from workbench.core.errors import NotFoundError
 from workbench.enrichment.manager import StreamManager
 
 pytestmark = pytest.mark.spark
@@ -47,5 +48,34 @@ def test_failed_query_is_restarted_and_reported(spark: Any) -> None:
     [status] = manager.status()
     assert status["active"] and status["restarts"] == 1
     assert manager.active_count() == 1
+    manager.stop_all()
+    assert manager.active_count() == 0
+
+
+def test_unregister_stops_and_forgets_a_query(spark: Any) -> None:
+    def start(name: str) -> Any:
+        return (
+            spark.readStream.format("rate")
+            .load()
+            .writeStream.queryName(name)
+            .format("noop")
+            .trigger(processingTime="100 milliseconds")
+            .start()
+        )
+
+    manager = StreamManager(backoff_base=0.0)
+    manager.register("keep", lambda: start("keep"))
+    manager.register("gone", lambda: start("gone"))
+    manager.start_all(poll_seconds=3600)
+    gone = manager._queries["gone"].query
+    assert gone is not None and gone.isActive
+    manager.unregister("gone")
+    assert manager.names() == ["keep"] and not gone.isActive
+    manager.check()  # the monitor does not bring it back
+    assert [s["name"] for s in manager.status()] == ["keep"] and manager.active_count() == 1
+    with pytest.raises(NotFoundError):
+        manager.unregister("gone")
+    manager.register("gone", lambda: start("gone"))  # the same name again starts afresh
+    assert manager.start("gone")["state"] == "running"
     manager.stop_all()
     assert manager.active_count() == 0

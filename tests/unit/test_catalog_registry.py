@@ -1,8 +1,13 @@
-"""Devices, value rules and alert rules in the catalog (SPEC F17, F18, F20)."""
+"""Devices, value rules, alert rules and stream computations in the catalog (F17, F18, F20)."""
+
+import threading
 
 import pytest
+from sqlalchemy import delete, inspect
 
-from workbench.catalog.records import AlertRule, Device
+from workbench.catalog import tables as t
+from workbench.catalog.migrations import migrate
+from workbench.catalog.records import AlertRule, Device, StreamComputation
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ConfigError, NotFoundError
 
@@ -82,6 +87,73 @@ def test_alert_rules(catalog: Catalog) -> None:
         catalog.add_alert_rule("x", "temperature", "above", 1)
     catalog.delete_alert_rule(rid)
     assert catalog.list_alert_rules() == []
+
+
+def test_stream_computations_crud_and_versions(catalog: Catalog) -> None:
+    first = catalog.save_stream_computation(StreamComputation("hot", "SELECT 1", "v1 text"))
+    assert (first.version, first.enabled, first.description) == (1, True, "v1 text")
+    assert first.id > 0 and first.created_at is not None and first.updated_at is not None
+    other = catalog.save_stream_computation(StreamComputation("cold", "SELECT 2", enabled=False))
+    assert [c.name for c in catalog.list_stream_computations()] == ["cold", "hot"]
+    assert [c.name for c in catalog.list_stream_computations(include_disabled=False)] == ["hot"]
+
+    # Same SQL: the version stays (the running query is kept); new SQL: it rises.
+    same = catalog.save_stream_computation(StreamComputation("hot", "SELECT 1", "new text"))
+    assert (same.id, same.version, same.description) == (first.id, 1, "new text")
+    changed = catalog.save_stream_computation(StreamComputation("hot", "SELECT 3", version=9))
+    assert (changed.id, changed.version, changed.sql) == (first.id, 2, "SELECT 3")
+    assert changed.created_at == first.created_at
+    assert catalog.get_stream_computation("hot") == changed
+
+    with pytest.raises(
+        NotFoundError, match=r"no stream computation named 'nope'; known: cold, hot"
+    ):
+        catalog.get_stream_computation("nope")
+    catalog.delete_stream_computation("hot")
+    with pytest.raises(NotFoundError):
+        catalog.delete_stream_computation("hot")
+    again = catalog.save_stream_computation(StreamComputation("hot", "SELECT 1"))
+    assert again.version == 1 and again.id not in {first.id, other.id}  # ids are never reused
+
+
+@pytest.mark.parametrize("name", ["", "1x", "has-dash", "a b", "x" * 65, "ok\n"])
+def test_stream_computation_name_must_name_a_table(catalog: Catalog, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"cannot name the table gold\.<name>"):
+        catalog.save_stream_computation(StreamComputation(name, "SELECT 1"))
+    with pytest.raises(ConfigError, match="has no SQL"):
+        catalog.save_stream_computation(StreamComputation("fine", "  "))
+    assert catalog.list_stream_computations() == []
+
+
+def test_concurrent_saves_of_one_stream_computation_bump_the_version_once_each(
+    catalog: Catalog,
+) -> None:
+    catalog.save_stream_computation(StreamComputation("c", "SELECT 0"))
+    errors: list[BaseException] = []
+
+    def save(i: int) -> None:
+        try:
+            catalog.save_stream_computation(StreamComputation("c", f"SELECT {i}"))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert catalog.get_stream_computation("c").version == 7
+
+
+def test_migration_6_adds_stream_computations_to_a_version_5_catalog(catalog: Catalog) -> None:
+    with catalog.engine.begin() as conn:  # back to what version 5 had
+        t.stream_computations.drop(conn)
+        conn.execute(delete(t.schema_migrations).where(t.schema_migrations.c.version == 6))
+    migrate(catalog.engine)
+    with catalog.engine.begin() as conn:
+        assert inspect(conn).has_table("stream_computations")
+    assert catalog.save_stream_computation(StreamComputation("x", "SELECT 1")).version == 1
 
 
 def test_rule_usage_counts_a_replayed_batch_once(catalog: Catalog) -> None:

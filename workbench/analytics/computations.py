@@ -1,20 +1,21 @@
 """Run a saved computation (one read-only Spark SQL query) and bring back a small pandas frame.
 
-The guard here is deliberately minimal: exactly one statement, starting with ``SELECT`` or
-``WITH``. :func:`check_sql` is the seam where a real SQL parser (catalog tables only, no DDL/DML,
+The guard is deliberately minimal: exactly one statement, starting with ``SELECT`` or ``WITH``
+(:func:`workbench.spark.sql_guard.check_query`, shared with gold's streaming computations).
+:func:`check_sql` is the seam where a real SQL parser (catalog tables only, no DDL/DML,
 no ``SET``, no UDF loading) plugs in later; callers only ever go through :func:`run_computation`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from workbench.catalog.records import Computation
 from workbench.core.errors import ComputationError, ServiceUnavailableError
+from workbench.spark.sql_guard import check_query
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,15 +34,6 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 """No caller gets more rows than this into a kernel or a dashboard."""
 
-_ALLOWED_FIRST_WORDS = ("SELECT", "WITH")
-# Single-quoted strings, double-quoted strings, backquoted identifiers, line and block comments:
-# everything in which a ';' or a keyword does not count.
-_NOT_CODE = re.compile(
-    r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`]|``)*`|--[^\n]*|/\*.*?\*/",
-    re.DOTALL,
-)
-_FIRST_WORD = re.compile(r"[A-Za-z_]+")
-
 
 def check_sql(computation: Computation) -> str:
     """Check that a computation is exactly one ``SELECT``/``WITH`` query.
@@ -55,34 +47,7 @@ def check_sql(computation: Computation) -> str:
     Raises:
         ComputationError: the query is empty, holds several statements, or is not a query.
     """
-    sql = computation.sql.strip().rstrip(";").strip()
-    # Blank out strings and comments (keeping offsets) so they cannot hide or fake a statement.
-    code = _NOT_CODE.sub(lambda m: " " * len(m.group(0)), sql)
-    if not code.strip():
-        raise ComputationError(
-            f"computation {computation.name!r} has no SQL: write one SELECT or WITH query",
-            computation=computation.name,
-        )
-    if ";" in code:
-        offset = code.index(";")
-        line = sql.count("\n", 0, offset) + 1
-        raise ComputationError(
-            f"computation {computation.name!r} holds more than one statement (';' at line {line},"
-            f" offset {offset}): a computation is exactly one SELECT or WITH query",
-            computation=computation.name,
-            offset=offset,
-            line=line,
-        )
-    first = _FIRST_WORD.search(code.lstrip(" \n\t("))
-    word = first.group(0).upper() if first else code.strip()[:20]
-    if word not in _ALLOWED_FIRST_WORDS:
-        raise ComputationError(
-            f"computation {computation.name!r} starts with {word!r}: only read-only queries "
-            f"starting with {' or '.join(_ALLOWED_FIRST_WORDS)} are allowed",
-            computation=computation.name,
-            keyword=word,
-        )
-    return sql
+    return check_query(computation.sql, name=computation.name)
 
 
 def run_computation(

@@ -3,9 +3,11 @@
 Run as ``python -m workbench.api.engine_app`` (settings from ``WORKBENCH__*`` variables) or via
 :func:`run_engine`. Endpoints: ``GET /health`` (ok + the Spark Connect URL), ``GET /status``
 (per query: state, progress, rows/s, last batch duration, restarts, error, lag behind its
-input), ``GET /metrics`` (Prometheus) and the stream controls of
-:mod:`workbench.api.engine_routes`. SIGTERM or SIGINT stops the HTTP server, then each query
-after its running batch (bounded by a 30 s stop timeout), then the session.
+input), ``GET /metrics`` (Prometheus), the stream controls of
+:mod:`workbench.api.engine_routes` and the stream computations of
+:mod:`workbench.api.stream_computation_routes` (one managed query ``computation:<name>``
+each). SIGTERM or SIGINT stops the HTTP server, then each query after its running batch
+(bounded by a 30 s stop timeout), then the session.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from workbench.api.computation_routes import build_computation_router
 from workbench.api.engine_routes import build_stream_router
+from workbench.api.stream_computation_routes import build_stream_computation_router
+from workbench.api.stream_computations import StreamComputations
 from workbench.catalog.store import Catalog
-from workbench.core.errors import NotFoundError, WorkbenchError
+from workbench.core.errors import ComputationError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
 from workbench.enrichment import stream as enrichment
@@ -98,18 +102,30 @@ def register_tables(spark: SparkSession, settings: Settings) -> None:
     log.info("tables registered tables=%s", ",".join(f"{d}.{t}" for d, t in tables))
 
 
-def build_engine_app(settings: Settings, manager: StreamManager, metrics: EngineMetrics) -> FastAPI:
-    """The engine's HTTP API over a running stream manager."""
+def build_engine_app(
+    settings: Settings,
+    manager: StreamManager,
+    metrics: EngineMetrics,
+    computations: StreamComputations | None = None,
+) -> FastAPI:
+    """The engine's HTTP API over a running stream manager (and its stream computations)."""
     app = FastAPI(title="workbench engine")
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
     app.include_router(build_stream_router(manager))
     app.include_router(build_computation_router(metrics))
+    if computations is not None:
+        app.include_router(build_stream_computation_router(computations))
 
     @app.exception_handler(WorkbenchError)
     async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
-        return JSONResponse(
-            err.to_dict(), status_code=404 if isinstance(err, NotFoundError) else 409
+        status = (
+            404
+            if isinstance(err, NotFoundError)
+            else 422
+            if isinstance(err, ConfigError | ComputationError)
+            else 409
         )
+        return JSONResponse(err.to_dict(), status_code=status)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -172,6 +188,8 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
                 spark,
             ),
         )
+        computations = StreamComputations(spark, settings, catalog, manager, metrics=metrics)
+        computations.register_all()
         manager.watch_schema(
             lambda: {d.ingestion_id: d.schema_version for d in catalog.list_datasets()},
             queries=[enrichment.QUERY_NAME],
@@ -181,7 +199,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         maintenance.start()
         server = uvicorn.Server(
             uvicorn.Config(
-                build_engine_app(settings, manager, metrics),
+                build_engine_app(settings, manager, metrics, computations),
                 host=settings.engine.host,
                 port=settings.engine.port,
                 log_level="warning",

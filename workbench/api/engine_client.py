@@ -1,8 +1,9 @@
-"""Python twin of the engine's stream API (F21): list, start, stop and restart queries."""
+"""Python twin of the engine's HTTP API: streams (F21) and stream computations (F20)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -47,14 +48,66 @@ class EngineClient:
         """Restart a query from its checkpoint; returns its status."""
         return self._call("POST", f"/api/streams/{name}/restart")
 
-    def _call(self, method: str, path: str) -> Any:
+    # -- stream computations (F20) ------------------------------------------------------------
+
+    def stream_computations(self) -> list[dict[str, Any]]:
+        """Every stream computation with its query's status and rows written."""
+        return self._call("GET", "/api/stream-computations")
+
+    def stream_computation(self, name: str) -> dict[str, Any]:
+        """One stream computation.
+
+        Raises:
+            NotFoundError: if there is none of that name.
+        """
+        return self._call("GET", f"/api/stream-computations/{quote(name)}")
+
+    def create_stream_computation(
+        self, name: str, sql: str, *, description: str = "", enabled: bool = True
+    ) -> dict[str, Any]:
+        """Add a stream computation over ``silver``; it runs at once into ``gold.<name>``.
+
+        Raises:
+            ConfigError: the name or SQL is refused (the engine's reason in the message).
+            CatalogError: one of that name exists.
+        """
+        body = {"name": name, "sql": sql, "description": description, "enabled": enabled}
+        return self._call("POST", "/api/stream-computations", json=body)
+
+    def update_stream_computation(
+        self,
+        name: str,
+        *,
+        sql: str | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change any of ``sql`` (restarts from scratch), ``description``, ``enabled``.
+
+        Raises:
+            ConfigError: the SQL is refused.
+            NotFoundError: if there is none of that name.
+        """
+        changes = {"sql": sql, "description": description, "enabled": enabled}
+        body = {k: v for k, v in changes.items() if v is not None}
+        return self._call("PUT", f"/api/stream-computations/{quote(name)}", json=body)
+
+    def delete_stream_computation(self, name: str) -> None:
+        """Stop a stream computation and drop ``gold.<name>``.
+
+        Raises:
+            NotFoundError: if there is none of that name.
+        """
+        self._call("DELETE", f"/api/stream-computations/{quote(name)}")
+
+    def _call(self, method: str, path: str, *, json: Any = None) -> Any:
         try:
-            response = self._http.request(method, path)
+            response = self._http.request(method, path, json=json)
         except httpx.TransportError as err:
             raise ServiceUnavailableError(
                 f"the engine at {self.url} is not answering ({err}); "
                 "start it with `workbench engine` or `workbench up`"
             ) from err
-        if response.status_code == 200:
+        if response.status_code in (200, 201):
             return response.json()
         raise answer_error(response)

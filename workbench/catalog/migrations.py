@@ -100,6 +100,10 @@ _COUNTERS = [
 ]
 
 
+def _stream_computations(conn: Connection) -> None:
+    t.stream_computations.create(conn, checkfirst=True)
+
+
 def _distinct_sensors(conn: Connection) -> None:
     columns = {c["name"] for c in inspect(conn).get_columns(t.datasets.name)}
     blob = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
@@ -123,6 +127,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "loss accounting per dataset", _loss_accounting),
     Migration(4, "devices, value rules, alert rules", _devices_and_rules),
     Migration(5, "schema evolution log, field counts, 64-bit counters", _schema_evolution),
+    Migration(6, "user-defined stream computations", _stream_computations),
     Migration(7, "distinct sensors per dataset (sketch and estimate)", _distinct_sensors),
 ]
 

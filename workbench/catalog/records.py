@@ -153,3 +153,29 @@ class AlertRule:
     threshold: float
     ingestion_id: str | None = None
     enabled: bool = True
+
+
+#: What a stream computation's name must look like: it names the table ``gold.<name>``.
+STREAM_COMPUTATION_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+@dataclass(frozen=True)
+class StreamComputation:
+    """A user-defined streaming computation over silver, materialized in ``gold.<name>`` (F20).
+
+    ``sql`` is one ``SELECT``/``WITH`` query over the view ``silver`` (the silver stream with a
+    watermark on ``event_time``), run in append mode; its output must carry ``sensitivity``.
+    The catalog assigns ``id``, ``version`` and the timestamps: a record built to be saved
+    leaves them at their defaults.
+    """
+
+    name: str
+    sql: str
+    description: str = ""
+    enabled: bool = True
+    id: int = 0
+    """Stable for the computation's life; a deleted and re-created name gets a new one."""
+    version: int = 1
+    """Starts at 1 and rises by one each time ``sql`` changes (the results start over)."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

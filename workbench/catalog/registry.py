@@ -1,4 +1,5 @@
-"""Devices (SPEC F18), value rules (F17) and alert rules (F20): what analysts register.
+"""Devices (SPEC F18), value rules (F17), alert rules and stream computations (F20): what
+analysts register.
 
 A mixin of :class:`workbench.catalog.store.Catalog`, kept in its own module so each catalog
 module stays about one noun; it needs only ``self.engine``.
@@ -6,19 +7,22 @@ module stays about one noun; it needs only ``self.engine``.
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, case, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from workbench.catalog import tables as t
 from workbench.catalog.dialect import upsert
 from workbench.catalog.records import (
     SENSITIVITIES,
+    STREAM_COMPUTATION_NAME,
     VALUE_RULE_KINDS,
     AlertRule,
     Device,
+    StreamComputation,
     ValueRule,
 )
 from workbench.core.clock import utcnow
@@ -31,7 +35,7 @@ RULE_STATUSES = ("ok", "failed")
 
 
 class RegistryTables:
-    """Devices, value rules and alert rules over the catalog database."""
+    """Devices, value rules, alert rules and stream computations over the catalog database."""
 
     engine: Engine
 
@@ -242,6 +246,88 @@ class RegistryTables:
         with self.engine.begin() as conn:
             conn.execute(delete(t.alert_rules).where(t.alert_rules.c.id == rule_id))
 
+    # -- stream computations -----------------------------------------------------------------
+
+    def list_stream_computations(self, *, include_disabled: bool = True) -> list[StreamComputation]:
+        """Stream computations, by name (``include_disabled=False``: the ones that run)."""
+        col = t.stream_computations.c
+        query = select(t.stream_computations).order_by(col.name)
+        if not include_disabled:
+            query = query.where(col.enabled.is_(True))
+        with self.engine.begin() as conn:
+            return [_stream_computation(row) for row in conn.execute(query).mappings()]
+
+    def get_stream_computation(self, name: str) -> StreamComputation:
+        """One stream computation.
+
+        Raises:
+            NotFoundError: naming the stream computations that do exist.
+        """
+        col = t.stream_computations.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.stream_computations).where(col.name == name)).mappings()
+            found = row.first()
+        if found is None:
+            known = ", ".join(c.name for c in self.list_stream_computations()) or "none"
+            raise NotFoundError(f"no stream computation named {name!r}; known: {known}", name=name)
+        return _stream_computation(found)
+
+    def save_stream_computation(self, computation: StreamComputation) -> StreamComputation:
+        """Create a stream computation or replace its ``sql``, ``description`` and ``enabled``.
+
+        One atomic upsert keyed by name; ``version`` rises by one when the stored ``sql``
+        differs from the new one. The record's own ``id``, ``version`` and timestamps are
+        ignored. Whether Spark can run the SQL is the engine's check, not this one.
+
+        Returns:
+            The stored record (with its ``id``, ``version`` and timestamps).
+
+        Raises:
+            ConfigError: for a name that cannot name a table or empty SQL.
+        """
+        _check_stream_computation(computation)
+        now = utcnow()
+        table = t.stream_computations
+        with self.engine.begin() as conn:
+            stmt = upsert(conn, table).values(
+                name=computation.name,
+                sql=computation.sql,
+                description=computation.description,
+                enabled=computation.enabled,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            new = stmt.excluded
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={
+                        "sql": new.sql,
+                        "description": new.description,
+                        "enabled": new.enabled,
+                        "updated_at": new.updated_at,
+                        "version": case(
+                            (table.c.sql != new.sql, table.c.version + 1), else_=table.c.version
+                        ),
+                    },
+                )
+            )
+            row = conn.execute(select(table).where(table.c.name == computation.name)).mappings()
+            return _stream_computation(row.one())
+
+    def delete_stream_computation(self, name: str) -> None:
+        """Remove a stream computation (its gold table is the engine's to drop).
+
+        Raises:
+            NotFoundError: if there is no stream computation of that name.
+        """
+        col = t.stream_computations.c
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(t.stream_computations).where(col.name == name))
+        if result.rowcount == 0:
+            raise NotFoundError(f"no stream computation named {name!r}", name=name)
+
 
 def match_device(devices: list[Device], ingestion_id: str) -> Device | None:
     """The device among ``devices`` that applies to ``ingestion_id`` (see ``device_for``).
@@ -286,6 +372,20 @@ def _check_value_rule(**values: Any) -> None:
         )
 
 
+def _check_stream_computation(computation: StreamComputation) -> None:
+    if not re.fullmatch(STREAM_COMPUTATION_NAME, computation.name):
+        raise ConfigError(
+            f"stream computation name {computation.name!r} cannot name the table "
+            f"gold.<name>: use a letter or '_' then up to 63 letters, digits or '_'",
+            name=computation.name,
+        )
+    if not computation.sql.strip():
+        raise ConfigError(
+            f"stream computation {computation.name!r} has no SQL: write one SELECT over silver",
+            name=computation.name,
+        )
+
+
 def _device(row: RowMapping) -> Device:
     return Device(
         ingestion_id=row["ingestion_id"],
@@ -318,4 +418,17 @@ def _alert_rule(row: RowMapping) -> AlertRule:
         threshold=row["threshold"],
         ingestion_id=row["ingestion_id"] or None,
         enabled=row["enabled"],
+    )
+
+
+def _stream_computation(row: RowMapping) -> StreamComputation:
+    return StreamComputation(
+        id=row["id"],
+        name=row["name"],
+        sql=row["sql"],
+        description=row["description"],
+        enabled=row["enabled"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

@@ -161,6 +161,23 @@ alert_rules = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+stream_computations = Table(
+    "stream_computations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("sql", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    # Rises with every change of ``sql``: the engine restarts the computation from scratch.
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Ids are never reused (SQLite would otherwise reuse the largest after a delete): a
+    # re-created name must not resume the old computation's checkpoint.
+    sqlite_autoincrement=True,
+)
+
 rule_usage_batches = Table(
     "rule_usage_batches",
     metadata,

@@ -121,12 +121,32 @@ class StreamManager:
     def register(self, name: str, start: StartQuery, *, lag: LagProbe | None = None) -> None:
         """Add a query; it starts with :meth:`start_all` (or :meth:`start`).
 
+        Registering and unregistering are safe while the monitor runs: it works on a snapshot.
+
         Args:
             name: the query's name (its checkpoint is named after it).
             start: starts the query and returns it.
             lag: measures the query's lag behind its input, shown by :meth:`status`.
         """
         self._queries[name] = ManagedQuery(name, start, lag=lag)
+
+    def unregister(self, name: str) -> None:
+        """Stop a query gracefully (as :meth:`stop` does) and forget it.
+
+        Queries come and go while the engine runs (stream computations): a query registered
+        again under the same name starts afresh, with the new ``start``.
+
+        Raises:
+            NotFoundError: if no query has that name.
+        """
+        managed = self._get(name)
+        with managed.lock:
+            managed.wanted = False
+            try:
+                self._stop(managed, time.monotonic() + self.stop_timeout)
+            finally:
+                self._queries.pop(name, None)
+        log.info("stream unregistered query=%s", name)
 
     def names(self) -> list[str]:
         """Registered query names, in registration order."""
@@ -150,7 +170,7 @@ class StreamManager:
         A query that fails to start is retried by the monitor with backoff, like a failed one;
         the others run meanwhile and the status shows the error.
         """
-        for managed in self._queries.values():
+        for managed in list(self._queries.values()):
             with managed.lock:
                 managed.wanted = True
                 try:
@@ -171,7 +191,7 @@ class StreamManager:
 
     def check(self) -> None:
         """One monitor pass: restart what failed (after its backoff), then the schema watch."""
-        for managed in self._queries.values():
+        for managed in list(self._queries.values()):
             if self._stopping.is_set():
                 return
             with managed.lock:
@@ -345,7 +365,7 @@ class StreamManager:
         watchdog), ``last_restart_reason``, ``exception`` (the last error) and ``lag``
         (``{kind, pending, seconds}`` from the query's lag probe, or ``None``).
         """
-        return [_status(m) for m in self._queries.values()]
+        return [_status(m) for m in list(self._queries.values())]
 
     def status_of(self, name: str) -> dict[str, Any]:
         """One query's status.
@@ -357,7 +377,9 @@ class StreamManager:
 
     def active_count(self) -> int:
         """How many managed queries are running."""
-        return sum(1 for m in self._queries.values() if m.query is not None and m.query.isActive)
+        return sum(
+            1 for m in list(self._queries.values()) if m.query is not None and m.query.isActive
+        )
 
     def stop_all(self, timeout: float | None = None) -> None:
         """Stop the monitor, then every query, each after its running batch (one deadline).
@@ -370,7 +392,7 @@ class StreamManager:
         if self._thread is not None:
             self._thread.join(timeout=self.stop_timeout + 10)
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
-        for managed in self._queries.values():
+        for managed in list(self._queries.values()):
             with managed.lock:
                 if managed.query is not None and managed.query.isActive:
                     log.info("stopping stream query=%s", managed.name)

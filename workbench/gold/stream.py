@@ -211,13 +211,18 @@ class GoldProcessor:
             m.newest_event("gold", newest / 1e6)
 
 
-def read_silver(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Silver as a stream; retention deletes there (F22) only remove old rows, so skip them."""
-    return (
-        spark.readStream.format("delta")
-        .option("skipChangeCommits", "true")
-        .load(settings.lake.silver_readings)
-    )
+def read_silver(
+    spark: SparkSession, settings: Settings, *, starting_version: str | None = None
+) -> DataFrame:
+    """Silver as a stream; retention deletes there (F22) only remove old rows, so skip them.
+
+    ``starting_version`` (e.g. ``"latest"``: only commits from now on) is for probes that
+    must not read the whole table.
+    """
+    reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
+    if starting_version is not None:
+        reader = reader.option("startingVersion", starting_version)
+    return reader.load(settings.lake.silver_readings)
 
 
 def start_gold(

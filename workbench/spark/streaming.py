@@ -49,9 +49,15 @@ def start_query(
     checkpoints: str,
     trigger: TriggerMode,
     interval_seconds: float,
+    checkpoint: str | None = None,
 ) -> StreamingQuery:
-    """Name the query, give it its checkpoint under ``checkpoints``, set the trigger, start."""
-    writer = writer.queryName(name).option("checkpointLocation", checkpoint_path(checkpoints, name))
+    """Name the query, give it its checkpoint under ``checkpoints``, set the trigger, start.
+
+    ``checkpoint`` replaces the default location ``<checkpoints>/<name>`` (a query whose
+    checkpoint is not simply named after it, e.g. one per version of a stream computation).
+    """
+    location = checkpoint or checkpoint_path(checkpoints, name)
+    writer = writer.queryName(name).option("checkpointLocation", location)
     if trigger == "available_now":
         writer = writer.trigger(availableNow=True)
     else:
@@ -392,11 +398,13 @@ def start_batch_query(
     trigger: TriggerMode,
     interval_seconds: float,
     attempts: int,
+    checkpoint: str | None = None,
 ) -> StreamingQuery:
     """Start ``source`` as query ``name`` whose micro-batches go to a handler.
 
     The handler is made on the first batch with the query's Delta ``txnAppId``
     (:func:`query_app_id`) and each batch runs through :func:`run_batch_with_retries`.
+    ``checkpoint`` is as for :func:`start_query`.
     """
     handlers: dict[str, BatchHandler] = {}
 
@@ -417,4 +425,5 @@ def start_batch_query(
         checkpoints=checkpoints,
         trigger=trigger,
         interval_seconds=interval_seconds,
+        checkpoint=checkpoint,
     )
