@@ -21,7 +21,7 @@ help:
 	@echo "make lab       JupyterLab with the workbench kernel"
 	@echo "make setup     Debian packages, .venv, JVM jars, kernelspec (idempotent)"
 
-setup: system-packages $(STAMPS)/venv $(STAMPS)/jars $(STAMPS)/kernel $(STAMPS)/minio
+setup: system-packages $(STAMPS)/venv $(STAMPS)/jars $(STAMPS)/functions $(STAMPS)/kernel $(STAMPS)/minio
 
 demo: setup
 	$(VENV)/bin/workbench up
@@ -63,6 +63,17 @@ $(STAMPS)/jars: kernels/jvm/pom.xml
 	rm -rf $(JARS) && mkdir -p $(JARS)  # a version bump must not leave the old jars behind
 	mvn -q -B -f kernels/jvm/pom.xml dependency:copy-dependencies \
 	  -DoutputDirectory=$(abspath $(JARS)) -DincludeScope=runtime
+	@touch $@
+
+# The project's own JVM functions (kernels/jvm/src), compiled against the Spark jars pyspark
+# ships, into the jar cache (rebuilt whenever the cache is).
+FUNCTIONS_SRC := $(shell find kernels/jvm/src -name '*.java')
+PYSPARK_JARS = $(shell $(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
+
+$(STAMPS)/functions: $(STAMPS)/venv $(STAMPS)/jars $(FUNCTIONS_SRC)
+	rm -rf .workbench/build/functions && mkdir -p .workbench/build/functions
+	javac -nowarn --release 17 -cp '$(PYSPARK_JARS)/*' -d .workbench/build/functions $(FUNCTIONS_SRC)
+	jar cf $(JARS)/workbench-functions.jar -C .workbench/build/functions .
 	@touch $@
 
 # MinIO for the s3a:// lake tests, built from the Go module proxy (no prebuilt binaries).

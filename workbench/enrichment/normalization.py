@@ -11,23 +11,29 @@ Rule semantics, per dataset (``ingestion_id``):
 - a global rule is ignored for a dataset whose own rules map the same raw key to a different
   canonical key (per-source wins);
 - raw keys no rule maps keep their own name, so nothing in the payload is lost. A raw key whose
-  name equals a canonical key case-insensitively is that key's last-resort candidate.
+  name equals a canonical key case-insensitively is that key's last-resort candidate;
+- of raw keys equal but for case within one payload, the last one counts.
 
-The rules are compiled on the driver into one ``CASE ingestion_id`` expression, so a batch is
-normalized in a single projection whatever the number of datasets.
+The rules are compiled on the driver into one JSON plan per scope (:func:`plan_text`), picked
+per row by a ``CASE ingestion_id`` expression; the JVM function :data:`FUNCTION`
+(``kernels/jvm/src/workbench/spark/CanonicalFields.java``, built by ``make setup``) applies a
+plan to a payload in one pass over its keys. The semantics live here; the Java class only runs
+them, and the tests hold both to them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     DateType,
     DoubleType,
+    LongType,
     MapType,
     StringType,
     StructField,
@@ -133,44 +139,61 @@ def _plan(own: list[NormalizationRule], global_rules: list[NormalizationRule]) -
     return ScopePlan(candidates, mapped)
 
 
-RAW_LOWER = "_raw_lc"
-"""Helper column: ``raw`` without nulls, keys lower-cased (dropped by :func:`silver_columns`)."""
+FUNCTION = "wb_canonical_fields"
+"""The JVM function that runs a scope plan on one payload (``kernels/jvm/src``)."""
+FUNCTION_CLASS = "workbench.spark.CanonicalFields"
+RULES_USED = "_rules_used"
+"""Helper column: ids of the rules whose raw key supplied a value (dropped by
+:func:`silver_columns`)."""
+
+_RESULT = StructType(
+    [StructField("fields", _STR_MAP), StructField(RULES_USED, ArrayType(LongType()))]
+)
 
 
-def _lower_keys(raw: Column) -> Column:
-    """``raw``'s non-null entries keyed by lower-cased key.
+def plan_text(plan: ScopePlan) -> str:
+    """The JSON text the JVM function reads a scope plan from.
 
-    One hash lookup per candidate key instead of a scan of the whole map per candidate (the
-    largest cost of normalization). Keys differing only in case within one payload collapse to
-    the last one (the session's ``mapKeyDedupPolicy`` is ``LAST_WIN``).
+    ``{"c": [[canonical, [[raw_lower, rule_id | null], ...]], ...], "t": [taken, ...]}``:
+    candidates in coalescing order, and the lower-cased raw keys that never pass through
+    under their own name (the mapped ones and the canonical names themselves).
     """
-    present = F.map_filter(raw, lambda k, v: v.isNotNull())
-    return F.map_from_arrays(F.transform(F.map_keys(present), F.lower), F.map_values(present))
+    canon_lower = {c.lower() for c in plan.candidates}
+    return json.dumps(
+        {
+            "c": [
+                [n, [[c.raw_key, c.rule_id] for c in keys]] for n, keys in plan.candidates.items()
+            ],
+            "t": sorted(plan.mapped | canon_lower),
+        },
+        separators=(",", ":"),
+    )
 
 
-def _lookup(raw_lower: Column, key: str) -> Column:
-    """The value whose key equals ``key`` (lower-case) case-insensitively, or null."""
-    return F.try_element_at(raw_lower, F.lit(key))
+def register_function(spark: SparkSession) -> None:
+    """Make :data:`FUNCTION` callable in ``spark`` (idempotent; Spark Connect sessions too).
+
+    Functions are per session; a streaming query's own session is a clone and has them.
+    """
+    spark.udf.registerJavaFunction(FUNCTION, FUNCTION_CLASS, _RESULT)
+
+
+def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[NormalizationRule]) -> Column:
+    """``struct<fields, _rules_used>`` of each row, with the plan of the row's scope.
+
+    The rules are compiled here, on the driver, into one JSON plan per scope; the JVM function
+    applies a plan to a payload in one pass over its keys (as Spark expressions, each of the
+    dozens of candidate keys costs a scan of the payload map).
+    """
+    global_plan, per_source = plan_rules(rules)
+    plan = _scoped(
+        ingestion_id, per_source, lambda p: F.lit(plan_text(p)), F.lit(plan_text(global_plan))
+    )
+    return F.call_function(FUNCTION, raw, plan)
 
 
 def _empty_map(kind: MapType) -> Column:
     return F.create_map().cast(kind)
-
-
-def _fields(raw: Column, plan: ScopePlan) -> Column:
-    canon_lower = {c.lower() for c in plan.candidates}
-    taken = sorted(plan.mapped | canon_lower)
-    unmapped = F.map_filter(raw, lambda k, v: ~F.lower(k).isin(taken) & v.isNotNull())
-    if not plan.candidates:
-        return unmapped
-    names = list(plan.candidates)
-    lowered = F.col(RAW_LOWER)
-    values = [F.coalesce(*(_lookup(lowered, c.raw_key) for c in plan.candidates[n])) for n in names]
-    mapped = F.map_filter(
-        F.map_from_arrays(F.array(*(F.lit(n) for n in names)), F.array(*values)),
-        lambda k, v: v.isNotNull(),
-    )
-    return F.map_concat(mapped, unmapped)
 
 
 def _scoped(
@@ -204,17 +227,20 @@ def canonical_fields(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataF
     """Add ``raw`` (the payload as ``map<string, string>``) and ``fields`` (after the rules).
 
     ``raw`` is null for payloads that are not JSON objects; ``fields`` is then an empty map.
+    Also adds :data:`RULES_USED` (for :func:`usage_aggregates`). The bronze columns silver
+    does not keep (``payload``, ``meta``, ``hour``) are dropped right after parsing, so no
+    later projection copies them.
     """
-    global_plan, per_source = plan_rules(rules)
-    raw = F.col("raw")
-    iid = F.col("ingestion_id")
-    fields = _scoped(iid, per_source, lambda p: _fields(raw, p), _fields(raw, global_plan))
+    register_function(df.sparkSession)
+    parsed = df.withColumn(
+        "raw", F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP))
+    ).drop("payload", "meta", "hour")
+    result = "_normalized"
     return (
-        df.withColumn(
-            "raw", F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP))
-        )
-        .withColumn(RAW_LOWER, _lower_keys(raw))
-        .withColumn("fields", F.when(raw.isNull(), _empty_map(_STR_MAP)).otherwise(fields))
+        parsed.withColumn(result, _normalized(F.col("raw"), F.col("ingestion_id"), rules))
+        .withColumn("fields", F.col(f"{result}.fields"))
+        .withColumn(RULES_USED, F.col(f"{result}.{RULES_USED}"))
+        .drop(result)
     )
 
 
@@ -263,43 +289,25 @@ def normalize(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataFrame:
 
 
 def usage_aggregates(rules: Sequence[NormalizationRule]) -> dict[int, Column]:
-    """Per rule, an aggregate counting rows where its raw key supplied the canonical value.
+    """Per enabled rule, an aggregate counting rows where its raw key supplied the value.
 
-    Evaluated over a frame with ``raw`` and ``ingestion_id`` (:func:`canonical_fields`'
-    output), e.g. inside ``DataFrame.observe`` so usage costs no extra pass over the data.
+    Evaluated over :func:`canonical_fields`' output (:data:`RULES_USED`), e.g. inside
+    ``DataFrame.observe`` so usage costs no extra pass over the data.
     """
-    global_plan, per_source = plan_rules(rules)
-    raw = F.col("raw")
-    iid = F.col("ingestion_id")
-    scopes: list[tuple[Column, ScopePlan]] = [(iid == ds, plan) for ds, plan in per_source.items()]
-    others = iid.isNull() | ~iid.isin(list(per_source)) if per_source else F.lit(True)
-    scopes.append((others, global_plan))
-    supplied: dict[int, list[Column]] = {}
-    for in_scope, plan in scopes:
-        for keys in plan.candidates.values():
-            earlier_null: Column = F.lit(True)
-            for cand in keys:
-                value = _lookup(F.col(RAW_LOWER), cand.raw_key)
-                if cand.rule_id is not None:
-                    supplied.setdefault(cand.rule_id, []).append(
-                        in_scope & earlier_null & value.isNotNull()
-                    )
-                earlier_null = earlier_null & value.isNull()
-    aggs = {}
-    for rule_id, conds in supplied.items():
-        hit = conds[0]
-        for cond in conds[1:]:
-            hit = hit | cond
-        aggs[rule_id] = F.sum(F.when(raw.isNotNull() & hit, 1).otherwise(0)).alias(f"n{rule_id}")
-    return aggs
+    used = F.col(RULES_USED)
+    return {
+        rule.id: F.sum(F.array_contains(used, F.lit(rule.id)).cast("int")).alias(f"n{rule.id}")
+        for rule in rules
+        if rule.enabled
+    }
 
 
 def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[int, int]:
     """Rows per rule where that rule's raw key supplied the canonical value, in one aggregate.
 
     Args:
-        silver: the output of :func:`normalize` for one batch (``raw`` and ``ingestion_id``).
-        rules: the rules the batch was normalized with.
+        silver: silver rows (``raw`` and ``ingestion_id``), e.g. :func:`normalize`'s output.
+        rules: the rules the rows were normalized with.
 
     Returns:
         ``{rule_id: rows}`` for every enabled rule (zero when it supplied nothing).
@@ -307,8 +315,10 @@ def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[in
     aggs = usage_aggregates(rules)
     if not aggs:
         return {}
-    if RAW_LOWER not in silver.columns:
-        silver = silver.withColumn(RAW_LOWER, _lower_keys(F.col("raw")))
+    if RULES_USED not in silver.columns:
+        register_function(silver.sparkSession)
+        normalized = _normalized(F.col("raw"), F.col("ingestion_id"), rules)
+        silver = silver.withColumn(RULES_USED, normalized[RULES_USED])
     row = silver.agg(*aggs.values()).first()
     counts = row.asDict() if row is not None else {}
     return {rule_id: int(counts.get(f"n{rule_id}") or 0) for rule_id in aggs}

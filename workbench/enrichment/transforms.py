@@ -165,9 +165,18 @@ def apply_value_rules(df: DataFrame, rules: Sequence[ValueRule]) -> DataFrame:
 
 
 def kept(df: DataFrame) -> DataFrame:
-    """The rows no rule dropped, without the chain's helper columns (``flags`` stays)."""
+    """The rows no rule dropped, without the chain's helper columns (``flags`` stays).
+
+    The filter must run *after* the chain: Spark would otherwise push it below the
+    projections, inlining the whole chain (JSON parsing included) into the predicate, once
+    per rule that can drop. A predicate on a non-deterministic column (the partition id,
+    always >= 0) keeps it above: Spark never moves a filter through a non-deterministic
+    projection.
+    """
     helpers = [c for c in df.columns if c == DROPPED or c.startswith("_hit_")]
-    return df.where(F.col(DROPPED).isNull()).drop(*helpers)
+    fenced = df.withColumn("_partition", F.spark_partition_id())
+    keep = F.col(DROPPED).isNull() & (F.col("_partition") >= 0)
+    return fenced.where(keep).drop(*helpers, "_partition")
 
 
 def _apply(df: DataFrame, rule: ValueRule) -> DataFrame:
@@ -291,11 +300,12 @@ def _validation_failure(value: Column, c: dict[str, Any]) -> Column:
 
 
 def _put(fields: Column, key: str, value: Column) -> Column:
-    """``fields`` with ``key`` set to ``value`` (removed when ``value`` is null)."""
-    others = F.map_filter(fields, lambda k, v: k != F.lit(key))
-    return F.when(value.isNull(), others).otherwise(
-        F.map_concat(others, F.create_map(F.lit(key), value))
-    )
+    """``fields`` with ``key`` set to ``value`` (a non-null text).
+
+    ``map_concat`` with the session's ``mapKeyDedupPolicy`` ``LAST_WIN`` replaces an existing
+    entry; unlike a lambda (``map_filter``), it compiles with the rest of the stage.
+    """
+    return F.map_concat(fields, F.create_map(F.lit(key), value))
 
 
 def _flag(df: DataFrame, condition: Column, flag: str) -> DataFrame:

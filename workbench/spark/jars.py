@@ -3,8 +3,9 @@
 ``delta-spark`` on PyPI ships no jars, nor does pyspark ship S3A. Rather than letting Spark
 resolve ``--packages`` through Ivy on every start (slow, and impossible offline),
 ``kernels/jvm/pom.xml`` declares the artifacts (Delta, hadoop-aws and the AWS SDK v2 modules it
-loads) and ``make setup`` copies them into ``settings.spark.jar_cache``; sessions read the list
-from here.
+loads) and ``make setup`` copies them into ``settings.spark.jar_cache``, next to
+``workbench-functions.jar``, the project's own JVM functions (``kernels/jvm/src``, compiled
+against pyspark's jars); sessions read the list from here.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from workbench.core.settings import Settings
 from workbench.ingest.storage import is_object_store_root
 
 #: Jar name prefixes a working Delta session cannot do without.
-REQUIRED_JARS: tuple[str, ...] = ("delta-spark_2.13-", "delta-storage-")
+REQUIRED_JARS: tuple[str, ...] = ("delta-spark_2.13-", "delta-storage-", "workbench-functions")
 #: ...and those a session on an ``s3a://`` lake needs too (S3A and the AWS SDK's S3 client).
 S3A_JARS: tuple[str, ...] = ("hadoop-aws-", "s3-transfer-manager-", "apache-client-")
 
 _SETUP_HINT = (
     "run `make setup` (it runs: mvn -q -f kernels/jvm/pom.xml dependency:copy-dependencies "
-    "-DoutputDirectory=<jar_cache> -DincludeScope=runtime)"
+    "-DoutputDirectory=<jar_cache> -DincludeScope=runtime, then compiles kernels/jvm/src "
+    "into <jar_cache>/workbench-functions.jar)"
 )
 
 

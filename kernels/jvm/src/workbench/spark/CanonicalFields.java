@@ -1,0 +1,137 @@
+package workbench.spark;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF2;
+import scala.Tuple2;
+import scala.collection.Iterator;
+
+/**
+ * Normalization of one payload (SPEC F16): {@code wb_canonical_fields(raw, plan)}.
+ *
+ * <p>The semantics are defined in Python ({@code workbench/enrichment/normalization.py}, which
+ * compiles the rules of one scope into {@code plan}, a JSON text); this class only runs them
+ * in one pass over the payload, where the same thing written as Spark expressions needs one
+ * map scan per candidate raw key. Returns {@code struct<fields map<string,string>, rules
+ * array<bigint>>}: the canonical entries (first non-null candidate, raw keys matched
+ * case-insensitively, the last of keys equal but for case wins) followed by the entries no
+ * rule maps, and the ids of the rules whose raw key supplied a value.
+ *
+ * <p>Plan: {@code {"c": [[canonical, [[raw_lower, rule_id or null], ...]], ...], "t":
+ * [taken_lower, ...]}}. Parsed once per distinct text and kept per executor JVM.
+ */
+public final class CanonicalFields implements UDF2<scala.collection.Map<String, String>, String, Row> {
+  private static final long serialVersionUID = 1L;
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static final Map<String, Plan> PLANS = new ConcurrentHashMap<>();
+  private static final int MAX_PLANS = 256;
+
+  private static final class Candidate {
+    final String rawKey;
+    final Long ruleId;
+
+    Candidate(String rawKey, Long ruleId) {
+      this.rawKey = rawKey;
+      this.ruleId = ruleId;
+    }
+  }
+
+  private static final class Plan {
+    final String[] canonical;
+    final Candidate[][] candidates;
+    final Set<String> taken = new HashSet<>();
+
+    Plan(JsonNode node) {
+      JsonNode c = node.get("c");
+      canonical = new String[c.size()];
+      candidates = new Candidate[c.size()][];
+      for (int i = 0; i < c.size(); i++) {
+        canonical[i] = c.get(i).get(0).asText();
+        JsonNode keys = c.get(i).get(1);
+        candidates[i] = new Candidate[keys.size()];
+        for (int j = 0; j < keys.size(); j++) {
+          JsonNode id = keys.get(j).get(1);
+          candidates[i][j] = new Candidate(keys.get(j).get(0).asText(), id.isNull() ? null : id.asLong());
+        }
+      }
+      for (JsonNode t : node.get("t")) {
+        taken.add(t.asText());
+      }
+    }
+  }
+
+  private static Plan plan(String text) {
+    Plan plan = PLANS.get(text);
+    if (plan == null) {
+      try {
+        plan = new Plan(JSON.readTree(text));
+      } catch (IOException e) {
+        throw new UncheckedIOException("invalid normalization plan", e);
+      }
+      if (PLANS.size() >= MAX_PLANS) {
+        PLANS.clear();
+      }
+      PLANS.put(text, plan);
+    }
+    return plan;
+  }
+
+  private static String lower(String key) {
+    return key.toLowerCase(Locale.ROOT);
+  }
+
+  @Override
+  public Row call(scala.collection.Map<String, String> raw, String planText) {
+    if (raw == null) {
+      return RowFactory.create(new LinkedHashMap<String, String>(), new ArrayList<Long>());
+    }
+    Plan plan = plan(planText);
+    Map<String, String> lowered = new HashMap<>();
+    List<String> keys = new ArrayList<>(raw.size());
+    List<String> values = new ArrayList<>(raw.size());
+    Iterator<Tuple2<String, String>> it = raw.iterator();
+    while (it.hasNext()) {
+      Tuple2<String, String> entry = it.next();
+      keys.add(entry._1());
+      values.add(entry._2());
+    }
+    // Payload order, so that of keys equal but for case the last one wins (LAST_WIN).
+    for (int i = 0; i < keys.size(); i++) {
+      lowered.put(lower(keys.get(i)), values.get(i));
+    }
+    Map<String, String> fields = new LinkedHashMap<>();
+    List<Long> rules = new ArrayList<>();
+    for (int i = 0; i < plan.canonical.length; i++) {
+      for (Candidate candidate : plan.candidates[i]) {
+        String value = lowered.get(candidate.rawKey);
+        if (value != null) {
+          fields.put(plan.canonical[i], value);
+          if (candidate.ruleId != null) {
+            rules.add(candidate.ruleId);
+          }
+          break;
+        }
+      }
+    }
+    for (int i = 0; i < keys.size(); i++) {
+      String value = values.get(i);
+      if (value != null && !plan.taken.contains(lower(keys.get(i)))) {
+        fields.put(keys.get(i), value);
+      }
+    }
+    return RowFactory.create(fields, rules);
+  }
+}
