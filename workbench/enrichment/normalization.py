@@ -23,9 +23,11 @@ them, and the tests hold both to them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -73,6 +75,13 @@ SILVER_SCHEMA = StructType(
 )
 
 SILVER_PARTITIONS: tuple[str, ...] = ("date", "ingestion_id")
+
+#: Delta keeps min/max statistics (for skipping files) of the columns queries filter on only;
+#: by default it would gather them for the first 32 columns, message ids included, on every
+#: write.
+SILVER_PROPERTIES: dict[str, str] = {
+    "delta.dataSkippingStatsColumns": "event_time,received_at,enriched_at,sensor_id"
+}
 
 
 @dataclass(frozen=True)
@@ -152,14 +161,15 @@ _RESULT = StructType(
 
 
 def plan_text(plan: ScopePlan) -> str:
-    """The JSON text the JVM function reads a scope plan from.
+    """The text the JVM function reads a scope plan from: ``<key>\\n<JSON>``.
 
-    ``{"c": [[canonical, [[raw_lower, rule_id | null], ...]], ...], "t": [taken, ...]}``:
-    candidates in coalescing order, and the lower-cased raw keys that never pass through
-    under their own name (the mapped ones and the canonical names themselves).
+    JSON: ``{"c": [[canonical, [[raw_lower, rule_id | null], ...]], ...], "t": [taken, ...]}``,
+    the candidates in coalescing order and the lower-cased raw keys that never pass through
+    under their own name (the mapped ones and the canonical names). The key, a digest of the
+    JSON, is what the function caches parsed plans by (it sees the text once per row).
     """
     canon_lower = {c.lower() for c in plan.candidates}
-    return json.dumps(
+    text = json.dumps(
         {
             "c": [
                 [n, [[c.raw_key, c.rule_id] for c in keys]] for n, keys in plan.candidates.items()
@@ -168,6 +178,7 @@ def plan_text(plan: ScopePlan) -> str:
         },
         separators=(",", ":"),
     )
+    return f"{hashlib.blake2b(text.encode(), digest_size=8).hexdigest()}\n{text}"
 
 
 def register_function(spark: SparkSession) -> None:
@@ -244,7 +255,7 @@ def canonical_fields(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataF
     )
 
 
-def silver_columns(df: DataFrame) -> DataFrame:
+def silver_columns(df: DataFrame, *, enriched_at: datetime | None = None) -> DataFrame:
     """Derive the silver columns from ``fields`` and project exactly :data:`SILVER_SCHEMA`.
 
     ``flags`` and ``sensitivity`` are taken when present (the batch processor adds them) and
@@ -268,7 +279,10 @@ def silver_columns(df: DataFrame) -> DataFrame:
         out.withColumn("numeric", numeric)
         .withColumn("event_time", event_time)
         .withColumn("sensor_id", F.try_element_at(f, F.lit(SENSOR_KEY)))
-        .withColumn("enriched_at", F.current_timestamp())
+        .withColumn(
+            "enriched_at",
+            F.current_timestamp() if enriched_at is None else F.lit(enriched_at),
+        )
         .withColumn("date", F.to_date(F.coalesce(F.col("event_time"), F.col("received_at"))))
     )
     return out.select(*(F.col(c.name).cast(c.dataType) for c in SILVER_SCHEMA.fields))

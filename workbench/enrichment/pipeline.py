@@ -10,6 +10,7 @@ writes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -45,6 +46,9 @@ def enrich(
     return out
 
 
-def to_silver(enriched: DataFrame) -> DataFrame:
-    """The rows :func:`enrich` kept, as silver rows (:data:`SILVER_SCHEMA`)."""
-    return silver_columns(kept(enriched))
+def to_silver(enriched: DataFrame, *, enriched_at: datetime | None = None) -> DataFrame:
+    """The rows :func:`enrich` kept, as silver rows (:data:`SILVER_SCHEMA`).
+
+    ``enriched_at`` stamps every row (default: the query's current time).
+    """
+    return silver_columns(kept(enriched), enriched_at=enriched_at)

@@ -1,10 +1,12 @@
 """The batch processor (SPEC F18, F19): one enrichment micro-batch in five profiled steps.
 
-1. ``allowed_ids``: the batch's datasets against the device registry. Enabled devices flow;
+1. ``allowed_ids``: the batch's datasets (read from its files' partition directories, no job)
+   against the device registry. Enabled devices flow;
    rows of unregistered (under ``require_approval``) or disabled devices are **held** in the
    ``silver/_held`` Delta table, never discarded; unknown ids are registered first under
    ``auto_register``. Held rows of a dataset that is now allowed are released into this batch.
-2. ``should_process``: the rows to write (allowed + released), parsed and normalized to
+2. ``should_process``: a batch without data stops here. Rows of held datasets are appended to
+   the held table; the rows to write (allowed + released) are parsed and normalized to
    canonical fields (F16).
 3. ``filter``: the value-rule chain (F17) in priority order; rules that cannot run are skipped
    and reported.
@@ -14,7 +16,9 @@
 
 Spark is lazy: steps 2–4 build the plan and the work runs inside step 5's job, so their
 durations are driver time (rule reads, compilation) and ``write`` holds the execution. Rule
-counts come from ``DataFrame.observe`` on the written frame: no second pass over the data.
+counts come from ``DataFrame.observe`` on the written frame and latencies from the committed
+rows' three columns, so the batch is computed once (twice, from a cache, only when it has rows
+to hold).
 Exceptions propagate: the query fails, the stream manager restarts it from its checkpoint.
 """
 
@@ -23,10 +27,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal, Protocol
+from urllib.parse import unquote
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -98,6 +104,26 @@ def decide_devices(
     return DeviceDecision(allowed, frozenset(held), tuple(register))
 
 
+def ingestion_ids_of(paths: Sequence[str]) -> set[str] | None:
+    """The datasets of bronze files, from their ``ingestion_id=`` directories.
+
+    None if a path is outside the bronze layout (the caller must then look at the rows).
+    """
+    ids: set[str] = set()
+    for path in paths:
+        found = [p for p in path.split("/") if p.startswith(_ID_DIR)]
+        if not found:
+            return None
+        ids.add(unquote(found[-1][len(_ID_DIR) :]))
+    return ids
+
+
+_ID_DIR = "ingestion_id="
+
+FilesOfBatch = Callable[[int], list[str] | None]
+"""A batch id's bronze files, None if unknown (:class:`workbench.spark.streaming.BatchFiles`)."""
+
+
 @dataclass
 class BatchReport:
     """What one batch did (logged, and returned for tests)."""
@@ -121,6 +147,8 @@ class BatchProcessor:
         store: rules and devices (the catalog).
         app_id: the Delta ``txnAppId``, stable for one checkpoint.
         metrics: where step durations, counts and latencies go (optional in tests).
+        batch_files: the bronze files of each batch (the stream's file log); without it, or
+            when it does not know a batch, the datasets of a batch are found with a query.
     """
 
     def __init__(
@@ -131,8 +159,10 @@ class BatchProcessor:
         *,
         app_id: str,
         metrics: EngineMetrics | None = None,
+        batch_files: FilesOfBatch | None = None,
     ) -> None:
         self._session = spark
+        self._batch_files = batch_files
         self.settings = settings
         self.store = store
         self.app_id = app_id
@@ -150,22 +180,23 @@ class BatchProcessor:
         # The query's own session (a clone per streaming query): every read and write of the
         # batch goes through it, so frames of two sessions never meet in one plan.
         self._session = batch.sparkSession
-        batch.persist()
+        cached = False
         try:
             with self._step(report, "allowed_ids"):
-                counts = {
-                    r["ingestion_id"]: r["count"]
-                    for r in batch.groupBy("ingestion_id").count().collect()
-                }
+                ids = self._ingestion_ids(batch, batch_id)
                 # Datasets with held rows are decided too: a registration since releases them.
                 waiting = self._held(set())
-                decision = self._decide(sorted(set(counts) | waiting))
+                decision = self._decide(sorted(ids | waiting))
             with self._step(report, "should_process"):
-                hold = sorted(decision.held & set(counts))
-                report.held = sum(counts[i] for i in hold)
-                if report.held:
-                    self._hold(batch.where(F.col("ingestion_id").isin(hold)), batch_id)
                 release = sorted(waiting & set(decision.allowed))
+                if not ids and not release:
+                    return report  # a batch without data (Spark runs them to move watermarks)
+                hold = sorted(decision.held & ids)
+                if hold:
+                    # Read twice (held rows, then silver rows): keep the de-duplicated batch.
+                    batch.persist()
+                    cached = True
+                    report.held = self._hold(batch, hold, batch_id)
                 rows = batch.where(F.col("ingestion_id").isin(sorted(decision.allowed)))
                 if release:
                     rows = rows.unionByName(self._held_rows(release))
@@ -187,15 +218,20 @@ class BatchProcessor:
                     ),
                     *usage.values(),
                 )
-                silver = to_silver(observed)
+                enriched_at = datetime.now(UTC)
+                silver = to_silver(observed, enriched_at=enriched_at)
             with self._step(report, "write"):
                 report.committed = self._write(silver, batch_id)
+                if not report.committed and not cached:
+                    # Delta skipped the replayed append without computing the batch; a
+                    # stateful source (the de-duplication) must still run once per batch.
+                    batch.count()
             if report.committed:
                 stats = observation.get
                 report.dropped = int(stats.get("dropped") or 0)
                 report.written = int(stats.get("rows") or 0) - report.dropped
                 self._report_rules(compiled, stats, batch_id, list(usage))
-                self._observe_latencies(batch, decision)
+                self._observe_latencies(enriched_at)
             if release:
                 report.released = self._release(release)
             if self.metrics is not None:
@@ -215,7 +251,20 @@ class BatchProcessor:
             )
             return report
         finally:
-            batch.unpersist()
+            if cached:
+                batch.unpersist()
+
+    def _ingestion_ids(self, batch: DataFrame, batch_id: int) -> set[str]:
+        """The datasets in ``batch``: from its files when known, else one ``distinct`` query.
+
+        The query also runs a batch without files (Spark's no-data batches), which a stateful
+        source needs to be run.
+        """
+        files = self._batch_files(batch_id) if self._batch_files is not None else None
+        ids = ingestion_ids_of(files) if files else None
+        if ids is not None:
+            return ids
+        return {r[0] for r in batch.select("ingestion_id").distinct().collect()}
 
     @contextmanager
     def _step(self, report: BatchReport, name: str) -> Iterator[None]:
@@ -273,11 +322,21 @@ class BatchProcessor:
         for rid, reason in skipped.items():
             log.warning("value rule skipped rule_id=%s reason=%s", rid, reason)
 
-    def _observe_latencies(self, batch: DataFrame, decision: DeviceDecision) -> None:
+    def _observe_latencies(self, enriched_at: datetime) -> None:
+        """Per-record latencies of the rows this batch committed, read back from silver.
+
+        The batch's rows are the silver rows with its ``enriched_at``; Delta's file statistics
+        on that column select exactly the files this commit added, and only three columns are
+        read, so the batch itself is never computed twice.
+        """
         if self.metrics is None:
             return
         committed_at = F.lit(time.time()).cast("timestamp")
-        rows = batch.where(F.col("ingestion_id").isin(sorted(decision.allowed)))
+        rows = (
+            self._session.read.format("delta")
+            .load(self.settings.lake.silver_readings)
+            .where(F.col("enriched_at") == F.lit(enriched_at))
+        )
         lat: dict[str, Column] = {
             "silver": seconds_between(committed_at, F.col("event_time")),
             "ingest": seconds_between(F.col("received_at"), F.col("event_time")),
@@ -312,19 +371,31 @@ class BatchProcessor:
         self._held_ids |= added
         return set(self._held_ids)
 
-    def _hold(self, rows: DataFrame, batch_id: int) -> None:
-        ids = {r[0] for r in rows.select("ingestion_id").distinct().collect()}
-        self._held(ids)
+    def _hold(self, batch: DataFrame, ids: list[str], batch_id: int) -> int:
+        """Append the rows of datasets ``ids`` to the held table (idempotent per batch).
+
+        Returns how many rows this call held (0 if an earlier attempt of the batch did).
+        """
+        self._held(set(ids))
+        rows = batch.where(F.col("ingestion_id").isin(ids))
+        observation = Observation(f"held-{batch_id}-{uuid.uuid4().hex[:8]}")
+        marker = f"{self.app_id}-held:{batch_id}"
+        before = latest_version(self._session, self.held_path)
         (
             rows.withColumn("held_at", F.current_timestamp())
             .select(*HELD_SCHEMA.names)
+            .observe(observation, F.count(F.lit(1)).alias("rows"))
             .write.format("delta")
             .mode("append")
             .option("txnAppId", f"{self.app_id}-held")
             .option("txnVersion", batch_id)
+            .option("userMetadata", marker)
             .save(self.held_path)
         )
-        log.info("rows held until their device is registered ingestion_ids=%s", sorted(ids))
+        log.info("rows held until their device is registered ingestion_ids=%s", ids)
+        if not committed_since(self._session, self.held_path, marker, before):
+            return 0  # held by an earlier attempt of this batch
+        return int(observation.get.get("rows") or 0)
 
     def _held_rows(self, ingestion_ids: list[str]) -> DataFrame:
         held = self._session.read.format("delta").load(self.held_path)

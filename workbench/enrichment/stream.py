@@ -15,12 +15,18 @@ from pyspark.sql.streaming import StreamingQuery
 
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
-from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA
+from workbench.enrichment.normalization import (
+    SILVER_PARTITIONS,
+    SILVER_PROPERTIES,
+    SILVER_SCHEMA,
+)
 from workbench.enrichment.processor import BatchProcessor, EngineStore, ensure_held_table
 from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import (
+    BatchFiles,
     TriggerMode,
     await_query,
+    checkpoint_path,
     start_batch_query,
 )
 from workbench.spark.tables import ensure_delta_table
@@ -33,7 +39,11 @@ QUERY_NAME = "enrichment"
 def ensure_silver_table(spark: SparkSession, settings: Settings) -> None:
     """Create the empty silver tables if absent, so queries work before data."""
     ensure_delta_table(
-        spark, settings.lake.silver_readings, SILVER_SCHEMA, partition_by=SILVER_PARTITIONS
+        spark,
+        settings.lake.silver_readings,
+        SILVER_SCHEMA,
+        partition_by=SILVER_PARTITIONS,
+        properties=SILVER_PROPERTIES,
     )
     ensure_held_table(spark, settings)
 
@@ -85,9 +95,12 @@ def start_enrichment(
         metrics: the engine's metrics (step durations, counts, latencies).
     """
     ensure_silver_table(spark, settings)
+    files = BatchFiles(checkpoint_path(settings.lake.checkpoints, QUERY_NAME), spark)
     return start_batch_query(
         read_bronze(spark, settings),
-        lambda app_id: BatchProcessor(spark, settings, store, app_id=app_id, metrics=metrics),
+        lambda app_id: BatchProcessor(
+            spark, settings, store, app_id=app_id, metrics=metrics, batch_files=files
+        ),
         name=QUERY_NAME,
         checkpoints=settings.lake.checkpoints,
         trigger=trigger,

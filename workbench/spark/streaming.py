@@ -280,6 +280,39 @@ class FileSourceLag:
         return self._files.read_text(f"{log_dir}/{usable[-1]}.compact") if usable else None
 
 
+class BatchFiles:
+    """The files a file-source query's batch read, from its checkpoint's file log.
+
+    The ``foreachBatch`` frame of a stream is an opaque RDD (``inputFiles()`` is empty), but
+    the source logs each batch's files (``sources/0/<batch>``, or ``<batch>.compact`` holding
+    every entry so far with its ``batchId``) before the batch runs.
+
+    Args:
+        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
+        spark: used only to reach ``s3a://`` paths through Hadoop.
+    """
+
+    def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
+        self.checkpoint = checkpoint.rstrip("/")
+        self._files = _Files(spark)
+
+    def __call__(self, batch_id: int) -> list[str] | None:
+        """The paths batch ``batch_id`` read, or None if the log has no entry for it."""
+        log_dir = f"{self.checkpoint}/sources/0"
+        text = self._files.read_text(f"{log_dir}/{batch_id}")
+        if text is None:
+            text = self._files.read_text(f"{log_dir}/{batch_id}.compact")
+        if text is None:
+            return None
+        paths = []
+        for line in text.splitlines()[1:]:  # line 1 is the log format version
+            if line.strip():
+                entry = json.loads(line)
+                if entry.get("batchId") == batch_id:
+                    paths.append(str(entry["path"]))
+        return paths
+
+
 class DeltaSourceLag:
     """Lag of a query reading one Delta table (``pending`` versions, age of the oldest).
 

@@ -7,7 +7,7 @@ so an existing table is accepted when it has every expected column with the expe
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -24,6 +24,7 @@ def ensure_delta_table(
     schema: StructType,
     *,
     partition_by: Sequence[str] = (),
+    properties: Mapping[str, str] | None = None,
 ) -> None:
     """Create an empty Delta table at ``path`` unless one exists; check its columns either way.
 
@@ -32,6 +33,7 @@ def ensure_delta_table(
         path: the table location.
         schema: the columns the table must have.
         partition_by: partition columns for a new table.
+        properties: table properties, set on a new table and brought up to date on an old one.
 
     Raises:
         EngineError: if the table cannot be created or its columns differ from ``schema``.
@@ -40,13 +42,15 @@ def ensure_delta_table(
 
     if not DeltaTable.isDeltaTable(spark, path):
         try:
-            (
+            builder = (
                 DeltaTable.createIfNotExists(spark)
                 .location(path)
                 .addColumns(schema)
                 .partitionedBy(*partition_by)
-                .execute()
             )
+            for key, value in (properties or {}).items():
+                builder = builder.property(key, value)
+            builder.execute()
             log.info("created delta table path=%s", path)
         except Exception as err:
             # Another process may have committed version 0 between our check and our create;
@@ -55,13 +59,22 @@ def ensure_delta_table(
                 raise EngineError(
                     f"cannot create the Delta table at {path}: {err}", table=path
                 ) from err
+    table = f"delta.`{path.replace('`', '``')}`"
+    if properties:
+        detail = spark.sql(f"DESCRIBE DETAIL {table}").select("properties").first()
+        current = dict(detail[0] or {}) if detail is not None else {}
+        stale = {k: v for k, v in properties.items() if current.get(k) != v}
+        if stale:
+            pairs = ", ".join(f"'{k}' = '{v}'" for k, v in stale.items())
+            spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({pairs})")
+            log.info("delta table properties set path=%s properties=%s", path, stale)
     found = spark.read.format("delta").load(path).schema
     missing = [f for f in schema.fields if f.name not in found.names]
     if missing:
         # A table made by an earlier version of the engine: add the new (nullable) columns so
         # old rows read them as null, instead of refusing to start.
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
-        spark.sql(f"ALTER TABLE delta.`{path.replace('`', '``')}` ADD COLUMNS ({columns})")
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})")
         log.info("delta table columns added path=%s columns=%s", path, [f.name for f in missing])
         found = spark.read.format("delta").load(path).schema
     check_columns(found, schema, path)

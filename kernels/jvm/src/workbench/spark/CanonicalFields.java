@@ -30,8 +30,9 @@ import scala.collection.Iterator;
  * case-insensitively, the last of keys equal but for case wins) followed by the entries no
  * rule maps, and the ids of the rules whose raw key supplied a value.
  *
- * <p>Plan: {@code {"c": [[canonical, [[raw_lower, rule_id or null], ...]], ...], "t":
- * [taken_lower, ...]}}. Parsed once per distinct text and kept per executor JVM.
+ * <p>Plan: {@code <key>\n{"c": [[canonical, [[raw_lower, rule_id or null], ...]], ...], "t":
+ * [taken_lower, ...]}}, the key a digest of the JSON. Parsed once per key and kept per executor
+ * JVM.
  */
 public final class CanonicalFields implements UDF2<scala.collection.Map<String, String>, String, Row> {
   private static final long serialVersionUID = 1L;
@@ -74,17 +75,19 @@ public final class CanonicalFields implements UDF2<scala.collection.Map<String, 
   }
 
   private static Plan plan(String text) {
-    Plan plan = PLANS.get(text);
+    int cut = text.indexOf('\n');
+    String key = cut < 0 ? text : text.substring(0, cut);
+    Plan plan = PLANS.get(key);
     if (plan == null) {
       try {
-        plan = new Plan(JSON.readTree(text));
+        plan = new Plan(JSON.readTree(text.substring(cut + 1)));
       } catch (IOException e) {
         throw new UncheckedIOException("invalid normalization plan", e);
       }
       if (PLANS.size() >= MAX_PLANS) {
         PLANS.clear();
       }
-      PLANS.put(text, plan);
+      PLANS.put(key, plan);
     }
     return plan;
   }
