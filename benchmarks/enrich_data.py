@@ -247,16 +247,22 @@ def generate(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def link_bronze(cached: Path, lake_root: Path) -> int:
+def link_bronze(cached: Path, lake_root: Path, *, per_dataset: int | None = None) -> int:
     """Hard-link the cached bronze files into ``lake_root/bronze`` (copy across devices).
 
     Each run gets its own lake (fresh silver, checkpoints) over the very same bronze files.
+    ``per_dataset`` links only the first files of each dataset (a warm-up lake).
 
     Returns:
         Bronze files linked.
     """
     count = 0
+    taken: dict[str, int] = {}
     for src in sorted((cached / "bronze").rglob("*.parquet")):
+        dataset = src.relative_to(cached / "bronze").parts[0]
+        if per_dataset is not None and taken.get(dataset, 0) >= per_dataset:
+            continue
+        taken[dataset] = taken.get(dataset, 0) + 1
         target = lake_root / "bronze" / src.relative_to(cached / "bronze")
         target.parent.mkdir(parents=True, exist_ok=True)
         try:

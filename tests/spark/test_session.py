@@ -31,6 +31,15 @@ def test_jar_cache_without_delta_is_refused(tmp_path: Path) -> None:
         jar_paths(settings)
 
 
+def test_jar_cache_without_the_project_functions_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "jars").mkdir()
+    for name in ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar"):
+        (tmp_path / "jars" / name).write_bytes(b"")
+    settings = make_settings(tmp_path, spark={"jar_cache": str(tmp_path / "jars")})
+    with pytest.raises(ConfigError, match=r"lacks workbench-functions.*kernels/jvm/src"):
+        jar_paths(settings)
+
+
 def test_session_conf_uses_the_cache_and_never_packages(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, spark={"extra_conf": {"spark.sql.shuffle.partitions": "3"}})
     conf = session_conf(settings, connect=True)
@@ -125,10 +134,14 @@ def test_s3a_lake_without_credentials_says_which_settings(tmp_path: Path) -> Non
 
 def test_s3a_lake_needs_the_s3a_jars(tmp_path: Path) -> None:
     (tmp_path / "jars").mkdir()
-    for name in ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar"):
+    for name in (
+        "delta-spark_2.13-4.0.1.jar",
+        "delta-storage-4.0.1.jar",
+        "workbench-functions.jar",
+    ):
         (tmp_path / "jars" / name).write_bytes(b"")
     jars = {"jar_cache": str(tmp_path / "jars")}
-    assert len(jar_paths(make_settings(tmp_path, spark=jars))) == 2  # a local lake is fine
+    assert len(jar_paths(make_settings(tmp_path, spark=jars))) == 3  # a local lake is fine
     s3a = make_settings(tmp_path, spark=jars, lake={"root": "s3a://b/lake"}, s3=S3)
     with pytest.raises(ConfigError, match=r"lacks hadoop-aws, .*make setup"):
         jar_paths(s3a)

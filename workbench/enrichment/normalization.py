@@ -186,7 +186,8 @@ def register_function(spark: SparkSession) -> None:
 
     Functions are per session; a streaming query's own session is a clone and has them.
     """
-    spark.udf.registerJavaFunction(FUNCTION, FUNCTION_CLASS, _RESULT)
+    if not spark.catalog.functionExists(FUNCTION):
+        spark.udf.registerJavaFunction(FUNCTION, FUNCTION_CLASS, _RESULT)
 
 
 def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[NormalizationRule]) -> Column:

@@ -136,7 +136,14 @@ class GoldProcessor:
         rows.createOrReplaceTempView(view)
         app_id = f"{self.app_id}-{table}"
         before = latest_version(session, path)
-        result = idempotent_sql(session, sql(path, view, earliest), app_id=app_id, version=batch_id)
+        # The source is a reduction of the cached micro-batch: the same rows on every read.
+        result = idempotent_sql(
+            session,
+            sql(path, view, earliest),
+            app_id=app_id,
+            version=batch_id,
+            deterministic_source=True,
+        )
         if result is None or not committed_since(session, path, f"{app_id}:{batch_id}", before):
             return 0  # a replayed batch: Delta skipped the committed transaction
         metrics = result.asDict()

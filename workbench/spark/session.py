@@ -131,6 +131,10 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # The engine runs several queries at once (enrichment, gold, computations) and serves
+        # analysts' queries: share the cores between their jobs instead of first come, first
+        # served (each query's batches run in a pool named after it).
+        "spark.scheduler.mode": "FAIR",
     }
     if connect:
         conf["spark.plugins"] = CONNECT_PLUGIN

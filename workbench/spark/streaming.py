@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 
@@ -29,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from workbench.core.errors import EngineError
+from workbench.spark.files import LakeFiles
 
 log = logging.getLogger(__name__)
 
@@ -101,108 +100,6 @@ class Lag:
         return {"kind": self.kind, "pending": self.pending, "seconds": round(self.seconds, 3)}
 
 
-class _Files:
-    """Listing and reading files on the local disk or, through Hadoop, on ``s3a://``."""
-
-    def __init__(self, spark: SparkSession | None) -> None:
-        self._spark = spark
-
-    @staticmethod
-    def _local(path: str) -> str | None:
-        if path.startswith("file:"):
-            return unquote(urlparse(path).path)
-        return None if "://" in path else path
-
-    def _jvm(self, path: str) -> Any:
-        if self._spark is None:
-            raise EngineError(f"reading {path} needs a Spark session", path=path)
-        return self._spark.sparkContext._jvm
-
-    def _hadoop(self, path: str) -> tuple[Any, Any]:
-        hpath = self._jvm(path).org.apache.hadoop.fs.Path(path)
-        conf = self._spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-        return hpath.getFileSystem(conf), hpath
-
-    def walk(self, root: str) -> Iterator[tuple[str, float]]:
-        """``(path, mtime seconds)`` of every visible file under ``root`` (none if absent)."""
-        local = self._local(root)
-        if local is not None:
-            for folder, dirs, names in os.walk(local):
-                # Spark's file source skips names starting with "." or "_" (temporary files,
-                # metadata); so must the lag, or a file being written would count as pending.
-                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-                for name in names:
-                    if name.startswith((".", "_")):
-                        continue
-                    path = os.path.join(folder, name)
-                    try:
-                        yield path, os.stat(path).st_mtime
-                    except FileNotFoundError:
-                        continue  # removed between listing and stat (maintenance)
-            return
-        fs, hpath = self._hadoop(root)
-        if not fs.exists(hpath):
-            return
-        files = fs.listFiles(hpath, True)
-        while files.hasNext():
-            status = files.next()
-            path = status.getPath()
-            parts = str(path.toUri().getPath()).split("/")
-            if any(p.startswith((".", "_")) for p in parts if p):
-                continue
-            yield str(path.toString()), status.getModificationTime() / 1000.0
-
-    def names(self, folder: str) -> list[str]:
-        """File names directly in ``folder`` (empty if absent)."""
-        local = self._local(folder)
-        if local is not None:
-            try:
-                return os.listdir(local)
-            except FileNotFoundError:
-                return []
-        fs, hpath = self._hadoop(folder)
-        if not fs.exists(hpath):
-            return []
-        return [str(s.getPath().getName()) for s in fs.listStatus(hpath)]
-
-    def read_text(self, path: str) -> str | None:
-        """A small file's text, or ``None`` if it is gone (compacted or cleaned up)."""
-        local = self._local(path)
-        if local is not None:
-            try:
-                return Path(local).read_text()
-            except FileNotFoundError:
-                return None
-        fs, hpath = self._hadoop(path)
-        if not fs.exists(hpath):
-            return None
-        jio = self._jvm(path).java.io
-        stream = fs.open(hpath)
-        try:
-            reader = jio.BufferedReader(jio.InputStreamReader(stream, "UTF-8"))
-            lines = []
-            line = reader.readLine()
-            while line is not None:
-                lines.append(str(line))
-                line = reader.readLine()
-            return "\n".join(lines)
-        finally:
-            stream.close()
-
-    def mtime(self, path: str) -> float | None:
-        """A file's modification time in seconds, ``None`` if it is gone."""
-        local = self._local(path)
-        if local is not None:
-            try:
-                return os.stat(local).st_mtime
-            except FileNotFoundError:
-                return None
-        fs, hpath = self._hadoop(path)
-        if not fs.exists(hpath):
-            return None
-        return float(fs.getFileStatus(hpath).getModificationTime()) / 1000.0
-
-
 def _normal(path: str) -> str:
     """One spelling per file: the file log stores ``file:///a%20b``, a listing ``/a b``."""
     if path.startswith("file:"):
@@ -214,7 +111,7 @@ def _batch_ids(names: list[str]) -> list[int]:
     return sorted(int(n) for n in names if n.isdigit())
 
 
-def last_committed_batch(files: _Files, checkpoint: str) -> int | None:
+def last_committed_batch(files: LakeFiles, checkpoint: str) -> int | None:
     """The id of the newest batch whose commit file exists, or ``None``."""
     ids = _batch_ids(files.names(f"{checkpoint}/commits"))
     return ids[-1] if ids else None
@@ -235,7 +132,7 @@ class FileSourceLag:
     def __init__(self, source: str, checkpoint: str, spark: SparkSession | None = None) -> None:
         self.source = source
         self.checkpoint = checkpoint.rstrip("/")
-        self._files = _Files(spark)
+        self._files = LakeFiles(spark)
         self._processed: set[str] = set()
         self._read_through = -1
 
@@ -294,7 +191,7 @@ class BatchFiles:
 
     def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
         self.checkpoint = checkpoint.rstrip("/")
-        self._files = _Files(spark)
+        self._files = LakeFiles(spark)
 
     def __call__(self, batch_id: int) -> list[str] | None:
         """The paths batch ``batch_id`` read, or None if the log has no entry for it."""
@@ -329,7 +226,7 @@ class DeltaSourceLag:
     def __init__(self, table: str, checkpoint: str, spark: SparkSession | None = None) -> None:
         self.table = table.rstrip("/")
         self.checkpoint = checkpoint.rstrip("/")
-        self._files = _Files(spark)
+        self._files = LakeFiles(spark)
 
     def __call__(self) -> Lag:
         """The lag now."""
@@ -442,6 +339,9 @@ def start_batch_query(
     handlers: dict[str, BatchHandler] = {}
 
     def _batch(batch: DataFrame, batch_id: int) -> None:
+        # Each query's jobs in a scheduler pool of its own (the session schedules FAIR), so a
+        # long gold MERGE does not queue the enrichment's tasks behind its own.
+        batch.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", name)
         handler = handlers.get(name)
         if handler is None:
             handler = handlers[name] = make_handler(query_app_id(source.sparkSession, name))

@@ -6,6 +6,7 @@ so an existing table is accepted when it has every expected column with the expe
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import DataType, StructType
 
 from workbench.core.errors import EngineError
+from workbench.spark.files import LakeFiles
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +114,26 @@ def _same_type(a: DataType, b: DataType) -> bool:
     return a.simpleString() == b.simpleString()
 
 
-def latest_version(spark: SparkSession, path: str) -> int:
-    """The Delta table's current version."""
-    from delta.tables import DeltaTable
+def _log_dir(path: str) -> str:
+    return f"{path.rstrip('/')}/_delta_log"
 
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return int(row[0]) if row is not None else -1
+
+def _commit_file(path: str, version: int) -> str:
+    return f"{_log_dir(path)}/{version:020d}.json"
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    """The Delta table's current version (-1 if there is no table), without a Spark job.
+
+    From the newest checkpoint (``_last_checkpoint``) up through the commit files that
+    follow it: a few file probes, where asking Delta for its history runs a job.
+    """
+    files = LakeFiles(spark)
+    checkpoint = files.read_text(f"{_log_dir(path)}/_last_checkpoint")
+    version = int(json.loads(checkpoint)["version"]) if checkpoint else -1
+    while files.mtime(_commit_file(path, version + 1)) is not None:
+        version += 1
+    return version
 
 
 def committed_since(spark: SparkSession, path: str, marker: str, version: int) -> bool:
@@ -125,23 +141,35 @@ def committed_since(spark: SparkSession, path: str, marker: str, version: int) -
 
     Delta skips an idempotent write whose ``(txnAppId, txnVersion)`` it has seen, without
     running the job; a writer notes the version before writing and asks this afterwards to
-    learn which happened (a replay's marker exists too, but in an older commit).
+    learn which happened (a replay's marker exists too, but in an older commit). Reads the
+    new commit files' ``commitInfo`` lines (usually one small file).
     """
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
+    files = LakeFiles(spark)
+    for newer in range(version + 1, latest_version(spark, path) + 1):
+        for line in (files.read_text(_commit_file(path, newer)) or "").splitlines():
+            if '"commitInfo"' in line:
+                info = json.loads(line).get("commitInfo") or {}
+                if info.get("userMetadata") == marker:
+                    return True
+    return False
 
-    recent = DeltaTable.forPath(spark, path).history(50)
-    mine = recent.where((F.col("userMetadata") == marker) & (F.col("version") > version))
-    return mine.limit(1).count() > 0
 
-
-def idempotent_sql(spark: SparkSession, statement: str, *, app_id: str, version: int) -> Any:
+def idempotent_sql(
+    spark: SparkSession,
+    statement: str,
+    *,
+    app_id: str,
+    version: int,
+    deterministic_source: bool = False,
+) -> Any:
     """Run a Delta DML statement (MERGE, UPDATE, DELETE) as transaction ``(app_id, version)``.
 
     The transaction id goes through Delta's session confs, so ``spark`` must be a session no
     other thread writes with at the same time: a streaming query's own (cloned) session, i.e.
     the ``sparkSession`` of its ``foreachBatch`` frames. The commit carries
     ``<app_id>:<version>`` as user metadata (see :func:`committed_since`).
+    ``deterministic_source`` tells a MERGE that its source reads the same rows every time
+    (e.g. a cached micro-batch), so Delta need not copy it aside first.
 
     Returns:
         The statement's first result row (Delta's DML metrics), or None if none.
@@ -151,6 +179,8 @@ def idempotent_sql(spark: SparkSession, statement: str, *, app_id: str, version:
         "spark.databricks.delta.write.txnVersion": str(version),
         "spark.databricks.delta.commitInfo.userMetadata": f"{app_id}:{version}",
     }
+    if deterministic_source:
+        confs["spark.databricks.delta.merge.materializeSource"] = "none"
     for key, value in confs.items():
         spark.conf.set(key, value)
     try:
