@@ -26,9 +26,14 @@ HOT = (
 def test_stream_computation_lifecycle_over_http(
     tmp_path: Path,
     write_bronze: WriteBronze,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from workbench.api.engine_client import EngineClient
     from workbench.spark.session import connect_session
+
+    # A Connect session sets SPARK_CONNECT_MODE_ENABLED for the whole process; scoped to this
+    # test it cannot turn the classic sessions of later tests into Connect ones.
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
 
     settings = make_settings(tmp_path, engine={"enrichment_trigger_seconds": 0.5})
     proc = start_engine(settings)
