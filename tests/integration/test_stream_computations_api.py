@@ -38,6 +38,7 @@ def test_stream_computation_lifecycle_over_http(
     settings = make_settings(tmp_path, engine={"enrichment_trigger_seconds": 0.5})
     proc = start_engine(settings)
     client = EngineClient(settings)
+    sessions: list[Any] = []
     base = f"http://{settings.engine.host}:{settings.engine.port}"
     try:
         # Silver fills while the computation is checked and started.
@@ -75,6 +76,7 @@ def test_stream_computation_lifecycle_over_http(
         assert [c["name"] for c in client.stream_computations()] == ["hot"]
 
         spark = connect_session(settings)
+        sessions.append(spark)
 
         def hot_rows() -> list[Any]:
             return sorted(r.temperature for r in spark.sql("SELECT * FROM gold.hot").collect())
@@ -103,5 +105,9 @@ def test_stream_computation_lifecycle_over_http(
         assert spark.sql("SHOW TABLES IN gold LIKE 'hot'").count() == 0
         assert not Path(settings.lake.gold("hot")).exists()
     finally:
+        # A Connect session left open stays the process's default one, bound to this engine:
+        # a later test's getOrCreate would get it and hang on the stopped engine.
+        for session in sessions:
+            session.stop()
         client.close()
         assert stop_engine(proc) == 0, (tmp_path / "engine.log").read_text()[-3000:]
