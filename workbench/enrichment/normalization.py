@@ -204,10 +204,6 @@ def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[Normalization
     return F.call_function(FUNCTION, raw, plan)
 
 
-def _empty_map(kind: MapType) -> Column:
-    return F.create_map().cast(kind)
-
-
 def _scoped(
     ingestion_id: Column,
     per_source: dict[str, ScopePlan],
