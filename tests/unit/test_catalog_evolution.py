@@ -1,11 +1,11 @@
 """Schema evolution log, schema versions and field counts (SPEC F9, F10)."""
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, inspect, text
 
+from tests.fixtures.catalog import run_writers
 from workbench.catalog import tables as t
 from workbench.catalog.extraction import FULL_INFERENCE_RECORDS, SAMPLE_STRIDE, MetadataExtractor
 from workbench.catalog.migrations import migrate
@@ -121,25 +121,11 @@ def test_migration_5_upgrades_a_version_4_catalog(catalog: Catalog) -> None:
 
 def test_concurrent_merges_of_one_dataset_lose_nothing(catalog_url: str) -> None:
     # Several ingest hosts writing the same dataset: the merge locks the dataset row.
-    Catalog(catalog_url).close()  # migrate once
-    errors: list[BaseException] = []
+    def write(cat: Catalog, i: int) -> None:
+        for j in range(10):
+            observe(cat, T0 + timedelta(seconds=j), {"v": 1.5 if i == 3 else j, f"k{i}": j})
 
-    def writer(i: int) -> None:
-        cat = Catalog(catalog_url)
-        try:
-            for j in range(10):
-                observe(cat, T0 + timedelta(seconds=j), {"v": 1.5 if i == 3 else j, f"k{i}": j})
-        except BaseException as err:  # noqa: BLE001 - report any failure of the thread
-            errors.append(err)
-        finally:
-            cat.close()
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_writers(catalog_url, write)
     catalog = Catalog(catalog_url)
     ds = catalog.get_dataset("ds")
     assert ds.record_count == 40

@@ -1,13 +1,13 @@
 """Distinct sensors per dataset (SPEC F9), stored as a sketch, on SQLite and PostgreSQL."""
 
 import json
-import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, inspect, select, text
 
+from tests.fixtures.catalog import run_writers
 from tests.unit.test_catalog_evolution import T0, observe
 from workbench.catalog import migrations
 from workbench.catalog import tables as t
@@ -100,25 +100,11 @@ def test_sketch_round_trip_past_the_switch(catalog: Catalog) -> None:
 def test_concurrent_merges_lose_no_sensor(catalog_url: str) -> None:
     # Several ingest hosts on one catalog: each merge reads, merges and writes the sketch under
     # the dataset row's lock, so the result is exactly the sketch of every id written.
-    Catalog(catalog_url).close()
-    errors: list[BaseException] = []
+    def write(cat: Catalog, i: int) -> None:
+        for j in range(10):
+            observe_sensors(cat, [f"w{i}-b{j}-{k}" for k in range(30)])
 
-    def writer(i: int) -> None:
-        cat = Catalog(catalog_url)
-        try:
-            for j in range(10):
-                observe_sensors(cat, [f"w{i}-b{j}-{k}" for k in range(30)])
-        except BaseException as err:  # noqa: BLE001 - report any failure of the thread
-            errors.append(err)
-        finally:
-            cat.close()
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    run_writers(catalog_url, write)
     union = DistinctSketch()
     union.update([f"w{i}-b{j}-{k}" for i in range(4) for j in range(10) for k in range(30)])
     assert not union.exact  # 1,200 ids: the writers crossed the switch while racing
