@@ -21,9 +21,12 @@ better). ``lost`` = published − distinct readings in silver. Targets: ``silver
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,7 +93,8 @@ class EngineService:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "workbench", "engine"],
-                env=child_env(self.settings),
+                # INFO for the per-batch lines :func:`batch_profile` reads (one per batch).
+                env={**child_env(self.settings), "WORKBENCH__LOG_LEVEL": "INFO"},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -197,6 +201,52 @@ def register_devices(settings: Settings) -> int:
         return 1
     finally:
         catalog.close()
+
+
+_PROGRESS = re.compile(r"stream progress query=(\S+) batch_id=\d+ rows=(\d+) duration_ms=(\{.*\})")
+_STEPS = re.compile(r"enrichment batch batch_id=\d+ committed=True .* steps=(\{.*\})")
+
+
+def batch_profile(engine_log: Path) -> dict[str, Any]:
+    """Where the engine's micro-batches spent their time, from its log (medians, p95).
+
+    Per query: Spark's trigger phases (``addBatch`` is the batch function) of batches with
+    input rows; for the enrichment also the processor's five steps of committed batches.
+    """
+    phases: dict[str, dict[str, list[float]]] = {}
+    rows: dict[str, list[int]] = {}
+    steps: dict[str, list[float]] = {}
+    try:
+        lines = engine_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        if match := _PROGRESS.search(line):
+            query, count = match.group(1), int(match.group(2))
+            if count:
+                rows.setdefault(query, []).append(count)
+                for phase, ms in json.loads(match.group(3)).items():
+                    phases.setdefault(query, {}).setdefault(phase, []).append(ms / 1000.0)
+        elif match := _STEPS.search(line):
+            for step, seconds in ast.literal_eval(match.group(1)).items():
+                steps.setdefault(step, []).append(float(seconds))
+
+    def summary(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3)}
+
+    out: dict[str, Any] = {
+        query: {
+            "batches": len(rows[query]),
+            "rows_p50": int(statistics.median(rows[query])),
+            "seconds": {phase: summary(v) for phase, v in sorted(found.items())},
+        }
+        for query, found in phases.items()
+    }
+    if steps:
+        out["enrichment_steps"] = {step: summary(v) for step, v in steps.items()}
+    return out
 
 
 def bronze_arrivals(lake_root: str) -> list[float]:
@@ -317,8 +367,20 @@ def run(
             ingest.stop()
             stop_process(broker)
         arrivals = bronze_arrivals(bench.lake.root)
+        profile = batch_profile(engine.log)
     return _result(
-        bench, summary, silver, gold, arrivals, seconds, rate, devices, load, jvm_peak, ingest_peak
+        bench,
+        summary,
+        silver,
+        gold,
+        arrivals,
+        seconds,
+        rate,
+        devices,
+        load,
+        jvm_peak,
+        ingest_peak,
+        profile,
     )
 
 
@@ -334,6 +396,7 @@ def _result(
     load: list[float],
     jvm_peak: float,
     ingest_peak: float,
+    profile: dict[str, Any],
 ) -> dict[str, Any]:
     measured = {
         mid: r for mid, r in silver.records.items() if (r.sensor_id or "").startswith(SENSOR_PREFIX)
@@ -384,6 +447,7 @@ def _result(
             "gold_max_s": round(max(gold_lat), 3) if gold_lat else None,
             "ingest_peak_rss_mb": ingest_peak,
             "load_avg_1m": [round(x, 2) for x in load],
+            "batch_profile": profile,
             "targets": {
                 **TARGETS,
                 "met": lost == 0

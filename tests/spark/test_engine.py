@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,21 @@ def engine(tmp_path: Path) -> Iterator[Settings]:
     assert stop_engine(proc) == 0, (tmp_path / "engine.log").read_text()[-3000:]
 
 
+@pytest.fixture
+def client(engine: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Spark Connect session to the engine, stopped after the test.
+
+    Connect sets ``SPARK_CONNECT_MODE_ENABLED`` for the whole process (when no classic session
+    exists yet); scoped to the test, later tests still get classic sessions.
+    """
+    from workbench.spark.session import connect_session
+
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    session = connect_session(engine)
+    yield session
+    session.stop()
+
+
 def _until(check: Any, timeout: float = 90.0) -> Any:
     """Poll a live service until ``check()`` is truthy (the engine runs on its own clock)."""
     deadline = time.monotonic() + timeout
@@ -37,23 +53,25 @@ def _until(check: Any, timeout: float = 90.0) -> Any:
     raise AssertionError(f"condition not met in {timeout}s")
 
 
-def test_engine_serves_streams_and_connect(engine: Settings, write_bronze: WriteBronze) -> None:
-    from workbench.spark.session import connect_session
-
+def test_engine_serves_streams_and_connect(
+    engine: Settings, client: Any, write_bronze: WriteBronze
+) -> None:
     base = f"http://{engine.engine.host}:{engine.engine.port}"
     health = httpx.get(f"{base}/health").json()
     assert health["status"] == "ok"
     assert health["connect_url"] == engine.engine.connect_url
 
-    client = connect_session(engine)
     assert client.sql("SELECT * FROM gold.sensor_averages").collect() == []  # exists before data
 
+    # Both readings 40 s old, in one window: their latencies are known within the test's time.
+    event = time.time() - 40.0
+    ts = datetime.fromtimestamp(event, UTC).isoformat().replace("+00:00", "Z")
     write_bronze(
         engine,
         "mqtt_demo_0001",
         [
-            bronze_row("e1", {"sensor_id": "s", "temperature": 10, "ts": "2026-11-26T10:00:01Z"}),
-            bronze_row("e2", {"sensor_id": "s", "temperature": 20, "ts": "2026-11-26T10:00:02Z"}),
+            bronze_row("e1", {"sensor_id": "s", "temperature": 10, "ts": ts}),
+            bronze_row("e2", {"sensor_id": "s", "temperature": 20, "ts": ts}),
         ],
     )
     rows = _until(
@@ -90,6 +108,11 @@ def test_engine_serves_streams_and_connect(engine: Settings, write_bronze: Write
     for name in ENGINE_METRICS:
         assert f"{name}{{" in text or f"{name}_bucket{{" in text, name
     assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_count") == 2.0
+    # Event → silver commit, per record: ≥ 40 s, and no more than the time since the event.
+    silver_sum = _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_sum")
+    assert 2 * 40.0 <= silver_sum <= 2 * (time.time() - event)
+    assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_bucket", 'le="30.0"') == 0
+    assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_bucket", 'le="300.0"') == 2
     assert _sample(text, "pipeline_sensor_to_gold_latency_seconds_count") == 2.0
     assert _sample(text, 'gold_records_written_total{pod="', 'table="sensor_averages"') >= 1.0
     for step in ("allowed_ids", "should_process", "filter", "transform", "write"):

@@ -12,6 +12,7 @@ each). SIGTERM or SIGINT stops the HTTP server, then each query after its runnin
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -69,9 +70,19 @@ class ProgressListener(StreamingQueryListener):
         self._last_batch[name] = progress.batchId
         m = self.metrics
         m.batches.labels(m.pod, "success").inc()
-        duration_ms = (progress.durationMs or {}).get("triggerExecution")
+        durations = dict(progress.durationMs or {})
+        duration_ms = durations.get("triggerExecution")
         if duration_ms is not None:
             m.batch_latency.labels(m.pod, name).observe(duration_ms / 1000.0)
+        # Where a trigger's time went (Spark's own phases: latestOffset, walCommit, addBatch
+        # holds our batch function, commitOffsets, ...), one line per batch.
+        log.info(
+            "stream progress query=%s batch_id=%s rows=%s duration_ms=%s",
+            name,
+            progress.batchId,
+            progress.numInputRows,
+            json.dumps(durations, sort_keys=True),
+        )
 
     def onQueryIdle(self, event: Any) -> None:
         pass

@@ -44,6 +44,7 @@ from pyspark.sql.types import (
 )
 
 from workbench.catalog.records import NormalizationRule
+from workbench.spark.constants import batch_timestamp
 
 SENSOR_KEY = "sensorId"
 TIME_KEY = "timestamp"
@@ -278,7 +279,7 @@ def silver_columns(df: DataFrame, *, enriched_at: datetime | None = None) -> Dat
         .withColumn("sensor_id", F.try_element_at(f, F.lit(SENSOR_KEY)))
         .withColumn(
             "enriched_at",
-            F.current_timestamp() if enriched_at is None else F.lit(enriched_at),
+            F.current_timestamp() if enriched_at is None else batch_timestamp(enriched_at),
         )
         .withColumn("date", F.to_date(F.coalesce(F.col("event_time"), F.col("received_at"))))
     )

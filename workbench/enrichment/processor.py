@@ -16,9 +16,9 @@
 
 Spark is lazy: steps 2–4 build the plan and the work runs inside step 5's job, so their
 durations are driver time (rule reads, compilation) and ``write`` holds the execution. Rule
-counts come from ``DataFrame.observe`` on the written frame and latencies from the committed
-rows' three columns, so the batch is computed once (twice, from a cache, only when it has rows
-to hold).
+counts come from ``DataFrame.observe`` on the written frame and latencies from two columns of
+the files the commit added (read with Arrow), so the batch is computed once (twice, from a
+cache, only when it has rows to hold).
 Exceptions propagate: the query fails, the stream manager restarts it from its checkpoint.
 """
 
@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 from urllib.parse import unquote
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampType
 
@@ -45,9 +45,15 @@ from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
 from workbench.enrichment.normalization import SILVER_PARTITIONS, usage_aggregates
 from workbench.enrichment.pipeline import enrich, to_silver
 from workbench.enrichment.transforms import DROPPED, CompiledRules, compile_rules, hit_column
-from workbench.spark.latency import latency_counts, seconds_between
+from workbench.spark.files import LakeFiles
+from workbench.spark.latency import file_latencies
 from workbench.spark.metrics import EngineMetrics
-from workbench.spark.tables import committed_since, ensure_delta_table, latest_version
+from workbench.spark.tables import (
+    committed_files,
+    committed_since,
+    ensure_delta_table,
+    latest_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +227,9 @@ class BatchProcessor:
                 enriched_at = datetime.now(UTC)
                 silver = to_silver(observed, enriched_at=enriched_at)
             with self._step(report, "write"):
-                report.committed = self._write(silver, batch_id)
+                written = self._write(silver, batch_id)
+                committed_at = time.time()
+                report.committed = written is not None
                 if not report.committed and not cached:
                     # Delta skipped the replayed append without computing the batch; a
                     # stateful source (the de-duplication) must still run once per batch.
@@ -231,7 +239,7 @@ class BatchProcessor:
                 report.dropped = int(stats.get("dropped") or 0)
                 report.written = int(stats.get("rows") or 0) - report.dropped
                 self._report_rules(compiled, stats, batch_id, list(usage))
-                self._observe_latencies(enriched_at)
+                self._observe_latencies(written or [], committed_at)
             if release:
                 report.released = self._release(release)
             if self.metrics is not None:
@@ -282,8 +290,8 @@ class BatchProcessor:
             log.info("device registered automatically ingestion_id=%s", device.ingestion_id)
         return decision
 
-    def _write(self, silver: DataFrame, batch_id: int) -> bool:
-        """Append idempotently; True if this call committed (False: already committed)."""
+    def _write(self, silver: DataFrame, batch_id: int) -> list[str] | None:
+        """Append idempotently; the files this call committed (None: already committed)."""
         marker = f"{self.app_id}:{batch_id}"
         path = self.settings.lake.silver_readings
         before = latest_version(self._session, path)
@@ -297,7 +305,7 @@ class BatchProcessor:
             .save(path)
         )
         # The observation exists only if the job ran, i.e. if this call committed.
-        return committed_since(self._session, path, marker, before)
+        return committed_files(self._session, path, marker, before)
 
     def _report_rules(
         self, compiled: CompiledRules, stats: dict[str, int], batch_id: int, rule_ids: list[int]
@@ -322,41 +330,24 @@ class BatchProcessor:
         for rid, reason in skipped.items():
             log.warning("value rule skipped rule_id=%s reason=%s", rid, reason)
 
-    def _observe_latencies(self, enriched_at: datetime) -> None:
-        """Per-record latencies of the rows this batch committed, read back from silver.
+    def _observe_latencies(self, files: list[str], committed_at: float) -> None:
+        """Per-record latencies of the rows this batch committed, from the files it added.
 
-        The batch's rows are the silver rows with its ``enriched_at``; Delta's file statistics
-        on that column select exactly the files this commit added, and only three columns are
-        read, so the batch itself is never computed twice.
+        Two columns of the batch's own files, read with Arrow by the driver: no Spark job,
+        and the batch itself is never computed twice.
         """
         if self.metrics is None:
             return
-        committed_at = F.lit(time.time()).cast("timestamp")
-        rows = (
-            self._session.read.format("delta")
-            .load(self.settings.lake.silver_readings)
-            .where(F.col("enriched_at") == F.lit(enriched_at))
-        )
-        lat: dict[str, Column] = {
-            "silver": seconds_between(committed_at, F.col("event_time")),
-            "ingest": seconds_between(F.col("received_at"), F.col("event_time")),
-            "enrichment": seconds_between(committed_at, F.col("received_at")),
-        }
-        counts, (newest, oldest_received) = latency_counts(
-            rows,
-            lat,
-            F.max(F.unix_micros("event_time")),
-            F.min(F.unix_micros("received_at")),
-        )
+        lake = LakeFiles(self._session)
+        found = file_latencies((lake.read_bytes(f) for f in files), committed_at)
         m = self.metrics
-        m.observe_latency("pipeline_sensor_to_enrichment_latency_seconds", counts["silver"])
-        m.observe_stage("ingest", counts["ingest"])
-        m.observe_stage("enrichment", counts["enrichment"])
-        if newest is not None:
-            m.newest_event("bronze", newest / 1e6)
-            m.newest_event("silver", newest / 1e6)
-        if oldest_received is not None:
-            m.processing_lag.labels(m.pod).set(max(0.0, time.time() - oldest_received / 1e6))
+        m.observe_latency("pipeline_sensor_to_enrichment_latency_seconds", found.silver)
+        m.observe_stage("ingest", found.ingest)
+        m.observe_stage("enrichment", found.enrichment)
+        m.newest_event("bronze", found.newest_event)
+        m.newest_event("silver", found.newest_event)
+        if found.oldest_received is not None:
+            m.processing_lag.labels(m.pod).set(max(0.0, time.time() - found.oldest_received))
 
     # -- held rows (F18) ----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pyspark.sql.types import (
 )
 
 from workbench.core.settings import Settings
+from workbench.spark.constants import batch_timestamp
 from workbench.spark.tables import ensure_delta_table
 
 TABLE = "sensor_averages"
@@ -64,12 +65,15 @@ def readings(silver: DataFrame) -> DataFrame:
     )
 
 
-def partial_averages(silver: DataFrame, *, window: str) -> DataFrame:
+def partial_averages(
+    silver: DataFrame, *, window: str, updated_at: datetime | None = None
+) -> DataFrame:
     """One batch's statistics per ``(window, ingestion_id, sensor_id, field)``.
 
     Args:
         silver: silver rows of one micro-batch (or any batch of silver).
         window: window duration, e.g. ``"1 minute"``.
+        updated_at: the rows' ``updated_at`` (default: the query's current time).
 
     Returns:
         The gold columns; ``avg_value`` and ``stddev_value`` are those of this batch alone.
@@ -97,7 +101,9 @@ def partial_averages(silver: DataFrame, *, window: str) -> DataFrame:
         "min_value",
         "max_value",
         F.col("count").cast(LongType()).alias("count"),
-        F.current_timestamp().alias("updated_at"),
+        (F.current_timestamp() if updated_at is None else batch_timestamp(updated_at)).alias(
+            "updated_at"
+        ),
         "sum_value",
         "sum_sq",
         _stddev(F.col("sum_value"), F.col("sum_sq"), count).alias("stddev_value"),

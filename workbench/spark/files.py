@@ -106,6 +106,24 @@ class LakeFiles:
         finally:
             stream.close()
 
+    def read_bytes(self, path: str) -> bytes:
+        """A file's content (e.g. a data file to read a few columns of with Arrow).
+
+        Raises:
+            FileNotFoundError: it does not exist.
+        """
+        local = self._local(path)
+        if local is not None:
+            return Path(local).read_bytes()
+        fs, hpath = self._hadoop(path)
+        if not fs.exists(hpath):
+            raise FileNotFoundError(path)
+        stream = fs.open(hpath)
+        try:
+            return bytes(self._jvm(path).org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
     def mtime(self, path: str) -> float | None:
         """A file's modification time in seconds, ``None`` if it is gone."""
         local = self._local(path)

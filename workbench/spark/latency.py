@@ -1,41 +1,87 @@
-"""Per-record latencies of a batch as one Spark aggregate (feeds :mod:`workbench.spark.metrics`)."""
+"""Per-record latencies of a batch (feed :mod:`workbench.spark.metrics`).
+
+Latencies are computed by the driver from Arrow columns: of the files a commit wrote
+(:func:`file_latencies`, no Spark job) or of a cached batch (:func:`frame_epoch_seconds`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from workbench.spark.metrics import LATENCY_BUCKETS, LatencyCounts
 
 
-def seconds_between(later: Column, earlier: Column) -> Column:
-    """``later - earlier`` in seconds (double, microsecond precision); null if either is."""
-    return (F.unix_micros(later) - F.unix_micros(earlier)) / F.lit(1e6)
+def frame_epoch_seconds(df: DataFrame, *columns: str) -> list[np.ndarray]:
+    """Timestamp columns of a (small, cached) frame as epoch seconds, NaN for null.
 
-
-def latency_counts(
-    df: DataFrame, latencies: Mapping[str, Column], *extra: Column
-) -> tuple[dict[str, LatencyCounts], list[Any]]:
-    """Bucket counts of each named latency column of ``df``, computed in a single job.
-
-    Null latencies (records without an event time) are not counted. ``extra`` aggregates ride
-    along in the same job; their values are returned second, in order.
+    Pulled to the driver with Arrow: per-batch values computed in Spark would be literals in
+    the generated code, compiled anew every batch (:mod:`workbench.spark.constants`).
     """
-    aggs: list[Column] = []
-    for value in latencies.values():
-        lat = F.greatest(value, F.lit(0.0))
-        aggs += [F.sum(F.when(lat <= F.lit(b), 1).otherwise(0)) for b in LATENCY_BUCKETS]
-        aggs += [F.count(lat), F.sum(lat)]
-    row = df.agg(*aggs, *extra).first()
-    values: list[Any] = list(row) if row is not None else []
-    tail = values[len(aggs) :] if values else [None] * len(extra)
-    out, width = {}, len(LATENCY_BUCKETS) + 2
-    for i, name in enumerate(latencies):
-        chunk = values[i * width : (i + 1) * width] or [0] * width
-        out[name] = LatencyCounts(
-            tuple(int(v or 0) for v in chunk[:-2]), int(chunk[-2] or 0), float(chunk[-1] or 0.0)
-        )
-    return out, tail
+    table = df.select(*(F.unix_micros(c).alias(c) for c in columns)).toArrow()
+    return [table.column(c).cast(pa.float64(), safe=False).to_numpy() / 1e6 for c in columns]
+
+
+def bucket_counts(seconds: np.ndarray) -> LatencyCounts:
+    """:class:`LatencyCounts` of per-record latencies (NaN: no latency, not counted).
+
+    Negative latencies (a sensor clock ahead of ours) count as 0.
+    """
+    values = np.maximum(seconds[~np.isnan(seconds)], 0.0)
+    ordered = np.sort(values)
+    cumulative = np.searchsorted(ordered, np.asarray(LATENCY_BUCKETS), side="right")
+    return LatencyCounts(tuple(int(c) for c in cumulative), int(values.size), float(values.sum()))
+
+
+@dataclass(frozen=True)
+class FileLatencies:
+    """Per-record latencies of the rows a commit wrote, at its commit time.
+
+    Attributes:
+        silver: commit time − event time.
+        ingest: receive time − event time.
+        enrichment: commit time − receive time.
+        newest_event: the newest event time (epoch seconds), None without any.
+        oldest_received: the oldest receive time (epoch seconds), None without rows.
+    """
+
+    silver: LatencyCounts
+    ingest: LatencyCounts
+    enrichment: LatencyCounts
+    newest_event: float | None
+    oldest_received: float | None
+
+
+def file_latencies(contents: Iterable[bytes], committed_at: float) -> FileLatencies:
+    """Latencies of the rows in Parquet files (their ``event_time`` and ``received_at``)."""
+    columns = ("event_time", "received_at")
+    tables = [pq.read_table(pa.BufferReader(data), columns=list(columns)) for data in contents]
+    event, received = (_epoch_seconds(tables, name) for name in columns)
+    silver = committed_at - event
+    return FileLatencies(
+        silver=bucket_counts(silver),
+        ingest=bucket_counts(received - event),
+        enrichment=bucket_counts(committed_at - received),
+        newest_event=float(np.nanmax(event)) if np.any(~np.isnan(event)) else None,
+        oldest_received=float(np.nanmin(received)) if np.any(~np.isnan(received)) else None,
+    )
+
+
+def _epoch_seconds(tables: list[pa.Table], name: str) -> np.ndarray:
+    """A timestamp column of ``tables`` as epoch seconds (NaN for null)."""
+    parts = []
+    for table in tables:
+        column = table.column(name)
+        per_second = _PER_SECOND[column.type.unit]
+        ticks = column.cast(pa.int64()).cast(pa.float64(), safe=False).to_numpy()
+        parts.append(ticks / per_second)
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}

@@ -135,6 +135,11 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         # analysts' queries: share the cores between their jobs instead of first come, first
         # served (each query's batches run in a pool named after it).
         "spark.scheduler.mode": "FAIR",
+        # Generated code is cached by its source text. One enrichment and one gold batch
+        # generate ~100 classes (JSON, the enrichment function, Delta's writes, log replay and
+        # MERGE): with the default 100 entries the cache thrashed and every batch recompiled
+        # ~60 classes, and the JIT warmed them up again (most of a live batch's CPU).
+        "spark.sql.codegen.cache.maxEntries": "2000",
     }
     if connect:
         conf["spark.plugins"] = CONNECT_PLUGIN

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +108,9 @@ def _normal(path: str) -> str:
     return path
 
 
+_BATCH_ID = re.compile(r'"batchId"\s*:\s*(\d+)')
+
+
 def _batch_ids(names: list[str]) -> list[int]:
     return sorted(int(n) for n in names if n.isdigit())
 
@@ -117,11 +121,74 @@ def last_committed_batch(files: LakeFiles, checkpoint: str) -> int | None:
     return ids[-1] if ids else None
 
 
+class FileSourceLog:
+    """A file-source query's checkpoint: which bronze files each batch read.
+
+    Two logs and two counters. The query's offset log (``offsets/<batch>``, line 3) holds the
+    source offset ``{"logOffset": k}`` each batch read up to; the source's file log
+    (``sources/0/<k>``) the files Spark found at each ``k``, as JSON lines ``{"path",
+    "timestamp", "batchId": k}``. Batch ``n`` read the entries after batch ``n - 1``'s
+    ``logOffset`` up to its own. The counters differ: a batch without new files (Spark runs
+    them to move a watermark) advances the batch id only. Every ``compactInterval`` entries
+    Spark writes ``<k>.compact`` (every entry so far) instead of ``<k>`` and, minutes later,
+    deletes the plain files it replaced.
+
+    Args:
+        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
+        spark: used only to reach ``s3a://`` paths through Hadoop.
+    """
+
+    def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
+        self.checkpoint = checkpoint.rstrip("/")
+        self.files = LakeFiles(spark)
+        self._dir = f"{self.checkpoint}/sources/0"
+
+    def log_offset(self, batch_id: int) -> int | None:
+        """The source offset batch ``batch_id`` read up to (-1: none yet; None: unknown)."""
+        if batch_id < 0:
+            return -1
+        text = self.files.read_text(f"{self.checkpoint}/offsets/{batch_id}")
+        lines = (text or "").splitlines()
+        # Line 1 is the format version, line 2 the batch metadata, line 3 the source's offset
+        # ("-" before the source has one).
+        if len(lines) < 3:
+            return None
+        if lines[2].strip() in {"", "-"}:
+            return -1
+        return int(json.loads(lines[2])["logOffset"])
+
+    def text(self, k: int) -> str | None:
+        """File log entry ``k``'s text (its plain or compact file), None if gone."""
+        text = self.files.read_text(f"{self._dir}/{k}")
+        return text if text is not None else self.files.read_text(f"{self._dir}/{k}.compact")
+
+    def newest_compact(self, upto: int) -> int | None:
+        """The newest compact entry at or before ``upto``."""
+        compacts = [
+            int(n.removesuffix(".compact"))
+            for n in self.files.names(self._dir)
+            if n.endswith(".compact") and n.removesuffix(".compact").isdigit()
+        ]
+        usable = [c for c in compacts if c <= upto]
+        return max(usable) if usable else None
+
+    @staticmethod
+    def paths(text: str, only: int | None = None) -> list[str]:
+        """The paths in a file log text; with ``only``, those found at entry ``only``."""
+        paths = []
+        for line in text.splitlines()[1:]:  # line 1 is the log format version
+            # A compact file holds every entry so far: parse only the lines asked for.
+            found = _BATCH_ID.search(line)
+            if found and (only is None or int(found.group(1)) == only):
+                paths.append(str(json.loads(line)["path"]))
+        return paths
+
+
 class FileSourceLag:
     """Lag of a file-source query (``pending`` bronze files, age of the oldest).
 
-    Reads the checkpoint's file log (``sources/0/<batch>`` and ``<batch>.compact``, JSON lines
-    ``{"path", "timestamp", "batchId"}``) incrementally: each batch file once.
+    Reads the checkpoint's file log (:class:`FileSourceLog`) through the last committed
+    batch's offset, incrementally: each log entry once.
 
     Args:
         source: the directory the query reads (``settings.lake.bronze``).
@@ -132,57 +199,47 @@ class FileSourceLag:
     def __init__(self, source: str, checkpoint: str, spark: SparkSession | None = None) -> None:
         self.source = source
         self.checkpoint = checkpoint.rstrip("/")
-        self._files = LakeFiles(spark)
+        self._log = FileSourceLog(checkpoint, spark)
         self._processed: set[str] = set()
-        self._read_through = -1
+        self._read_through = -1  # the file log entries read so far
 
     def __call__(self) -> Lag:
         """The lag now."""
-        committed = last_committed_batch(self._files, self.checkpoint)
+        committed = last_committed_batch(self._log.files, self.checkpoint)
+        upto = None if committed is None else self._log.log_offset(committed)
         if committed is None:
             self._processed, self._read_through = set(), -1  # a new checkpoint
-        elif committed > self._read_through:
-            self._read_log(committed)
+        elif upto is not None and upto > self._read_through:
+            self._read_log(upto)
         now = time.time()
         pending = [
             mtime
-            for path, mtime in self._files.walk(self.source)
+            for path, mtime in self._log.files.walk(self.source)
             if path.endswith(".parquet") and _normal(path) not in self._processed
         ]
         return Lag("files", len(pending), max(0.0, now - min(pending)) if pending else 0.0)
 
-    def _read_log(self, committed: int) -> None:
-        log_dir = f"{self.checkpoint}/sources/0"
-        for batch in range(self._read_through + 1, committed + 1):
-            # Every compactInterval batches Spark writes "<id>.compact" (all entries so far)
-            # instead of "<id>", and later deletes the plain files it replaced.
-            text = self._files.read_text(f"{log_dir}/{batch}")
+    def _read_log(self, upto: int) -> None:
+        k = self._read_through + 1
+        while k <= upto:
+            text = self._log.text(k)
             if text is None:
-                text = self._files.read_text(f"{log_dir}/{batch}.compact")
-            if text is None:
-                # Plain files before the newest compaction may be gone: read that instead.
-                text = self._newest_compact(log_dir, committed)
-            for line in (text or "").splitlines()[1:]:  # line 1 is the log format version
-                if line.strip():
-                    self._processed.add(_normal(json.loads(line)["path"]))
-        self._read_through = committed
-
-    def _newest_compact(self, log_dir: str, committed: int) -> str | None:
-        compacts = sorted(
-            int(n.removesuffix(".compact"))
-            for n in self._files.names(log_dir)
-            if n.endswith(".compact") and n.removesuffix(".compact").isdigit()
-        )
-        usable = [c for c in compacts if c <= committed]
-        return self._files.read_text(f"{log_dir}/{usable[-1]}.compact") if usable else None
+                # A plain entry compacted away: the newest compaction holds it.
+                compact = self._log.newest_compact(upto)
+                if compact is None or compact < k:
+                    k += 1
+                    continue
+                text, k = self._log.text(compact), compact
+            self._processed.update(_normal(p) for p in self._log.paths(text or ""))
+            k += 1
+        self._read_through = upto
 
 
 class BatchFiles:
-    """The files a file-source query's batch read, from its checkpoint's file log.
+    """The files a file-source query's batch read (:class:`FileSourceLog`).
 
     The ``foreachBatch`` frame of a stream is an opaque RDD (``inputFiles()`` is empty), but
-    the source logs each batch's files (``sources/0/<batch>``, or ``<batch>.compact`` holding
-    every entry so far with its ``batchId``) before the batch runs.
+    its checkpoint knows, before the batch runs.
 
     Args:
         checkpoint: the query's checkpoint (:func:`checkpoint_path`).
@@ -190,23 +247,23 @@ class BatchFiles:
     """
 
     def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
-        self.checkpoint = checkpoint.rstrip("/")
-        self._files = LakeFiles(spark)
+        self._log = FileSourceLog(checkpoint, spark)
 
     def __call__(self, batch_id: int) -> list[str] | None:
-        """The paths batch ``batch_id`` read, or None if the log has no entry for it."""
-        log_dir = f"{self.checkpoint}/sources/0"
-        text = self._files.read_text(f"{log_dir}/{batch_id}")
-        if text is None:
-            text = self._files.read_text(f"{log_dir}/{batch_id}.compact")
-        if text is None:
+        """The paths batch ``batch_id`` read (empty for a batch without new files).
+
+        None if the checkpoint does not say (offsets or file log entries are gone).
+        """
+        upto = self._log.log_offset(batch_id)
+        after = self._log.log_offset(batch_id - 1)
+        if upto is None or after is None:
             return None
-        paths = []
-        for line in text.splitlines()[1:]:  # line 1 is the log format version
-            if line.strip():
-                entry = json.loads(line)
-                if entry.get("batchId") == batch_id:
-                    paths.append(str(entry["path"]))
+        paths: list[str] = []
+        for k in range(after + 1, upto + 1):
+            text = self._log.text(k)
+            if text is None:
+                return None
+            paths += self._log.paths(text, only=k)
         return paths
 
 

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DataType, StructType
@@ -144,14 +145,30 @@ def committed_since(spark: SparkSession, path: str, marker: str, version: int) -
     learn which happened (a replay's marker exists too, but in an older commit). Reads the
     new commit files' ``commitInfo`` lines (usually one small file).
     """
+    return committed_files(spark, path, marker, version) is not None
+
+
+def committed_files(spark: SparkSession, path: str, marker: str, version: int) -> list[str] | None:
+    """The data files added by the commit after ``version`` that carries ``marker``.
+
+    As :func:`committed_since`, but returning the commit's ``add`` paths (absolute) instead of
+    True, and None when no such commit exists.
+    """
     files = LakeFiles(spark)
     for newer in range(version + 1, latest_version(spark, path) + 1):
-        for line in (files.read_text(_commit_file(path, newer)) or "").splitlines():
-            if '"commitInfo"' in line:
-                info = json.loads(line).get("commitInfo") or {}
-                if info.get("userMetadata") == marker:
-                    return True
-    return False
+        text = files.read_text(_commit_file(path, newer)) or ""
+        actions = [json.loads(line) for line in text.splitlines() if line.strip()]
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), None) or {}
+        if info.get("userMetadata") == marker:
+            return [_data_file(path, a["add"]["path"]) for a in actions if "add" in a]
+    return None
+
+
+def _data_file(table: str, relative: str) -> str:
+    """An ``add`` action's path (URI-encoded, relative to the table) as a lake path."""
+    if "://" in relative or relative.startswith("/"):
+        return relative
+    return f"{table.rstrip('/')}/{unquote(relative)}"
 
 
 def idempotent_sql(
