@@ -339,7 +339,7 @@ class BatchProcessor:
         if self.metrics is None:
             return
         lake = LakeFiles(self._session)
-        found = file_latencies((lake.read_bytes(f) for f in files), committed_at)
+        found = file_latencies((lake.readable(f) for f in files), committed_at)
         m = self.metrics
         m.observe_latency("pipeline_sensor_to_enrichment_latency_seconds", found.silver)
         m.observe_stage("ingest", found.ingest)

@@ -106,15 +106,15 @@ class LakeFiles:
         finally:
             stream.close()
 
-    def read_bytes(self, path: str) -> bytes:
-        """A file's content (e.g. a data file to read a few columns of with Arrow).
+    def readable(self, path: str) -> str | bytes:
+        """What Arrow's readers take for a data file: a local path as is, else its bytes.
 
         Raises:
-            FileNotFoundError: it does not exist.
+            FileNotFoundError: a remote file does not exist.
         """
         local = self._local(path)
         if local is not None:
-            return Path(local).read_bytes()
+            return local
         fs, hpath = self._hadoop(path)
         if not fs.exists(hpath):
             raise FileNotFoundError(path)

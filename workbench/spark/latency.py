@@ -58,10 +58,18 @@ class FileLatencies:
     oldest_received: float | None
 
 
-def file_latencies(contents: Iterable[bytes], committed_at: float) -> FileLatencies:
-    """Latencies of the rows in Parquet files (their ``event_time`` and ``received_at``)."""
+def file_latencies(files: Iterable[str | bytes], committed_at: float) -> FileLatencies:
+    """Latencies of the rows in Parquet files (their ``event_time`` and ``received_at``).
+
+    Args:
+        files: local paths or file contents (:meth:`workbench.spark.files.LakeFiles.readable`).
+        committed_at: when the commit that added them became visible (epoch seconds).
+    """
     columns = ("event_time", "received_at")
-    tables = [pq.read_table(pa.BufferReader(data), columns=list(columns)) for data in contents]
+    tables = [
+        pq.read_table(f if isinstance(f, str) else pa.BufferReader(f), columns=list(columns))
+        for f in files
+    ]
     event, received = (_epoch_seconds(tables, name) for name in columns)
     silver = committed_at - event
     return FileLatencies(

@@ -1,0 +1,56 @@
+"""Per-record latencies from committed Parquet files (the engine's latency histograms)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workbench.spark.latency import bucket_counts, file_latencies
+from workbench.spark.metrics import LATENCY_BUCKETS
+
+T0 = 1_795_700_000.0  # epoch seconds
+
+
+def test_bucket_counts_are_cumulative_skip_nan_and_clamp_negatives() -> None:
+    counts = bucket_counts(np.array([0.05, 0.3, 4.0, -2.0, np.nan, 4000.0]))
+    by_bound = dict(zip(LATENCY_BUCKETS, counts.cumulative, strict=True))
+    assert by_bound[0.1] == 2  # 0.05 and the negative, counted as 0
+    assert by_bound[0.5] == 3 and by_bound[5.0] == 4 and by_bound[3600.0] == 4
+    assert counts.count == 5  # NaN left out; 4000 s is above every bound but counted
+    assert counts.total == 0.05 + 0.3 + 4.0 + 0.0 + 4000.0
+
+
+def test_file_latencies_read_paths_and_bytes_with_spark_nanosecond_timestamps(
+    tmp_path: Path,
+) -> None:
+    # Spark writes INT96 timestamps, which Arrow reads as nanoseconds, naive.
+    def ns(seconds: float | None) -> int | None:
+        return None if seconds is None else round(seconds * 1e9)
+
+    first = pa.table(
+        {
+            "event_time": pa.array([ns(T0), None], pa.timestamp("ns")),
+            "received_at": pa.array([ns(T0 + 1), ns(T0 + 2)], pa.timestamp("ns")),
+        }
+    )
+    # Files written by other tools: microseconds, UTC.
+    second = pa.table(
+        {
+            "event_time": pa.array([round((T0 + 3.5) * 1e6)], pa.timestamp("us", tz="UTC")),
+            "received_at": pa.array([round((T0 + 4) * 1e6)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(first, tmp_path / "a.parquet")
+    sink = pa.BufferOutputStream()
+    pq.write_table(second, sink)
+
+    found = file_latencies([str(tmp_path / "a.parquet"), sink.getvalue().to_pybytes()], T0 + 10)
+    assert found.silver.count == 2  # the row without an event time has no sensor latency
+    assert abs(found.silver.total - (10.0 + 6.5)) < 1e-6
+    assert found.ingest.count == 2 and abs(found.ingest.total - (1.0 + 0.5)) < 1e-6
+    assert found.enrichment.count == 3 and abs(found.enrichment.total - (9 + 8 + 6)) < 1e-6
+    assert found.newest_event is not None and abs(found.newest_event - (T0 + 3.5)) < 1e-6
+    assert found.oldest_received is not None and abs(found.oldest_received - (T0 + 1)) < 1e-6
