@@ -83,6 +83,22 @@ def test_engine_serves_streams_and_connect(
     assert [(r.sensor_id, r.avg_value, r["count"]) for r in rows] == [("s", 15.0, 2)]
     assert client.table("silver.readings").count() == 2
 
+    # Rule preview over Spark Connect: the engine's JVM function, the stored rules.
+    from workbench.catalog.store import Catalog
+    from workbench.enrichment.preview import preview_rules
+
+    catalog = Catalog(engine.catalog.url)
+    try:
+        preview = preview_rules(client, engine, catalog, ingestion_id="mqtt_demo_0001")
+    finally:
+        catalog.close()
+    assert sorted(r["message_id"] for r in preview.before) == ["e1", "e2"]
+    after = {r["message_id"]: r for r in preview.after}
+    assert {m: (r["sensor_id"], r["numeric"]["temperature"]) for m, r in after.items()} == {
+        "e1": ("s", 10.0),
+        "e2": ("s", 20.0),
+    }
+
     status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
     assert set(status) == {"enrichment", "gold"}
     assert all(q["active"] and q["exception"] is None for q in status.values())
