@@ -140,9 +140,6 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         # MERGE): with the default 100 entries the cache thrashed and every batch recompiled
         # ~60 classes, and the JIT warmed them up again (most of a live batch's CPU).
         "spark.sql.codegen.cache.maxEntries": "2000",
-        # Partitioned Delta writes (silver by date and dataset) keep up to 16 files open per
-        # task instead of sorting the rows by partition first: 1M silver rows, -1.4 s.
-        "spark.sql.maxConcurrentOutputFileWriters": "16",
         # Parquet dictionary-encodes every string column until the dictionary outgrows its
         # page. Message ids are unique and payload values nearly so: hashing them into a
         # dictionary that is dropped anyway cost 30 % of silver's write (1M rows: 3.0 → 2.0 s,
