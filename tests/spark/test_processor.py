@@ -3,13 +3,14 @@ alerts and rule aggregates (F20), and rule edits picked up by a running query (F
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.services import make_settings
 from tests.spark.conftest import WriteBronze, bronze_row
-from workbench.catalog.records import Device
+from workbench.catalog.records import Device, StreamComputation
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
 from workbench.enrichment.stream import run_enrichment_once, start_enrichment
@@ -151,6 +152,32 @@ def test_gold_alerts_rearm_per_window_and_rule_aggregates_materialize(
         ("s1", 35.0, 3),
         ("s2", 20.0, 1),
     ]
+    catalog.close()
+
+
+def test_an_aggregate_rule_never_writes_into_another_writers_gold_table(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    catalog = Catalog(lake_settings.catalog.url)
+    catalog.save_stream_computation(
+        StreamComputation("hot", "SELECT sensitivity FROM silver WHERE 1 = 0")
+    )
+    config = {"function": "max", "window": "5 minutes", "group_by": ["sensor_id"]}
+    clash = catalog.add_value_rule("clash", "aggregate", "temperature", {**config, "table": "HOT"})
+    own = catalog.add_value_rule(
+        "gold_avg", "aggregate", "temperature", {**config, "table": "sensor_averages"}
+    )
+    write_bronze(lake_settings, "ds", [_reading("a", "s1", 31, 0)])
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog)
+
+    status = {r["id"]: r for r in catalog.value_rule_status()}
+    assert status[clash]["status"] == "failed"
+    assert "stream computation 'hot'" in status[clash]["last_error"]
+    assert status[own]["status"] == "failed" and "the gold averages" in status[own]["last_error"]
+    assert not Path(lake_settings.lake.gold("hot")).exists()
+    averages = spark.read.format("delta").load(lake_settings.lake.gold("sensor_averages"))
+    assert "groups" not in averages.columns and averages.count() > 0
     catalog.close()
 
 

@@ -10,7 +10,7 @@ Group columns are ``sensor_id``, ``ingestion_id`` or any canonical field name.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
@@ -164,13 +164,28 @@ def value_sql(function: str, n: str, total: str, squares: str, lo: str, hi: str)
     END"""
 
 
-def runnable(rules: Sequence[ValueRule]) -> tuple[list[ValueRule], dict[int, str]]:
-    """Enabled aggregate rules that can run, and the others with their reasons."""
+def runnable(
+    rules: Sequence[ValueRule], taken: Mapping[str, str] | None = None
+) -> tuple[list[ValueRule], dict[int, str]]:
+    """Enabled aggregate rules that can run, and the others with their reasons.
+
+    Args:
+        rules: the catalog's value rules.
+        taken: gold tables other writers own (name → what it holds, e.g. a stream
+            computation): a rule whose table is one of them is skipped, never mixed into it.
+    """
+    owners = {name.lower(): owner for name, owner in (taken or {}).items()}
     ok, skipped = [], {}
     for rule in rules:
         if rule.kind != "aggregate" or not rule.enabled:
             continue
         problem = check_aggregate(rule)
+        owner = owners.get(table_of(rule).lower())
+        if problem is None and owner is not None:
+            problem = (
+                f"its table gold.{table_of(rule)} holds {owner}; set another config.table "
+                "or rename the rule"
+            )
         if problem is None:
             ok.append(rule)
         else:

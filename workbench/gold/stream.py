@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from workbench.catalog.records import AlertRule, ValueRule
+from workbench.catalog.records import AlertRule, StreamComputation, ValueRule
 from workbench.core.settings import Settings
 from workbench.gold import aggregates, alerts, averages
 from workbench.spark.latency import bucket_counts, frame_epoch_seconds
@@ -52,6 +52,10 @@ class GoldStore(Protocol):
     def list_value_rules(self) -> list[ValueRule]: ...
 
     def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None: ...
+
+    def list_stream_computations(
+        self, *, include_disabled: bool = True
+    ) -> list[StreamComputation]: ...
 
 
 def ensure_gold_tables(spark: SparkSession, settings: Settings) -> None:
@@ -161,7 +165,11 @@ class GoldProcessor:
     def _rule_aggregates(
         self, session: SparkSession, batch: DataFrame, batch_id: int
     ) -> dict[str, int]:
-        rules, skipped = aggregates.runnable(self.store.list_value_rules())
+        # Gold tables other writers own: an aggregate rule must not write into them.
+        taken = {averages.TABLE: "the gold averages", alerts.TABLE: "the gold alerts"}
+        for computation in self.store.list_stream_computations():
+            taken[computation.name] = f"stream computation {computation.name!r}"
+        rules, skipped = aggregates.runnable(self.store.list_value_rules(), taken)
         status: dict[int, tuple[str, str | None, int]] = {
             rid: ("failed", reason, 0) for rid, reason in skipped.items()
         }
