@@ -87,6 +87,14 @@ def test_stream_computation_lifecycle_over_http(
         assert client.stream_computation("hot")["last_batch_id"] is not None
         queries = {q["name"] for q in httpx.get(f"{base}/status").json()["queries"]}
         assert "computation:hot" in queries
+        # Its batches are in the engine's batch metrics, labelled with its query.
+        metrics = httpx.get(f"{base}/metrics").text
+        assert any(
+            line.startswith("spark_batch_processing_latency_seconds_count{")
+            and 'query="computation:hot"' in line
+            and float(line.split()[-1]) >= 1
+            for line in metrics.splitlines()
+        )
 
         # New SQL: version 2 starts over on all of silver; no version-1 rows stay.
         edited = client.update_stream_computation("hot", sql=HOT.replace("> 15", "> 25"))

@@ -52,7 +52,12 @@ SCHEMA_WATCH_SECONDS = 5.0
 
 
 class ProgressListener(StreamingQueryListener):
-    """Feeds :class:`EngineMetrics` from query progress events (no extra Spark jobs)."""
+    """Feeds :class:`EngineMetrics` from query progress events (no extra Spark jobs).
+
+    It hears the queries of the engine's session; stream computations run in sessions of their
+    own and count their batches themselves
+    (:class:`workbench.gold.computation_stream.ComputationWriter`).
+    """
 
     def __init__(self, metrics: EngineMetrics) -> None:
         self.metrics = metrics
@@ -68,12 +73,9 @@ class ProgressListener(StreamingQueryListener):
         if self._last_batch.get(name) == progress.batchId:
             return
         self._last_batch[name] = progress.batchId
-        m = self.metrics
-        m.batches.labels(m.pod, "success").inc()
         durations = dict(progress.durationMs or {})
         duration_ms = durations.get("triggerExecution")
-        if duration_ms is not None:
-            m.batch_latency.labels(m.pod, name).observe(duration_ms / 1000.0)
+        self.metrics.batch_finished(name, None if duration_ms is None else duration_ms / 1000.0)
         # Where a trigger's time went (Spark's own phases: latestOffset, walCommit, addBatch
         # holds our batch function, commitOffsets, ...), one line per batch.
         log.info(

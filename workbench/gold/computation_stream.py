@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -106,6 +107,7 @@ class ComputationWriter:
         """Append one batch as transaction ``(app_id, batch_id)``; returns the rows written
         (0 for an empty batch and for a replay Delta skipped)."""
         session = batch.sparkSession
+        started = time.perf_counter()
         batch.persist()
         try:
             rows = batch.count()
@@ -125,8 +127,11 @@ class ComputationWriter:
         finally:
             batch.unpersist()
         log.info("stream computation batch name=%s batch_id=%s rows=%s", self.name, batch_id, rows)
-        if self.metrics is not None and rows:
-            self.metrics.gold_records.labels(self.metrics.pod, self.name).inc(rows)
+        if self.metrics is not None:
+            # The engine's progress listener does not hear this query's own session.
+            self.metrics.batch_finished(query_name(self.name), time.perf_counter() - started)
+            if rows:
+                self.metrics.gold_records.labels(self.metrics.pod, self.name).inc(rows)
         if self.on_batch is not None:
             self.on_batch(self.name, batch_id, rows)
         return rows

@@ -220,6 +220,12 @@ class EngineMetrics:
         self.computations.labels(self.pod, name, status).inc()
         self.computation_latency.labels(self.pod, name).observe(seconds)
 
+    def batch_finished(self, query: str, seconds: float | None) -> None:
+        """Count one finished micro-batch of ``query`` and its wall time."""
+        self.batches.labels(self.pod, "success").inc()
+        if seconds is not None:
+            self.batch_latency.labels(self.pod, query).observe(seconds)
+
     def step(self, module: str, step: str, seconds: float) -> None:
         """Record one profiled step of the batch processor."""
         self.step_duration.labels(self.pod, module, step).set(seconds)
