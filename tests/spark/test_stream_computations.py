@@ -259,3 +259,28 @@ def test_name_taken_by_an_aggregate_rule() -> None:
     with pytest.raises(ComputationError, match="aggregate value rule 't5'"):
         check_name("AVG5", [rule])
     check_name("avg6", [rule])
+
+
+def test_rows_written_survive_an_engine_restart(spark: Any, silver: Settings) -> None:
+    from workbench.api.stream_computations import StreamComputations
+    from workbench.catalog.store import Catalog
+    from workbench.enrichment.manager import StreamManager
+
+    catalog = Catalog(silver.catalog.url)
+    try:
+        comp = catalog.save_stream_computation(StreamComputation("hot_rows", HOT))
+        _append_silver(spark, silver, [("a", "s1", _at(0, 1), 20.0), ("b", "s1", _at(0, 2), 30.0)])
+        run_computation_once(spark, silver, comp)  # ran before the engine restarted
+
+        # The restarted engine registers the computation; its version has run: rows count.
+        computations = StreamComputations(spark, silver, catalog, StreamManager())
+        computations.register_all()
+        assert computations.get("hot_rows")["rows_written"] == 2
+        # A new version has not run yet: its table will be emptied when it starts.
+        newer = catalog.save_stream_computation(StreamComputation("hot_rows", HOT + " AND 1 = 1"))
+        assert newer.version == 2
+        restarted = StreamComputations(spark, silver, catalog, StreamManager())
+        restarted.register_all()
+        assert restarted.get("hot_rows")["rows_written"] == 0
+    finally:
+        catalog.close()

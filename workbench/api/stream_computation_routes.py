@@ -5,9 +5,10 @@
 ``GET|PUT|DELETE /api/stream-computations/{name}`` (PUT changes any of ``sql``,
 ``description``, ``enabled``). Each answer is the computation as stored (``id``, ``version``,
 timestamps), its table ``gold.<name>``, ``query`` (the stream manager's status of
-``computation:<name>``, null while disabled), ``rows_written``, ``last_batch_id`` and
-``last_batch_at``. A refused name or SQL is a 422 with Spark's reason in ``message``; an
-unknown name a 404; creating an existing name a 409. DELETE answers ``{"deleted": name}``.
+``computation:<name>``, null while disabled), ``rows_written`` (by its current version, across
+engine restarts), ``last_batch_id`` and ``last_batch_at`` (since the engine started it). A
+refused name or SQL is a 422 with Spark's reason in ``message``; an unknown name a 404;
+creating an existing name a 409. DELETE answers ``{"deleted": name}``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from workbench.gold.computation_stream import (
 )
 from workbench.gold.computations import check_name, query_name
 from workbench.gold.stream import register_gold_table
+from workbench.spark.files import LakeFiles
 from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import DeltaSourceLag
 
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Written:
-    """What a computation's current version wrote since the engine started it."""
+    """What a computation's current version wrote (rows across engine restarts; the last
+    batch since this engine started it)."""
 
     rows_written: int = 0
     last_batch_id: int | None = None
@@ -195,7 +197,7 @@ class StreamComputations:
     # -- the managed queries -----------------------------------------------------------------
 
     def _register(self, computation: StreamComputation) -> None:
-        self._written[computation.name] = _Written()
+        self._written[computation.name] = _Written(rows_written=self._rows_of(computation))
         self.manager.register(
             query_name(computation.name),
             lambda: start_computation(
@@ -211,6 +213,19 @@ class StreamComputations:
                 self.spark,
             ),
         )
+
+    def _rows_of(self, computation: StreamComputation) -> int:
+        """Rows this version has in its table already (0 if it has not run: its table is
+        emptied when it starts). The table is append-only, so that is what it wrote; Delta
+        counts it from file statistics."""
+        if not LakeFiles(self.spark).names(checkpoint_of(self.settings, computation)):
+            return 0
+        path = self.settings.lake.gold(computation.name)
+        try:
+            return int(self.spark.read.format("delta").load(path).count())
+        except Exception as err:  # noqa: BLE001 - a count must not stop the engine starting
+            log.warning("stream computation rows unknown name=%s error=%s", computation.name, err)
+            return 0
 
     def _start(self, computation: StreamComputation) -> None:
         try:
