@@ -41,3 +41,35 @@ def test_benchmark_prints_its_result_as_the_last_stdout_line(name: str, tmp_path
     assert {"python", "paho", "pyarrow"} <= set(result["versions"])
     assert 0 < result["peak_rss_mb"] < 2000
     assert "%|" in done.stderr  # the tqdm bar
+
+
+def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
+    from benchmarks.latency import batch_profile
+
+    prefix = "2026-11-26 15:00:00,000 INFO workbench.api.engine_app stream progress"
+    lines = [
+        f'{prefix} query=enrichment batch_id=1 rows=2000 duration_ms={{"addBatch": 1500, '
+        '"triggerExecution": 2000}',
+        f'{prefix} query=enrichment batch_id=2 rows=0 duration_ms={{"triggerExecution": 300}}',
+        f'{prefix} query=enrichment batch_id=3 rows=4000 duration_ms={{"addBatch": 2500, '
+        '"triggerExecution": 3000}',
+        f'{prefix} query=gold batch_id=1 rows=6000 duration_ms={{"triggerExecution": 4000}}',
+        "2026-11-26 15:00:00,000 INFO workbench.enrichment.processor enrichment batch batch_id=1 "
+        "committed=True written=2000 dropped=0 held=0 released=0 steps={'write': 1.25, "
+        "'filter': 0.05}",
+        "2026-11-26 15:00:00,000 INFO workbench.enrichment.processor enrichment batch batch_id=2 "
+        "committed=False written=0 dropped=0 held=0 released=0 steps={'write': 9.0}",
+        "not a log line",
+    ]
+    log = tmp_path / "engine.log"
+    log.write_text("\n".join(lines))
+    profile = batch_profile(log)
+    enrichment = profile["enrichment"]
+    assert enrichment["batches"] == 2 and enrichment["rows_p50"] == 3000  # the empty one is out
+    assert enrichment["seconds"]["triggerExecution"] == {"p50": 2.5, "p95": 3.0}
+    assert profile["gold"]["seconds"]["triggerExecution"] == {"p50": 4.0, "p95": 4.0}
+    assert profile["enrichment_steps"] == {  # committed batches only
+        "write": {"p50": 1.25, "p95": 1.25},
+        "filter": {"p50": 0.05, "p95": 0.05},
+    }
+    assert batch_profile(tmp_path / "missing.log") == {}
