@@ -27,6 +27,7 @@ from workbench.gold import aggregates, alerts, averages
 from workbench.spark.sql_guard import check_query
 
 __all__ = [
+    "FIXED_TABLES",
     "SILVER_VIEW",
     "build_computation",
     "check_name",
@@ -40,6 +41,10 @@ SILVER_VIEW = "silver"
 WHAT = "stream computation"
 #: Characters Delta refuses in column names (without column mapping).
 _BAD_COLUMN = re.compile(r"[ ,;{}()\n\t=]")
+
+
+#: The gold tables the gold stream itself writes, and what they hold.
+FIXED_TABLES = {averages.TABLE: "the gold averages", alerts.TABLE: "the gold alerts"}
 
 
 def query_name(name: str) -> str:
@@ -63,7 +68,7 @@ def check_name(name: str, value_rules: Iterable[ValueRule] = ()) -> None:
             "then up to 63 letters, digits or '_'",
             computation=name,
         )
-    taken = {averages.TABLE: "the gold averages", alerts.TABLE: "the gold alerts"}
+    taken = dict(FIXED_TABLES)
     for rule in value_rules:
         if rule.kind == "aggregate":
             taken.setdefault(aggregates.table_of(rule), f"aggregate value rule {rule.name!r}")

@@ -23,7 +23,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from workbench.catalog.records import AlertRule, StreamComputation, ValueRule
 from workbench.core.settings import Settings
-from workbench.gold import aggregates, alerts, averages
+from workbench.gold import aggregates, alerts, averages, computations
 from workbench.spark.latency import bucket_counts, frame_epoch_seconds
 from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import (
@@ -166,7 +166,7 @@ class GoldProcessor:
         self, session: SparkSession, batch: DataFrame, batch_id: int
     ) -> dict[str, int]:
         # Gold tables other writers own: an aggregate rule must not write into them.
-        taken = {averages.TABLE: "the gold averages", alerts.TABLE: "the gold alerts"}
+        taken = dict(computations.FIXED_TABLES)
         for computation in self.store.list_stream_computations():
             taken[computation.name] = f"stream computation {computation.name!r}"
         rules, skipped = aggregates.runnable(self.store.list_value_rules(), taken)
