@@ -121,6 +121,23 @@ def last_committed_batch(files: LakeFiles, checkpoint: str) -> int | None:
     return ids[-1] if ids else None
 
 
+def source_offset(files: LakeFiles, checkpoint: str, batch_id: int) -> dict[str, Any] | None:
+    """The offset batch ``batch_id`` read its (only) source up to, from ``offsets/<batch>``.
+
+    ``{}`` when the source had no offset yet; None when the batch is not in the offset log.
+    """
+    text = files.read_text(f"{checkpoint}/offsets/{batch_id}")
+    lines = (text or "").splitlines()
+    # Line 1 is the format version, line 2 the batch metadata, line 3 the source's offset
+    # ("-" before the source has one).
+    if len(lines) < 3:
+        return None
+    if lines[2].strip() in {"", "-"}:
+        return {}
+    offset: dict[str, Any] = json.loads(lines[2])
+    return offset
+
+
 class FileSourceLog:
     """A file-source query's checkpoint: which bronze files each batch read.
 
@@ -147,15 +164,10 @@ class FileSourceLog:
         """The source offset batch ``batch_id`` read up to (-1: none yet; None: unknown)."""
         if batch_id < 0:
             return -1
-        text = self.files.read_text(f"{self.checkpoint}/offsets/{batch_id}")
-        lines = (text or "").splitlines()
-        # Line 1 is the format version, line 2 the batch metadata, line 3 the source's offset
-        # ("-" before the source has one).
-        if len(lines) < 3:
+        offset = source_offset(self.files, self.checkpoint, batch_id)
+        if offset is None:
             return None
-        if lines[2].strip() in {"", "-"}:
-            return -1
-        return int(json.loads(lines[2])["logOffset"])
+        return int(offset.get("logOffset", -1))
 
     def text(self, k: int) -> str | None:
         """File log entry ``k``'s text (its plain or compact file), None if gone."""
@@ -198,14 +210,13 @@ class FileSourceLag:
 
     def __init__(self, source: str, checkpoint: str, spark: SparkSession | None = None) -> None:
         self.source = source
-        self.checkpoint = checkpoint.rstrip("/")
         self._log = FileSourceLog(checkpoint, spark)
         self._processed: set[str] = set()
         self._read_through = -1  # the file log entries read so far
 
     def __call__(self) -> Lag:
         """The lag now."""
-        committed = last_committed_batch(self._log.files, self.checkpoint)
+        committed = last_committed_batch(self._log.files, self._log.checkpoint)
         upto = None if committed is None else self._log.log_offset(committed)
         if committed is None:
             self._processed, self._read_through = set(), -1  # a new checkpoint
@@ -308,13 +319,8 @@ class DeltaSourceLag:
         committed = last_committed_batch(self._files, self.checkpoint)
         if committed is None:
             return 0
-        text = self._files.read_text(f"{self.checkpoint}/offsets/{committed}") or ""
-        # Line 1 is the format version, line 2 the batch metadata, then one offset per source.
-        lines = text.splitlines()
-        if len(lines) < 3 or lines[2].strip() in {"", "-"}:
-            return 0
-        offset = json.loads(lines[2])
-        return int(offset["reservoirVersion"])
+        offset = source_offset(self._files, self.checkpoint, committed) or {}
+        return int(offset.get("reservoirVersion", 0))
 
 
 def query_app_id(spark: SparkSession, name: str) -> str:
