@@ -51,6 +51,22 @@ def test_raw_keys_match_case_insensitively(spark: Any) -> None:
     assert out["m"].raw == {"SENSOR_id": "s1", "TEMP": "20.5"}
 
 
+@pytest.mark.parametrize("others", [0, 3, 12])
+def test_of_keys_equal_but_for_case_the_last_counts_and_order_is_kept(
+    spark: Any, others: int
+) -> None:
+    """Payload order decides, however many keys (a Scala map of 5+ entries has hash order)."""
+    payload = {"Temp": 1, **{f"x{i}": i for i in range(others)}, "temp": 2}
+    from pyspark.sql import functions as F
+
+    silver = normalize(_bronze(spark, ("m", "ds", payload)), [Rule(1, "temp", "temperature")])
+    # Map keys as arrays: a map collected to Python passes through a Java hash map.
+    row = silver.select("fields", F.map_keys("fields"), F.map_keys("numeric")).first()
+    assert row[0]["temperature"] == "2"
+    assert row[1] == ["temperature", *(f"x{i}" for i in range(others))]
+    assert row[2] == row[1]
+
+
 def test_per_source_rules_win_over_global_ones(spark: Any) -> None:
     rules = [
         Rule(1, "temp", "temperature"),  # global
@@ -141,3 +157,36 @@ def test_disabled_rules_are_ignored(spark: Any) -> None:
     rules = [Rule(1, "temp", "temperature", enabled=False)]
     out = _by_id(normalize(_bronze(spark, ("m", "ds", {"temp": 1})), rules))
     assert out["m"].fields == {"temp": "1"}
+
+
+def test_numeric_values_read_like_spark_try_cast(spark: Any) -> None:
+    """The JVM function keeps exactly the values ``try_cast(v AS DOUBLE)`` reads as finite."""
+    from pyspark.sql import functions as F
+
+    from workbench.enrichment.normalization import NUMERIC_FUNCTION, register_function
+
+    values = [
+        "1013.2", " 7 ", "-0", "1e3", "1E-2", ".5", "5.", "+3", "1d", "2f", "0x1p3", "1_000",
+        "1,5", "", " ", "abc", "NaN", "nan", "Infinity", "-Infinity", "inf", "1e400", "true",
+        "\t42\n", "00012", "--1", None,
+    ]  # fmt: skip
+    fields = {f"k{i}": v for i, v in enumerate(values)} | {"sensorId": "17", "timestamp": "9"}
+    frame = spark.createDataFrame([(fields,)], "fields map<string,string>")
+    register_function(spark)
+    cast = F.transform_values("fields", lambda _k, v: v.try_cast("double"))
+    row = frame.select(
+        F.call_function(
+            NUMERIC_FUNCTION,
+            F.map_keys("fields"),
+            F.map_values("fields"),
+            F.lit("sensorId\ntimestamp"),
+        ).alias("java"),
+        cast.alias("spark"),
+    ).first()
+    expected = {
+        k: v
+        for k, v in row.spark.items()
+        if v is not None and v == v and abs(v) != float("inf") and k not in {"sensorId", "timestamp"}
+    }
+    assert row.java == expected
+    assert row.java["k0"] == 1013.2 and "k15" not in row.java  # a number kept, text left out

@@ -151,7 +151,12 @@ def _plan(own: list[NormalizationRule], global_rules: list[NormalizationRule]) -
 
 FUNCTION = "wb_canonical_fields"
 """The JVM function that runs a scope plan on one payload (``kernels/jvm/src``)."""
-FUNCTION_CLASS = "workbench.spark.CanonicalFields"
+NUMERIC_FUNCTION = "wb_numeric_fields"
+"""The JVM function that keeps the finite numbers of a ``fields`` map (``kernels/jvm/src``)."""
+_FUNCTIONS = {
+    FUNCTION: "workbench.spark.CanonicalFields",
+    NUMERIC_FUNCTION: "workbench.spark.NumericFields",
+}
 RULES_USED = "_rules_used"
 """Helper column: ids of the rules whose raw key supplied a value (dropped by
 :func:`silver_columns`)."""
@@ -183,12 +188,15 @@ def plan_text(plan: ScopePlan) -> str:
 
 
 def register_function(spark: SparkSession) -> None:
-    """Make :data:`FUNCTION` callable in ``spark`` (idempotent; Spark Connect sessions too).
+    """Make :data:`FUNCTION` and :data:`NUMERIC_FUNCTION` callable in ``spark``.
 
-    Functions are per session; a streaming query's own session is a clone and has them.
+    Idempotent; Spark Connect sessions too. Functions are per session; a streaming query's own
+    session is a clone and has them.
     """
-    if not spark.catalog.functionExists(FUNCTION):
-        spark.udf.registerJavaFunction(FUNCTION, FUNCTION_CLASS, _RESULT)
+    returns = {FUNCTION: _RESULT, NUMERIC_FUNCTION: _NUM_MAP}
+    for name, java_class in _FUNCTIONS.items():
+        if not spark.catalog.functionExists(name):
+            spark.udf.registerJavaFunction(name, java_class, returns[name])
 
 
 def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[NormalizationRule]) -> Column:
@@ -202,7 +210,7 @@ def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[Normalization
     plan = _scoped(
         ingestion_id, per_source, lambda p: F.lit(plan_text(p)), F.lit(plan_text(global_plan))
     )
-    return F.call_function(FUNCTION, raw, plan)
+    return F.call_function(FUNCTION, F.map_keys(raw), F.map_values(raw), plan)
 
 
 def _scoped(
@@ -260,12 +268,9 @@ def silver_columns(df: DataFrame, *, enriched_at: datetime | None = None) -> Dat
     are otherwise empty / null.
     """
     f = F.col("fields")
-    numeric = F.map_filter(
-        F.transform_values(f, lambda k, v: v.try_cast(DoubleType())),
-        lambda k, v: v.isNotNull()
-        & ~F.isnan(v)
-        & (F.abs(v) != F.lit(float("inf")))
-        & ~k.isin(SENSOR_KEY, TIME_KEY),
+    register_function(df.sparkSession)
+    numeric = F.call_function(
+        NUMERIC_FUNCTION, F.map_keys(f), F.map_values(f), F.lit(f"{SENSOR_KEY}\n{TIME_KEY}")
     )
     event_time = F.coalesce(F.col("event_time"), _parse_time(F.try_element_at(f, F.lit(TIME_KEY))))
     out = df

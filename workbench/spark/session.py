@@ -131,6 +131,9 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Counting the store's rows costs a read before every write (the de-duplication's
+        # state for 1M new ids: 4.5 → 3.6 s); nothing here uses the count.
+        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         # The engine runs several queries at once (enrichment, gold, computations) and serves
         # analysts' queries: share the cores between their jobs instead of first come, first
         # served (each query's batches run in a pool named after it).

@@ -15,12 +15,11 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.api.java.UDF2;
-import scala.Tuple2;
-import scala.collection.Iterator;
+import org.apache.spark.sql.api.java.UDF3;
 
 /**
- * Normalization of one payload (SPEC F16): {@code wb_canonical_fields(raw, plan)}.
+ * Normalization of one payload (SPEC F16): {@code wb_canonical_fields(map_keys(raw),
+ * map_values(raw), plan)}.
  *
  * <p>The semantics are defined in Python ({@code workbench/enrichment/normalization.py}, which
  * compiles the rules of one scope into {@code plan}, a JSON text); this class only runs them
@@ -33,8 +32,13 @@ import scala.collection.Iterator;
  * <p>Plan: {@code <key>\n{"c": [[canonical, [[raw_lower, rule_id or null], ...]], ...], "t":
  * [taken_lower, ...]}}, the key a digest of the JSON. Parsed once per key and kept per executor
  * JVM.
+ *
+ * <p>The payload comes as its keys and values, in payload order: a map argument would reach a
+ * Java function as a Scala hash map, whose order is not the payload's (and "the last of keys
+ * equal but for case" would then be an arbitrary one).
  */
-public final class CanonicalFields implements UDF2<scala.collection.Map<String, String>, String, Row> {
+public final class CanonicalFields
+    implements UDF3<scala.collection.Seq<String>, scala.collection.Seq<String>, String, Row> {
   private static final long serialVersionUID = 1L;
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final Map<String, Plan> PLANS = new ConcurrentHashMap<>();
@@ -97,23 +101,16 @@ public final class CanonicalFields implements UDF2<scala.collection.Map<String, 
   }
 
   @Override
-  public Row call(scala.collection.Map<String, String> raw, String planText) {
-    if (raw == null) {
+  public Row call(
+      scala.collection.Seq<String> keys, scala.collection.Seq<String> values, String planText) {
+    if (keys == null || values == null) {
       return RowFactory.create(new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
     Plan plan = plan(planText);
     Map<String, String> lowered = new HashMap<>();
-    List<String> keys = new ArrayList<>(raw.size());
-    List<String> values = new ArrayList<>(raw.size());
-    Iterator<Tuple2<String, String>> it = raw.iterator();
-    while (it.hasNext()) {
-      Tuple2<String, String> entry = it.next();
-      keys.add(entry._1());
-      values.add(entry._2());
-    }
     // Payload order, so that of keys equal but for case the last one wins (LAST_WIN).
     for (int i = 0; i < keys.size(); i++) {
-      lowered.put(lower(keys.get(i)), values.get(i));
+      lowered.put(lower(keys.apply(i)), values.apply(i));
     }
     Map<String, String> fields = new LinkedHashMap<>();
     List<Long> rules = new ArrayList<>();
@@ -130,9 +127,9 @@ public final class CanonicalFields implements UDF2<scala.collection.Map<String, 
       }
     }
     for (int i = 0; i < keys.size(); i++) {
-      String value = values.get(i);
-      if (value != null && !plan.taken.contains(lower(keys.get(i)))) {
-        fields.put(keys.get(i), value);
+      String value = values.apply(i);
+      if (value != null && !plan.taken.contains(lower(keys.apply(i)))) {
+        fields.put(keys.apply(i), value);
       }
     }
     return RowFactory.create(fields, rules);
