@@ -31,7 +31,8 @@ def test_failed_query_is_restarted_and_reported(spark: Any) -> None:
             .start()
         )
 
-    manager = StreamManager(backoff_base=0.0)
+    failures: list[tuple[str, str]] = []
+    manager = StreamManager(backoff_base=0.0, on_failure=lambda *failed: failures.append(failed))
     manager.register("flaky", start)
     manager.start_all(poll_seconds=3600)  # the test drives the monitor with check()
     first = manager._queries["flaky"].query
@@ -43,11 +44,13 @@ def test_failed_query_is_restarted_and_reported(spark: Any) -> None:
     [status] = manager.status()
     assert not status["active"]
     assert "boom in the first batch" in status["exception"]
+    [(name, error)] = failures  # the engine counts it in spark_batches_processed_total
+    assert name == "flaky" and "boom in the first batch" in error
 
     manager.check()  # restarts
     [status] = manager.status()
     assert status["active"] and status["restarts"] == 1
-    assert manager.active_count() == 1
+    assert manager.active_count() == 1 and len(failures) == 1
     manager.stop_all()
     assert manager.active_count() == 0
 

@@ -90,8 +90,9 @@ class ProgressListener(StreamingQueryListener):
         pass
 
     def onQueryTerminated(self, event: Any) -> None:
+        # Failed batches are counted by the stream manager, which sees every query (stream
+        # computations run in sessions of their own, whose events this listener never hears).
         if event.exception:
-            self.metrics.batches.labels(self.metrics.pod, "failed").inc()
             log.error("stream terminated id=%s error=%s", event.id, event.exception)
 
 
@@ -175,7 +176,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
     _handle_signals(stop)
     catalog = Catalog(settings.catalog.url)
     metrics = EngineMetrics()
-    manager = StreamManager()
+    manager = StreamManager(on_failure=lambda _name, _error: metrics.batch_failed())
     maintenance = MaintenanceScheduler(spark, settings, catalog.list_devices)
     server: uvicorn.Server | None = None
     try:

@@ -226,6 +226,10 @@ class EngineMetrics:
         if seconds is not None:
             self.batch_latency.labels(self.pod, query).observe(seconds)
 
+    def batch_failed(self) -> None:
+        """Count a micro-batch that stopped its query (it failed after its retries)."""
+        self.batches.labels(self.pod, "failed").inc()
+
     def step(self, module: str, step: str, seconds: float) -> None:
         """Record one profiled step of the batch processor."""
         self.step_duration.labels(self.pod, module, step).set(seconds)
