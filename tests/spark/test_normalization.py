@@ -186,7 +186,10 @@ def test_numeric_values_read_like_spark_try_cast(spark: Any) -> None:
     expected = {
         k: v
         for k, v in row.spark.items()
-        if v is not None and v == v and abs(v) != float("inf") and k not in {"sensorId", "timestamp"}
+        if v is not None
+        and v == v
+        and abs(v) != float("inf")
+        and k not in {"sensorId", "timestamp"}
     }
     assert row.java == expected
     assert row.java["k0"] == 1013.2 and "k15" not in row.java  # a number kept, text left out

@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
@@ -37,6 +36,7 @@ from workbench.core.errors import ComputationError
 from workbench.core.settings import Settings
 from workbench.gold.computations import WHAT, build_computation, query_name
 from workbench.gold.stream import read_silver, register_gold_table
+from workbench.spark.files import LakeFiles
 from workbench.spark.metrics import EngineMetrics
 from workbench.spark.streaming import (
     TriggerMode,
@@ -168,7 +168,7 @@ def check_streamable(
             computation=computation.name,
         ) from err
     finally:
-        _delete_tree(session, probe)
+        LakeFiles(session).delete_tree(probe)
     return out.schema
 
 
@@ -197,9 +197,10 @@ def start_computation(
     _reset_table(session, path, computation, out.schema)
     register_gold_table(session, computation.name, path)
     current = checkpoint_of(settings, computation)
-    for stale in _children(session, checkpoint_root(settings, computation.name)):
-        if stale.rstrip("/").rsplit("/", 1)[-1] != current.rsplit("/", 1)[-1]:
-            _delete_tree(session, stale)
+    root, lake = checkpoint_root(settings, computation.name), LakeFiles(session)
+    for name in lake.names(root):
+        if name != current.rsplit("/", 1)[-1]:
+            lake.delete_tree(f"{root}/{name}")
     return start_batch_query(
         out,
         lambda app_id: ComputationWriter(
@@ -238,8 +239,9 @@ def drop_computation(spark: SparkSession, settings: Settings, name: str) -> None
     Its query must be stopped first.
     """
     spark.sql(f"DROP TABLE IF EXISTS gold.`{name}`")
-    _delete_tree(spark, settings.lake.gold(name))
-    _delete_tree(spark, checkpoint_root(settings, name))
+    lake = LakeFiles(spark)
+    lake.delete_tree(settings.lake.gold(name))
+    lake.delete_tree(checkpoint_root(settings, name))
     log.info("stream computation dropped name=%s", name)
 
 
@@ -258,23 +260,3 @@ def _reset_table(
         .option("userMetadata", f"{app_id}:{computation.version}")
         .save(path)
     )
-
-
-def _hadoop(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    context: Any = spark.sparkContext
-    hadoop_path = context._jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(context._jsc.hadoopConfiguration()), hadoop_path
-
-
-def _children(spark: SparkSession, folder: str) -> list[str]:
-    """The entries directly in ``folder`` (local or ``s3a://``), none if it is absent."""
-    fs, hpath = _hadoop(spark, folder)
-    if not fs.exists(hpath):
-        return []
-    return [str(status.getPath().toString()) for status in fs.listStatus(hpath)]
-
-
-def _delete_tree(spark: SparkSession, path: str) -> None:
-    fs, hpath = _hadoop(spark, path)
-    if fs.exists(hpath):
-        fs.delete(hpath, True)

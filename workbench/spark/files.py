@@ -1,4 +1,5 @@
-"""Small files of the lake (checkpoint logs, Delta logs) read without a Spark job.
+"""Small files of the lake (checkpoint logs, Delta logs) read, and folders removed, without a
+Spark job.
 
 On a local lake through the file system; on an ``s3a://`` lake through the session's Hadoop
 file system (so the same credentials and endpoint as Spark's own reads).
@@ -7,6 +8,7 @@ file system (so the same credentials and endpoint as Spark's own reads).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class LakeFiles:
-    """Listing and reading files on the local disk or, through Hadoop, on ``s3a://``."""
+    """Listing, reading and deleting files on the local disk or, through Hadoop, on ``s3a://``."""
 
     def __init__(self, spark: SparkSession | None) -> None:
         self._spark = spark
@@ -81,6 +83,19 @@ class LakeFiles:
         if not fs.exists(hpath):
             return []
         return [str(s.getPath().getName()) for s in fs.listStatus(hpath)]
+
+    def delete_tree(self, path: str) -> None:
+        """Remove a file or a folder with everything in it; nothing if it is absent."""
+        local = self._local(path)
+        if local is not None:
+            if os.path.isdir(local):
+                shutil.rmtree(local, ignore_errors=True)
+            elif os.path.lexists(local):
+                os.remove(local)
+            return
+        fs, hpath = self._hadoop(path)
+        if fs.exists(hpath):
+            fs.delete(hpath, True)
 
     def read_text(self, path: str) -> str | None:
         """A small file's text, or ``None`` if it is gone (compacted or cleaned up)."""
