@@ -193,3 +193,91 @@ def test_numeric_values_read_like_spark_try_cast(spark: Any) -> None:
     }
     assert row.java == expected
     assert row.java["k0"] == 1013.2 and "k15" not in row.java  # a number kept, text left out
+
+
+#: Payloads whose reading differs between JSON parsers: number spellings, NaN, duplicates,
+#: surrogates, nesting, trailing text, single quotes, comments, invalid JSON.
+TRICKY_PAYLOADS = (
+    '{"a": 1.50, "b": 1e3, "c": 12345678901234567890, "d": [1, 2.0, {"x":  "y"}], "e": null}',
+    '{"f": true, "g": "x\\u00e9", "h": -0.0, "i": 1E+2, "j": 0.1e-400, "k": NaN}',
+    '{"a": 1, "a": 2, "A": 3}',
+    '{"A": 1, "a": 2, "A": 3}',
+    '{"a": {"b": [1,  2]}, "c": {}, "d": [], "e": {"f": NaN}}',
+    '{"a": 1} trailing',
+    '{"a": 1}{"b": 2}',
+    "[1,2]",
+    '"s"',
+    "42",
+    "null",
+    "",
+    '{"a": "\\ud800", "b": "\\ud800\\udc00x", "c": "\\u0000", "d": "\\"q\\"", "e": "é😀"}',
+    '{"a": 1, "b": tru}',
+    '{"a":1,"b":[1,}',
+    '{"a":1,',
+    "{'a': 'single'}",
+    '{"a": Infinity, "b": -Infinity, "c": +1, "d": 1.0e+400, "e": [1e400]}',
+    '{"a": 01}',
+    '{"a": 123456789012345678901234567890.123456789, "b": -1.5E-7, "c": 1e21, "d": 3.0}',
+    '{"": "empty key", "a b": 1, "T": false}',
+    '\ufeff{"a": 1}',
+    '{"a": 1, "b": "x" /* c */}',
+    ' {"n": ' + "9" * 1200 + "}\n",
+)
+
+
+def test_payload_function_reads_json_like_from_json(spark: Any) -> None:
+    """``raw`` is ``from_json``'s map (a key repeated exactly: once, last value), and the
+    fields are what the map-based function makes of ``from_json``'s keys and values."""
+    from pyspark.sql import functions as F
+
+    from workbench.enrichment.normalization import (
+        FUNCTION,
+        RULES_USED,
+        canonical_fields,
+        plan_rules,
+        plan_text,
+    )
+
+    rules = [Rule(1, "A", "alpha"), Rule(2, "t", "flag"), Rule(3, "n", "big")]
+    frame = _bronze(spark, *((f"m{i}", "ds", {}) for i in range(len(TRICKY_PAYLOADS))))
+    texts = F.element_at(F.array(*map(F.lit, TRICKY_PAYLOADS)), F.col("_i"))
+    frame = frame.withColumn("_i", F.substring("message_id", 2, 9).cast("int") + 1).withColumn(
+        "payload", texts
+    )
+    out = canonical_fields(frame, rules)
+    spark_map = F.from_json("payload", "map<string,string>")
+    reference = F.map_from_arrays(F.map_keys(spark_map), F.map_values(spark_map))
+    plan = F.lit(plan_text(plan_rules(rules)[0]))  # one dataset, global rules only
+    from_map = F.call_function(FUNCTION, F.map_keys(spark_map), F.map_values(spark_map), plan)
+    references = frame.select("message_id", reference.alias("ref"), from_map.alias("via_map"))
+    rows = (
+        out.join(references, "message_id")
+        .select(
+            "_i",
+            F.map_keys("raw").alias("keys"),
+            F.map_values("raw").alias("values"),
+            F.map_keys("ref").alias("ref_keys"),
+            F.map_values("ref").alias("ref_values"),
+            F.map_keys("fields").alias("fields"),
+            F.map_values("fields").alias("field_values"),
+            F.map_keys("via_map.fields").alias("map_fields"),
+            F.map_values("via_map.fields").alias("map_field_values"),
+            RULES_USED,
+            F.col(f"via_map.{RULES_USED}").alias("map_rules"),
+        )
+        .orderBy("_i")
+        .collect()
+    )
+    assert len(rows) == len(TRICKY_PAYLOADS)
+    for row in rows:
+        payload = TRICKY_PAYLOADS[row._i - 1]
+        assert (row["keys"], row["values"]) == (row.ref_keys, row.ref_values), payload
+        assert (row.fields, row.field_values, row[RULES_USED]) == (
+            row.map_fields,
+            row.map_field_values,
+            row.map_rules,
+        ), payload
+    assert rows[0]["values"][:2] == ["1.5", "1000.0"]  # re-printed, as from_json does
+    assert rows[2]["keys"] == ["a", "A"] and rows[2]["values"] == ["2", "3"]
+    assert rows[3].field_values[0] == "3" and rows[3][RULES_USED] == [1]  # the last "A"
+    assert rows[7]["keys"] is None and rows[7].fields == []  # not an object

@@ -12,13 +12,16 @@ Rule semantics, per dataset (``ingestion_id``):
   canonical key (per-source wins);
 - raw keys no rule maps keep their own name, so nothing in the payload is lost. A raw key whose
   name equals a canonical key case-insensitively is that key's last-resort candidate;
-- of raw keys equal but for case within one payload, the last one counts.
+- of raw keys equal but for case within one payload, the last one counts (and of a key
+  repeated exactly, ``raw`` keeps one entry, at its first place, with the last value).
 
 The rules are compiled on the driver into one JSON plan per scope (:func:`plan_text`), picked
-per row by a ``CASE ingestion_id`` expression; the JVM function :data:`FUNCTION`
-(``kernels/jvm/src/workbench/spark/CanonicalFields.java``, built by ``make setup``) applies a
-plan to a payload in one pass over its keys. The semantics live here; the Java class only runs
-them, and the tests hold both to them.
+per row by a ``CASE ingestion_id`` expression. The JVM function :data:`PAYLOAD_FUNCTION`
+(``kernels/jvm/src/workbench/spark/PayloadFields.java``, built by ``make setup``) reads a
+payload into ``raw`` exactly as ``from_json(payload, 'map<string,string>')`` would and applies
+the plan in the same pass over its keys; :data:`FUNCTION` (``CanonicalFields.java``) applies a
+plan to an existing ``raw`` map. The semantics live here; the Java classes only run them, and
+the tests hold both to them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
+    DataType,
     DateType,
     DoubleType,
     LongType,
@@ -149,21 +153,29 @@ def _plan(own: list[NormalizationRule], global_rules: list[NormalizationRule]) -
     return ScopePlan(candidates, mapped)
 
 
+PAYLOAD_FUNCTION = "wb_payload_fields"
+"""The JVM function that reads a JSON payload into ``raw`` and runs a scope plan on it."""
 FUNCTION = "wb_canonical_fields"
-"""The JVM function that runs a scope plan on one payload (``kernels/jvm/src``)."""
+"""The JVM function that runs a scope plan on a ``raw`` map's keys and values."""
 NUMERIC_FUNCTION = "wb_numeric_fields"
-"""The JVM function that keeps the finite numbers of a ``fields`` map (``kernels/jvm/src``)."""
-_FUNCTIONS = {
-    FUNCTION: "workbench.spark.CanonicalFields",
-    NUMERIC_FUNCTION: "workbench.spark.NumericFields",
-}
+"""The JVM function that keeps the finite numbers of a ``fields`` map."""
 RULES_USED = "_rules_used"
 """Helper column: ids of the rules whose raw key supplied a value (dropped by
 :func:`silver_columns`)."""
 
-_RESULT = StructType(
-    [StructField("fields", _STR_MAP), StructField(RULES_USED, ArrayType(LongType()))]
-)
+_RULES = StructField(RULES_USED, ArrayType(LongType()))
+#: name → (class in ``kernels/jvm/src``, return type).
+_FUNCTIONS: dict[str, tuple[str, DataType]] = {
+    PAYLOAD_FUNCTION: (
+        "workbench.spark.PayloadFields",
+        StructType([StructField("raw", _STR_MAP), StructField("fields", _STR_MAP), _RULES]),
+    ),
+    FUNCTION: (
+        "workbench.spark.CanonicalFields",
+        StructType([StructField("fields", _STR_MAP), _RULES]),
+    ),
+    NUMERIC_FUNCTION: ("workbench.spark.NumericFields", _NUM_MAP),
+}
 
 
 def plan_text(plan: ScopePlan) -> str:
@@ -188,29 +200,28 @@ def plan_text(plan: ScopePlan) -> str:
 
 
 def register_function(spark: SparkSession) -> None:
-    """Make :data:`FUNCTION` and :data:`NUMERIC_FUNCTION` callable in ``spark``.
+    """Make the JVM functions (:data:`PAYLOAD_FUNCTION`, :data:`FUNCTION`,
+    :data:`NUMERIC_FUNCTION`) callable in ``spark``.
 
     Idempotent; Spark Connect sessions too. Functions are per session; a streaming query's own
     session is a clone and has them.
     """
-    returns = {FUNCTION: _RESULT, NUMERIC_FUNCTION: _NUM_MAP}
-    for name, java_class in _FUNCTIONS.items():
+    for name, (java_class, returns) in _FUNCTIONS.items():
         if not spark.catalog.functionExists(name):
-            spark.udf.registerJavaFunction(name, java_class, returns[name])
+            spark.udf.registerJavaFunction(name, java_class, returns)
 
 
-def _normalized(raw: Column, ingestion_id: Column, rules: Sequence[NormalizationRule]) -> Column:
-    """``struct<fields, _rules_used>`` of each row, with the plan of the row's scope.
+def _plan_of_row(ingestion_id: Column, rules: Sequence[NormalizationRule]) -> Column:
+    """The plan text of each row's scope (:func:`plan_text`).
 
-    The rules are compiled here, on the driver, into one JSON plan per scope; the JVM function
-    applies a plan to a payload in one pass over its keys (as Spark expressions, each of the
+    The rules are compiled here, on the driver, into one JSON plan per scope; the JVM functions
+    apply a plan to a payload in one pass over its keys (as Spark expressions, each of the
     dozens of candidate keys costs a scan of the payload map).
     """
     global_plan, per_source = plan_rules(rules)
-    plan = _scoped(
+    return _scoped(
         ingestion_id, per_source, lambda p: F.lit(plan_text(p)), F.lit(plan_text(global_plan))
     )
-    return F.call_function(FUNCTION, F.map_keys(raw), F.map_values(raw), plan)
 
 
 def _scoped(
@@ -249,12 +260,15 @@ def canonical_fields(df: DataFrame, rules: Sequence[NormalizationRule]) -> DataF
     later projection copies them.
     """
     register_function(df.sparkSession)
-    parsed = df.withColumn(
-        "raw", F.when(F.col("payload_kind") == "object", F.from_json("payload", _STR_MAP))
-    ).drop("payload", "meta", "hour")
+    payload = F.when(F.col("payload_kind") == "object", F.col("payload"))
     result = "_normalized"
+    normalized = F.call_function(
+        PAYLOAD_FUNCTION, payload, _plan_of_row(F.col("ingestion_id"), rules)
+    )
     return (
-        parsed.withColumn(result, _normalized(F.col("raw"), F.col("ingestion_id"), rules))
+        df.withColumn(result, normalized)
+        .drop("payload", "meta", "hour")
+        .withColumn("raw", F.col(f"{result}.raw"))
         .withColumn("fields", F.col(f"{result}.fields"))
         .withColumn(RULES_USED, F.col(f"{result}.{RULES_USED}"))
         .drop(result)
@@ -334,7 +348,8 @@ def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[in
         return {}
     if RULES_USED not in silver.columns:
         register_function(silver.sparkSession)
-        normalized = _normalized(F.col("raw"), F.col("ingestion_id"), rules)
+        raw, plan = F.col("raw"), _plan_of_row(F.col("ingestion_id"), rules)
+        normalized = F.call_function(FUNCTION, F.map_keys(raw), F.map_values(raw), plan)
         silver = silver.withColumn(RULES_USED, normalized[RULES_USED])
     row = silver.agg(*aggs.values()).first()
     counts = row.asDict() if row is not None else {}

@@ -16,6 +16,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.api.java.UDF3;
+import scala.jdk.javaapi.CollectionConverters;
 
 /**
  * Normalization of one payload (SPEC F16): {@code wb_canonical_fields(map_keys(raw),
@@ -106,11 +107,19 @@ public final class CanonicalFields
     if (keys == null || values == null) {
       return RowFactory.create(new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
+    return normalized(CollectionConverters.asJava(keys), CollectionConverters.asJava(values), planText);
+  }
+
+  /**
+   * {@code struct<fields, rules>} of a payload given as its keys and values in payload order
+   * (keys may repeat; the last occurrence counts).
+   */
+  static Row normalized(List<String> keys, List<String> values, String planText) {
     Plan plan = plan(planText);
     Map<String, String> lowered = new HashMap<>();
     // Payload order, so that of keys equal but for case the last one wins (LAST_WIN).
     for (int i = 0; i < keys.size(); i++) {
-      lowered.put(lower(keys.apply(i)), values.apply(i));
+      lowered.put(lower(keys.get(i)), values.get(i));
     }
     Map<String, String> fields = new LinkedHashMap<>();
     List<Long> rules = new ArrayList<>();
@@ -127,9 +136,9 @@ public final class CanonicalFields
       }
     }
     for (int i = 0; i < keys.size(); i++) {
-      String value = values.apply(i);
-      if (value != null && !plan.taken.contains(lower(keys.apply(i)))) {
-        fields.put(keys.apply(i), value);
+      String value = values.get(i);
+      if (value != null && !plan.taken.contains(lower(keys.get(i)))) {
+        fields.put(keys.get(i), value);
       }
     }
     return RowFactory.create(fields, rules);
