@@ -107,7 +107,8 @@ public final class CanonicalFields
     if (keys == null || values == null) {
       return RowFactory.create(new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
-    return normalized(CollectionConverters.asJava(keys), CollectionConverters.asJava(values), planText);
+    return normalized(
+        CollectionConverters.asJava(keys), CollectionConverters.asJava(values), planText);
   }
 
   /**

@@ -41,6 +41,8 @@ public final class PayloadFields implements UDF2<String, String, Row> {
       new JSONOptions(scala.collection.immutable.Map$.MODULE$.empty(), "UTC", "")
           .buildJsonFactory();
   private static final ThreadLocal<Printer> PRINTERS = ThreadLocal.withInitial(Printer::new);
+  /** A printer whose buffer grew past this (one huge nested value) is not kept. */
+  private static final int KEEP_BYTES = 1 << 20;
 
   /** A reusable generator that prints one JSON value at a time. */
   private static final class Printer {
@@ -60,7 +62,11 @@ public final class PayloadFields implements UDF2<String, String, Row> {
       out.reset();
       generator.copyCurrentStructure(parser);
       generator.flush();
-      return out.toString(StandardCharsets.UTF_8);
+      String text = out.toString(StandardCharsets.UTF_8);
+      if (out.size() > KEEP_BYTES) {
+        PRINTERS.remove();
+      }
+      return text;
     }
   }
 
