@@ -88,10 +88,13 @@ class LakeFiles:
         """Remove a file or a folder with everything in it; nothing if it is absent."""
         local = self._local(path)
         if local is not None:
-            if os.path.isdir(local):
-                shutil.rmtree(local, ignore_errors=True)
-            elif os.path.lexists(local):
-                os.remove(local)
+            try:
+                if os.path.isdir(local) and not os.path.islink(local):
+                    shutil.rmtree(local)
+                else:
+                    os.remove(local)
+            except FileNotFoundError:
+                pass  # absent, or removed meanwhile
             return
         fs, hpath = self._hadoop(path)
         if fs.exists(hpath):
