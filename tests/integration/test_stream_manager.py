@@ -98,6 +98,7 @@ def test_by_name_over_http_and_cli(
     status = client.stream("ticks")
     assert status["input_rows_per_second"] is not None
     assert status["last_batch_duration_ms"] is not None
+    assert status["last_latest_offset_ms"] is not None
 
     with pytest.raises(NotFoundError, match="no stream named 'nope'"):
         client.stop("nope")

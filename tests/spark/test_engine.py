@@ -131,6 +131,7 @@ def test_engine_serves_streams_and_connect(
     assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_bucket", 'le="300.0"') == 2
     assert _sample(text, "pipeline_sensor_to_gold_latency_seconds_count") == 2.0
     assert _sample(text, 'gold_records_written_total{pod="', 'table="sensor_averages"') >= 1.0
+    assert _sample(text, "spark_source_latest_offset_seconds{", 'query="enrichment"') >= 0.0
     for step in ("allowed_ids", "should_process", "filter", "transform", "write"):
         assert f'step="{step}"' in text
     assert _sample(text, "computation_executions_total{", 'status="success"') == 1.0
@@ -153,6 +154,7 @@ ENGINE_METRICS = (
     "pipeline_processing_lag_seconds",
     "normalization_rule_applied_total",
     "step_duration_seconds",
+    "spark_source_latest_offset_seconds",
 )
 
 

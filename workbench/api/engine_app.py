@@ -16,6 +16,8 @@ import json
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import uvicorn
@@ -47,6 +49,11 @@ log = logging.getLogger(__name__)
 #: Spark's own bound on stopping a query's thread, the same as the manager's wait for a batch.
 STOP_TIMEOUT = f"{int(STOP_TIMEOUT_SECONDS)}s"
 
+#: A trigger that takes longer than this to find its new input (Spark's ``latestOffset``) is
+#: logged as a warning, at most once per :data:`SLOW_INPUT_WARN_EVERY_SECONDS` per query.
+SLOW_INPUT_SECONDS = 0.5
+SLOW_INPUT_WARN_EVERY_SECONDS = 600.0
+
 #: How often the schema watchdog reads the catalog's schema versions.
 SCHEMA_WATCH_SECONDS = 5.0
 
@@ -59,9 +66,18 @@ class ProgressListener(StreamingQueryListener):
     (:class:`workbench.gold.computation_stream.ComputationWriter`).
     """
 
-    def __init__(self, metrics: EngineMetrics) -> None:
+    def __init__(
+        self,
+        metrics: EngineMetrics,
+        *,
+        slow_input_advice: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.metrics = metrics
+        self.slow_input_advice = dict(slow_input_advice or {})
+        self._clock = clock
         self._last_batch: dict[str, int] = {}
+        self._last_warning: dict[str, float] = {}
 
     def onQueryStarted(self, event: Any) -> None:
         log.info("stream running query=%s id=%s", event.name, event.id)
@@ -69,11 +85,14 @@ class ProgressListener(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:
         progress = event.progress
         name = progress.name or str(progress.id)
+        durations = dict(progress.durationMs or {})
+        # Every trigger finds its input, idle ones too.
+        if "latestOffset" in durations:
+            self._input_found(name, durations["latestOffset"] / 1000.0)
         # Idle triggers repeat the previous batch id; count each batch once.
         if self._last_batch.get(name) == progress.batchId:
             return
         self._last_batch[name] = progress.batchId
-        durations = dict(progress.durationMs or {})
         duration_ms = durations.get("triggerExecution")
         self.metrics.batch_finished(name, None if duration_ms is None else duration_ms / 1000.0)
         # Where a trigger's time went (Spark's own phases: latestOffset, walCommit, addBatch
@@ -86,6 +105,24 @@ class ProgressListener(StreamingQueryListener):
             json.dumps(durations, sort_keys=True),
         )
 
+    def _input_found(self, name: str, seconds: float) -> None:
+        self.metrics.input_found(name, seconds)
+        if seconds < SLOW_INPUT_SECONDS:
+            return
+        now = self._clock()
+        last = self._last_warning.get(name)
+        if last is not None and now - last < SLOW_INPUT_WARN_EVERY_SECONDS:
+            return
+        self._last_warning[name] = now
+        log.warning(
+            "stream slow to find new input query=%s latest_offset_s=%.2f: %s",
+            name,
+            seconds,
+            self.slow_input_advice.get(
+                name, "see the query's progress lines (duration_ms) in this log"
+            ),
+        )
+
     def onQueryIdle(self, event: Any) -> None:
         pass
 
@@ -94,6 +131,18 @@ class ProgressListener(StreamingQueryListener):
         # computations run in sessions of their own, whose events this listener never hears).
         if event.exception:
             log.error("stream terminated id=%s error=%s", event.id, event.exception)
+
+
+def slow_input_advice(settings: Settings) -> dict[str, str]:
+    """What to do when a query is slow to find its new input, by query name."""
+    return {
+        enrichment.QUERY_NAME: (
+            f"Spark's file source lists all of bronze ({settings.lake.bronze}) at every "
+            "trigger, so this grows with the lake; set a bronze retention "
+            "(WORKBENCH__MAINTENANCE__BRONZE_RETENTION_DAYS, then `workbench maintain "
+            "retention --layer bronze`) to bound it"
+        ),
+    }
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> None:
@@ -184,7 +233,9 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         enrichment.ensure_silver_table(spark, settings)
         gold.ensure_gold_tables(spark, settings)
         register_tables(spark, settings)
-        spark.streams.addListener(ProgressListener(metrics))
+        spark.streams.addListener(
+            ProgressListener(metrics, slow_input_advice=slow_input_advice(settings))
+        )
         checkpoints = settings.lake.checkpoints
         manager.register(
             enrichment.QUERY_NAME,

@@ -474,6 +474,7 @@ def _status(managed: ManagedQuery) -> dict[str, Any]:
         "processed_rows_per_second": progress.get("processedRowsPerSecond"),
         "last_batch_rows": progress.get("numInputRows"),
         "last_batch_duration_ms": durations.get("triggerExecution"),
+        "last_latest_offset_ms": durations.get("latestOffset"),
         "restarts": managed.restarts,
         "last_restart_reason": managed.last_restart_reason,
         "exception": error,

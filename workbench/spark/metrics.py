@@ -163,6 +163,13 @@ class EngineMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.latest_offset = Gauge(
+            "spark_source_latest_offset_seconds",
+            "Time the query's last trigger took to find its new input (Spark's latestOffset: "
+            "for the bronze file source, a listing of all of bronze).",
+            ["pod", "query"],
+            registry=r,
+        )
         self.step_duration = Gauge(
             "step_duration_seconds",
             "Wall time of each batch-processor step in the last batch.",
@@ -225,6 +232,10 @@ class EngineMetrics:
         self.batches.labels(self.pod, "success").inc()
         if seconds is not None:
             self.batch_latency.labels(self.pod, query).observe(seconds)
+
+    def input_found(self, query: str, seconds: float) -> None:
+        """Record how long ``query``'s last trigger took to find its new input."""
+        self.latest_offset.labels(self.pod, query).set(seconds)
 
     def batch_failed(self) -> None:
         """Count a micro-batch that stopped its query (it failed after its retries)."""
