@@ -10,6 +10,7 @@ from workbench.catalog.records import ValueRule
 from workbench.enrichment.transforms import (
     DROPPED,
     FLAGS,
+    SparkRegexCheck,
     apply_value_rules,
     check_rule,
     compile_rules,
@@ -154,3 +155,29 @@ def test_rules_that_cannot_run_are_skipped_with_a_reason() -> None:
     assert set(compiled.skipped) == {1, 2, 3}
     assert "between" in compiled.skipped[1] and "regex" in compiled.skipped[2]
     assert check_rule(rules[4]) is None
+
+
+def test_patterns_are_checked_by_spark_s_regex_engine_not_python_s(spark: Any) -> None:
+    """``(?P<n>x)`` is valid Python but Java refuses it: run, it would fail every batch."""
+
+    def validate(pattern: str) -> dict[str, str]:
+        return {"check": "regex", "pattern": pattern}
+
+    rules = [
+        ValueRule(1, "py_group", "validate", "unit", validate("(?P<unit>[CF])")),
+        ValueRule(2, "py_filter", "filter", "unit", {"op": "regex", "value": "(?P=x)"}),
+        ValueRule(3, "java_group", "validate", "unit", validate("(?<u>[CF])")),
+    ]
+    # Python's re both misses the Python-only group and refuses the valid Java one.
+    assert compile_rules(rules).skipped.keys() == {2, 3}
+
+    check = SparkRegexCheck(spark)
+    compiled = compile_rules(rules, check)
+    assert [r.id for r in compiled.runnable] == [3]
+    assert set(compiled.skipped) == {1, 2}
+    assert "Java" in compiled.skipped[1] and "(?<name>...)" in compiled.skipped[1]
+    # The runnable rule runs; the refused one would have thrown inside the job.
+    out = apply_value_rules(_frame(spark, ("k", "ds", {"unit": "K"})), compiled.runnable)
+    assert out.collect()[0][FLAGS] == ["validate:java_group"]
+    with pytest.raises(Exception, match="PatternSyntaxException"):
+        apply_value_rules(_frame(spark, ("k", "ds", {"unit": "K"})), rules[:1]).collect()

@@ -22,7 +22,13 @@ from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
 from workbench.enrichment.pipeline import enrich, to_silver
-from workbench.enrichment.transforms import DROPPED, FLAGS, compile_rules, hit_column
+from workbench.enrichment.transforms import (
+    DROPPED,
+    FLAGS,
+    SparkRegexCheck,
+    compile_rules,
+    hit_column,
+)
 
 PREVIEW_ROWS = 200
 
@@ -105,7 +111,7 @@ def preview_rules(
     """
     norm = list(source.list_rules() if rules is None else rules)
     tried = list(source.list_value_rules() if value_rules is None else value_rules)
-    compiled = compile_rules(tried)
+    compiled = compile_rules(tried, SparkRegexCheck(spark))
     sample = recent_bronze(spark, settings, ingestion_id=ingestion_id, rows=rows).cache()
     before = [r.asDict() for r in sample.select("message_id", "ingestion_id", "payload").collect()]
     if not before:

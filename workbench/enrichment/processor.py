@@ -44,7 +44,13 @@ from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
 from workbench.enrichment.normalization import SILVER_PARTITIONS, usage_aggregates
 from workbench.enrichment.pipeline import enrich, to_silver
-from workbench.enrichment.transforms import DROPPED, CompiledRules, compile_rules, hit_column
+from workbench.enrichment.transforms import (
+    DROPPED,
+    CompiledRules,
+    SparkRegexCheck,
+    compile_rules,
+    hit_column,
+)
 from workbench.spark.files import LakeFiles
 from workbench.spark.latency import file_latencies
 from workbench.spark.metrics import EngineMetrics
@@ -174,6 +180,7 @@ class BatchProcessor:
         self.app_id = app_id
         self.metrics = metrics
         self._held_ids: set[str] | None = None
+        self._regex = SparkRegexCheck(spark)
 
     @property
     def held_path(self) -> str:
@@ -208,7 +215,7 @@ class BatchProcessor:
                     rows = rows.unionByName(self._held_rows(release))
                 rules = self.store.list_rules()
             with self._step(report, "filter"):
-                compiled = compile_rules(self.store.list_value_rules())
+                compiled = compile_rules(self.store.list_value_rules(), self._regex)
                 report.skipped_rules = dict(compiled.skipped)
                 chain = enrich(rows, rules, compiled.runnable, sensitivity=decision.allowed)
             with self._step(report, "transform"):
