@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from tests.spark.conftest import WriteBronze, bronze_row
+from workbench.catalog.records import Device
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
+from workbench.enrichment.normalization import SILVER_SCHEMA
 from workbench.enrichment.preview import preview_rules
 from workbench.enrichment.stream import run_enrichment_once
 from workbench.widgets.rule_editor import DRAFT_ID, build_rule_editor
@@ -37,27 +40,67 @@ def test_preview_shows_exactly_what_the_stream_writes(
         "plausible", "validate", "temperature", {"check": "range", "max": 60, "on_fail": "drop"}
     )
     catalog.add_value_rule("as_float", "convert", "temperature", {"to": "float"}, priority=200)
+    # Flags (does not drop) the kept readings above 20 degrees, after the conversion.
+    catalog.add_value_rule(
+        "warm", "validate", "temperature", {"check": "range", "max": 20}, priority=300
+    )
     _seed(lake_settings, write_bronze)
+    write_bronze(
+        lake_settings,
+        "ds",
+        [
+            bronze_row("e", {"sensor": "s4", "temperature": 15, "ts": "2026-11-26T10:00:02Z"}),
+            bronze_row("f", {"sensor": "s5", "temperature": 25, "ts": "2026-11-26T10:00:03Z"}),
+        ],
+    )
 
     preview = preview_rules(spark, lake_settings, catalog, ingestion_id="ds")
     run_enrichment_once(spark, lake_settings, catalog)
     silver = {
-        r.message_id: r
+        r.message_id: r.asDict(recursive=True)
         for r in spark.read.format("delta").load(lake_settings.lake.silver_readings).collect()
     }
 
     assert sorted(preview.dropped_ids) == ["b", "c"]  # 99 > 60, and "n/a" is not a number
-    assert sorted(silver) == sorted(r["message_id"] for r in preview.after) == ["a", "d"]
+    kept = ["a", "d", "e", "f"]
+    assert sorted(silver) == sorted(r["message_id"] for r in preview.after) == kept
+    # Every silver column but ``enriched_at``: the time the rows were transformed (the
+    # preview's query time, the stream's batch time). ``sensitivity`` comes from the device
+    # registry in both ("ds" auto-registered as ``internal``).
+    differ = {"enriched_at"}
+    compared = [c.name for c in SILVER_SCHEMA.fields if c.name not in differ]
+    assert len(compared) == 16
+    assert preview.held_datasets == []
+    assert {r["sensitivity"] for r in preview.after} == {"internal"}
     for row in preview.after:
         written = silver[row["message_id"]]
-        assert row["fields"] == written.fields
-        assert row["numeric"] == written.numeric
-        assert row["flags"] == written.flags
-        assert row["sensor_id"] == written.sensor_id
+        assert set(row) == set(written) == {c.name for c in SILVER_SCHEMA.fields}
+        assert {c: row[c] for c in compared} == {c: written[c] for c in compared}
+    assert silver["a"]["event_time"] == datetime(2026, 11, 26, 10, 0)  # from the payload
+    assert silver["d"]["raw"] is None and silver["d"]["event_time"] is None
+
     outcomes = {o.name: o for o in preview.outcomes}
     assert (outcomes["plausible"].affected, outcomes["plausible"].dropped) == (2, 2)
-    assert outcomes["as_float"].affected == 1
+    assert outcomes["as_float"].affected == 3
+    # The flag counts, recounted from the rows: those carrying the flag, and those whose
+    # temperature is above the rule's max (no flagged row is dropped later in the chain).
+    warm = outcomes["warm"]
+    carrying = [r["message_id"] for r in preview.after if "validate:warm" in r["flags"]]
+    above = [
+        r["message_id"]
+        for r in preview.after
+        if "temperature" in r["fields"] and float(r["fields"]["temperature"]) > 20
+    ]
+    assert sorted(carrying) == sorted(above) == ["a", "f"]
+    assert (warm.kind, warm.affected, warm.flagged, warm.dropped) == ("validate", 2, 2, 0)
+    assert [m for m in kept if "validate:warm" in silver[m]["flags"]] == ["a", "f"]
     assert preview.unmapped_keys == {"lux": 1}
+
+    # A disabled device: previewed, but reported as held and without a sensitivity.
+    catalog.save_device(Device("ds", name="ds", sensitivity="restricted", enabled=False))
+    held = preview_rules(spark, lake_settings, catalog, ingestion_id="ds")
+    assert held.held_datasets == ["ds"]
+    assert {r["sensitivity"] for r in held.after} == {None}
     catalog.close()
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from deltalake import DeltaTable as IndependentReader
 
 from tests.spark.conftest import WriteBronze, bronze_row
 from workbench.catalog.store import Catalog
@@ -13,6 +15,7 @@ from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
 from workbench.enrichment.processor import BatchProcessor
 from workbench.enrichment.stream import run_enrichment_once
+from workbench.gold import alerts
 from workbench.gold.averages import TABLE
 from workbench.gold.stream import GoldProcessor, run_gold_once
 
@@ -31,10 +34,51 @@ def _gold(spark: Any, settings: Settings) -> dict[tuple[str, str, str], Any]:
     return {(r.window_start.strftime("%H:%M"), r.sensor_id, r.field): r for r in rows}
 
 
+#: Columns that identify a row of each gold table (the MERGE keys).
+GOLD_KEYS = {
+    TABLE: ("window_start", "ingestion_id", "sensor_id", "field"),
+    alerts.TABLE: ("rule_id", "window_start", "ingestion_id", "sensor_id"),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A value as both readers can agree on it: instants as epoch seconds, maps as dicts."""
+    if isinstance(value, datetime):
+        # Spark gives naive local times, delta-rs aware UTC ones: the same instant either way.
+        return round(value.timestamp(), 6)
+    if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return dict(value)  # a map, as delta-rs returns it
+    return value
+
+
+def _sorted_on(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: [(r[k] is None, r[k]) for k in key])
+
+
+def _assert_same_as_delta_rs(spark: Any, path: str, key: tuple[str, ...]) -> int:
+    """Read a Delta table with Spark and with delta-rs: the same rows (floats to 1e-9)."""
+    frame = spark.read.format("delta").load(path)
+    by_spark = [
+        {k: _plain(v) for k, v in r.asDict(recursive=True).items()} for r in frame.collect()
+    ]
+    table = IndependentReader(path).to_pyarrow_table()
+    by_delta_rs = [{k: _plain(v) for k, v in r.items()} for r in table.to_pylist()]
+    assert table.num_rows == len(by_spark)
+    assert table.column_names == frame.columns
+    for ours, theirs in zip(_sorted_on(by_spark, key), _sorted_on(by_delta_rs, key), strict=True):
+        for column, value in ours.items():
+            if isinstance(value, float):
+                assert theirs[column] == pytest.approx(value, rel=1e-9, abs=1e-9), column
+            else:
+                assert theirs[column] == value, column
+    return len(by_spark)
+
+
 def test_bronze_to_silver_to_gold(
     spark: Any, lake_settings: Settings, write_bronze: WriteBronze
 ) -> None:
     catalog = Catalog(lake_settings.catalog.url)  # seeded with the default rules
+    catalog.add_alert_rule("hot", "temperature", "gt", 24)  # so gold has alerts too
     write_bronze(
         lake_settings,
         DS,
@@ -123,6 +167,15 @@ def test_bronze_to_silver_to_gold(
     assert len(gold) == 4
     late = gold[("10:01", "t-1", "temperature")]
     assert (late.avg_value, late["count"], late.min_value, late.max_value) == (26.0, 2, 25.0, 27.0)
+
+    # An independent Delta reader (delta-rs) sees every gold table as Spark does.
+    gold_root = Path(lake_settings.lake.gold(TABLE)).parent
+    tables = sorted(p.name for p in gold_root.iterdir() if (p / "_delta_log").is_dir())
+    assert tables == sorted(GOLD_KEYS)
+    counts = {
+        t: _assert_same_as_delta_rs(spark, lake_settings.lake.gold(t), GOLD_KEYS[t]) for t in tables
+    }
+    assert counts == {TABLE: 4, alerts.TABLE: 2}  # 30 for t-2 at 10:00, 25 then 27 for t-1 at 10:01
     catalog.close()
 
 

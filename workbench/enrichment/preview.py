@@ -17,10 +17,11 @@ from typing import Any, Protocol
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from workbench.catalog.records import NormalizationRule, ValueRule
+from workbench.catalog.records import Device, NormalizationRule, ValueRule
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
+from workbench.enrichment.devices import decide_devices
 from workbench.enrichment.pipeline import enrich, to_silver
 from workbench.enrichment.transforms import (
     DROPPED,
@@ -39,6 +40,8 @@ class RuleSource(Protocol):
     def list_rules(self) -> list[NormalizationRule]: ...
 
     def list_value_rules(self) -> list[ValueRule]: ...
+
+    def list_devices(self) -> list[Device]: ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class RulePreview:
     outcomes: list[RuleOutcome]
     unmapped_keys: dict[str, int] = field(default_factory=dict)
     """Raw keys that stayed under their own name (no rule maps them), with row counts."""
+    held_datasets: list[str] = field(default_factory=list)
+    """Datasets the stream holds back now (F18: not registered under ``require_approval``, or
+    disabled). Their rows are previewed, without a sensitivity; the stream writes them only
+    once the device is registered and enabled."""
 
     @property
     def dropped_ids(self) -> list[str]:
@@ -117,7 +124,10 @@ def preview_rules(
     if not before:
         where = f"dataset {ingestion_id!r}" if ingestion_id else "the lake"
         raise NotFoundError(f"no bronze rows to preview in {where}; ingest some data first")
-    chain = enrich(sample, norm, compiled.runnable)
+    datasets = sorted({row["ingestion_id"] for row in before})
+    devices = decide_devices(datasets, source.list_devices(), settings.engine.device_policy)
+    # An auto-registered source gets the default device, as the stream would register it.
+    chain = enrich(sample, norm, compiled.runnable, sensitivity=devices.allowed)
     helper = [DROPPED, FLAGS, "fields"] + [hit_column(r.id) for r in compiled.runnable]
     marks = [r.asDict(recursive=True) for r in chain.select(*helper).collect()]
     after = [r.asDict(recursive=True) for r in to_silver(chain).collect()]
@@ -142,4 +152,4 @@ def preview_rules(
     unmapped: Counter[str] = Counter()
     for mark in marks:
         unmapped.update(k for k in (mark["fields"] or {}) if k not in canonical)
-    return RulePreview(before, after, outcomes, dict(unmapped.most_common()))
+    return RulePreview(before, after, outcomes, dict(unmapped.most_common()), sorted(devices.held))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Protocol
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -39,9 +39,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampType
 
 from workbench.catalog.records import Device, NormalizationRule, ValueRule
-from workbench.catalog.registry import match_device
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
+from workbench.enrichment.devices import DeviceDecision, DevicePolicy, decide_devices
 from workbench.enrichment.normalization import SILVER_PARTITIONS, usage_aggregates
 from workbench.enrichment.pipeline import enrich, to_silver
 from workbench.enrichment.transforms import (
@@ -66,8 +66,6 @@ log = logging.getLogger(__name__)
 MODULE = "enrichment"
 STEPS = ("allowed_ids", "should_process", "filter", "transform", "write")
 
-DevicePolicy = Literal["auto_register", "require_approval"]
-
 #: The held-rows table: the bronze read columns plus when they were held.
 HELD_SCHEMA = StructType([*BRONZE_READ_SCHEMA.fields, StructField("held_at", TimestampType())])
 
@@ -86,34 +84,6 @@ class EngineStore(Protocol):
     def record_rule_usage(self, usage: dict[int, int], batch_key: str | None = None) -> None: ...
 
     def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None: ...
-
-
-@dataclass(frozen=True)
-class DeviceDecision:
-    """Which datasets of a batch flow to silver (with their sensitivity) and which are held."""
-
-    allowed: dict[str, str]
-    held: frozenset[str]
-    register: tuple[Device, ...] = ()
-
-
-def decide_devices(
-    ingestion_ids: Sequence[str], devices: Sequence[Device], policy: DevicePolicy
-) -> DeviceDecision:
-    """Match each dataset against the registry (exact id over the longest wildcard)."""
-    allowed: dict[str, str] = {}
-    held: set[str] = set()
-    register: list[Device] = []
-    for iid in ingestion_ids:
-        device = match_device(list(devices), iid)
-        if device is None and policy == "auto_register":
-            device = Device(ingestion_id=iid, name=iid)
-            register.append(device)
-        if device is not None and device.enabled:
-            allowed[iid] = device.sensitivity
-        else:
-            held.add(iid)
-    return DeviceDecision(allowed, frozenset(held), tuple(register))
 
 
 def ingestion_ids_of(paths: Sequence[str]) -> set[str] | None:

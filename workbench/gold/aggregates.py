@@ -173,10 +173,11 @@ def runnable(
         rules: the catalog's value rules.
         taken: gold tables other writers own (name → what it holds, e.g. a stream
             computation): a rule whose table is one of them is skipped, never mixed into it.
+            Of rules naming the same table, the oldest (lowest id) owns it.
     """
     owners = {name.lower(): owner for name, owner in (taken or {}).items()}
     ok, skipped = [], {}
-    for rule in rules:
+    for rule in sorted(rules, key=lambda r: r.id):
         if rule.kind != "aggregate" or not rule.enabled:
             continue
         problem = check_aggregate(rule)
@@ -188,6 +189,7 @@ def runnable(
             )
         if problem is None:
             ok.append(rule)
+            owners[table_of(rule).lower()] = f"aggregate rule {rule.id} ({rule.name})"
         else:
             skipped[rule.id] = problem
     return ok, skipped

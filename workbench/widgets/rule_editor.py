@@ -182,7 +182,14 @@ def _outcomes_html(preview: RulePreview) -> str:
         f"{len(preview.dropped_ids)} dropped.</p>"
     )
     unmapped = f"<p>Unmapped raw keys: {keys}</p>" if keys else ""
-    return f"{summary}<table>{head}{body}</table>{unmapped}"
+    held = ""
+    if preview.held_datasets:
+        names = ", ".join(escape(d) for d in preview.held_datasets)
+        held = (
+            f"<p>Held until their device is registered and enabled: {names} "
+            "(the stream keeps these rows in silver/_held).</p>"
+        )
+    return f"{summary}<table>{head}{body}</table>{unmapped}{held}"
 
 
 def _rows_html(preview: RulePreview, limit: int = 20) -> str:
