@@ -84,14 +84,29 @@ def test_engine_serves_streams_and_connect(
     assert client.table("silver.readings").count() == 2
 
     # Rule preview over Spark Connect: the engine's JVM function, the stored rules.
+    from workbench.catalog.records import ValueRule
     from workbench.catalog.store import Catalog
     from workbench.enrichment.preview import preview_rules
 
+    def regex(pattern: str) -> dict[str, str]:
+        return {"check": "regex", "pattern": pattern}
+
+    # Patterns are checked by Spark's (Java's) regex engine over Connect too.
+    tried = [
+        ValueRule(1, "python_only", "validate", "sensorId", regex("(?P<s>s)")),
+        ValueRule(2, "java", "validate", "sensorId", regex("^(?<s>x)$")),
+    ]
     catalog = Catalog(engine.catalog.url)
     try:
         preview = preview_rules(client, engine, catalog, ingestion_id="mqtt_demo_0001")
+        checked = preview_rules(
+            client, engine, catalog, ingestion_id="mqtt_demo_0001", value_rules=tried
+        )
     finally:
         catalog.close()
+    outcomes = {o.name: o for o in checked.outcomes}
+    assert "Java" in (outcomes["python_only"].skipped_reason or "")
+    assert (outcomes["java"].skipped_reason, outcomes["java"].flagged) == (None, 2)
     assert sorted(r["message_id"] for r in preview.before) == ["e1", "e2"]
     after = {r["message_id"]: r for r in preview.after}
     assert {m: (r["sensor_id"], r["numeric"]["temperature"]) for m, r in after.items()} == {
