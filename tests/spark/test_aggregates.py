@@ -77,7 +77,7 @@ def test_every_aggregate_function_materializes_its_value(
     spark: Any, lake_settings: Settings, write_bronze: WriteBronze
 ) -> None:
     catalog = Catalog(lake_settings.catalog.url)
-    # A table per rule (the default ``agg_<name>``): rules sharing one table lose rows.
+    # A table per rule (the default ``agg_<name>``): a rule naming a taken table is skipped.
     config = {"window": "5 minutes", "group_by": ["sensor_id"]}
     ids = {
         fn: catalog.add_value_rule(fn, "aggregate", "temperature", {**config, "function": fn})
