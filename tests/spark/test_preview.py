@@ -113,6 +113,12 @@ def test_rule_editor_previews_a_draft_reports_errors_and_saves(
 
     editor.config.value = "{not json"
     assert editor.preview() is None and "not valid JSON" in editor.message
+    # Patterns are Spark's (Java's): a Python-only group is refused, a Java one accepted.
+    editor.kind.value = "validate"
+    editor.config.value = '{"check": "regex", "pattern": "(?P<u>[CF])"}'
+    assert editor.preview() is None and "Java" in editor.message
+    editor.config.value = '{"check": "regex", "pattern": "(?<u>[CF])"}'
+    assert editor.draft().config["pattern"] == "(?<u>[CF])"
 
     editor.kind.value = "filter"
     editor.name.value = "warm"

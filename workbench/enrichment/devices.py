@@ -32,8 +32,9 @@ def decide_devices(
     allowed: dict[str, str] = {}
     held: set[str] = set()
     register: list[Device] = []
+    registry = list(devices)
     for iid in ingestion_ids:
-        device = match_device(list(devices), iid)
+        device = match_device(registry, iid)
         if device is None and policy == "auto_register":
             device = Device(ingestion_id=iid, name=iid)
             register.append(device)

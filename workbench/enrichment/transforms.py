@@ -12,16 +12,15 @@ the batch processor counts rows per rule in the same Spark job that writes the b
 
 A rule that cannot run (bad config, a pattern Spark's regex engine refuses, a field of the
 wrong kind) is reported by :func:`check_rule` / :func:`compile_rules` and skipped; it never fails
-the batch. Spark matches with Java's regex engine, whose syntax differs from Python's (``(?P<n>x)``
-is Python only), so the stream and the preview check patterns with :class:`SparkRegexCheck`;
-without a session (the rule editor's first check) Python's ``re`` is the approximation.
+the batch. Spark matches with Java's regex engine, whose syntax differs from Python's
+(``(?P<n>x)`` is Python only, ``(?<n>x)`` Java only), so patterns are checked by Spark itself
+(:class:`SparkRegexCheck`) wherever rules are checked: the stream, the preview, the rule editor.
 At run time every cast is a ``try_`` cast, so a value that does not convert is a
 conversion failure of that row (default or flag), not an exception.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,15 +64,6 @@ RegexCheck = Callable[[str], str | None]
 """Why a pattern cannot run (None: it can)."""
 
 
-def python_regex_problem(pattern: str) -> str | None:
-    """Python's ``re`` on ``pattern``: close to, not the same as, the Java syntax Spark runs."""
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        return f"invalid regex {pattern!r}: {err}"
-    return None
-
-
 class SparkRegexCheck:
     """Patterns checked by Spark's own regex engine (Java's), each pattern once per instance.
 
@@ -104,10 +94,10 @@ class SparkRegexCheck:
         return None
 
 
-def check_rule(rule: ValueRule, regex: RegexCheck = python_regex_problem) -> str | None:
+def check_rule(rule: ValueRule, regex: RegexCheck) -> str | None:
     """Why ``rule`` cannot run, or None when its config is complete and consistent.
 
-    ``regex`` checks patterns: :class:`SparkRegexCheck` where a session is at hand.
+    ``regex`` checks patterns (:class:`SparkRegexCheck`).
     """
     c = rule.config
     if not rule.field:
@@ -181,9 +171,7 @@ class CompiledRules:
     skipped: dict[int, str]
 
 
-def compile_rules(
-    rules: Sequence[ValueRule], regex: RegexCheck = python_regex_problem
-) -> CompiledRules:
+def compile_rules(rules: Sequence[ValueRule], regex: RegexCheck) -> CompiledRules:
     """Enabled row rules in chain order (priority, id), split into runnable and skipped.
 
     ``regex`` checks patterns (see :func:`check_rule`).

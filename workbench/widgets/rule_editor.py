@@ -22,7 +22,7 @@ from workbench.catalog.store import Catalog
 from workbench.core.errors import ConfigError, WorkbenchError
 from workbench.core.settings import Settings
 from workbench.enrichment.preview import RulePreview, preview_rules
-from workbench.enrichment.transforms import check_rule
+from workbench.enrichment.transforms import SparkRegexCheck, check_rule
 
 __all__ = ["RuleEditorWidget", "build_rule_editor"]
 
@@ -56,6 +56,7 @@ class RuleEditorWidget(widgets.VBox):
         self.spark_factory = spark_factory
         self.settings = settings
         self.last_preview: RulePreview | None = None
+        self._regex: SparkRegexCheck | None = None
         self.name = widgets.Text(description="Name", value="my_rule")
         self.kind = widgets.Dropdown(description="Kind", options=list(VALUE_RULE_KINDS))
         self.field = widgets.Text(description="Field", value="temperature")
@@ -112,10 +113,16 @@ class RuleEditorWidget(widgets.VBox):
             ingestion_id=self.dataset.value.strip() or None,
             priority=self.priority.value,
         )
-        problem = check_rule(rule)
+        problem = check_rule(rule, self._regex_problem)
         if problem:
             raise ConfigError(f"rule {rule.name!r} cannot run: {problem}")
         return rule
+
+    def _regex_problem(self, pattern: str) -> str | None:
+        """Spark's own check of a pattern (the session is opened on the first pattern)."""
+        if self._regex is None:
+            self._regex = SparkRegexCheck(self.spark_factory())
+        return self._regex(pattern)
 
     def preview(self) -> RulePreview | None:
         """Preview the stored rules plus the draft on the newest bronze rows."""
