@@ -26,6 +26,7 @@ from workbench.enrichment.pipeline import enrich, to_silver
 from workbench.enrichment.transforms import (
     DROPPED,
     FLAGS,
+    RegexCheck,
     SparkRegexCheck,
     compile_rules,
     hit_column,
@@ -101,6 +102,7 @@ def preview_rules(
     rows: int = PREVIEW_ROWS,
     rules: Sequence[NormalizationRule] | None = None,
     value_rules: Sequence[ValueRule] | None = None,
+    regex: RegexCheck | None = None,
 ) -> RulePreview:
     """Preview rules on the newest bronze rows.
 
@@ -112,13 +114,14 @@ def preview_rules(
         rows: how many of the newest rows.
         rules: normalization rules to try instead of the stored ones (e.g. with an edit).
         value_rules: value rules to try instead of the stored ones.
+        regex: the pattern check to reuse (default: a new :class:`SparkRegexCheck` on ``spark``).
 
     Raises:
         NotFoundError: if there are no bronze rows to preview.
     """
     norm = list(source.list_rules() if rules is None else rules)
     tried = list(source.list_value_rules() if value_rules is None else value_rules)
-    compiled = compile_rules(tried, SparkRegexCheck(spark))
+    compiled = compile_rules(tried, regex or SparkRegexCheck(spark))
     sample = recent_bronze(spark, settings, ingestion_id=ingestion_id, rows=rows).cache()
     before = [r.asDict() for r in sample.select("message_id", "ingestion_id", "payload").collect()]
     if not before:

@@ -134,6 +134,7 @@ class RuleEditorWidget(widgets.VBox):
                 self.catalog,
                 ingestion_id=draft.ingestion_id,
                 value_rules=[*self.catalog.list_value_rules(), draft],
+                regex=self._regex_problem,
             )
         except WorkbenchError as err:
             self._error(str(err))
