@@ -4,7 +4,13 @@ import pytest
 
 from workbench.catalog.migrations import MIGRATIONS
 from workbench.catalog.records import Computation
-from workbench.catalog.schemas import DatasetObservation, flatten, infer_type, widen
+from workbench.catalog.schemas import (
+    MAX_PATH_DEPTH,
+    DatasetObservation,
+    flatten,
+    infer_type,
+    widen,
+)
 from workbench.catalog.store import Catalog
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
@@ -19,6 +25,14 @@ def test_lattice_widens_never_fails() -> None:
     assert infer_type("2026-11-26T10:00:00Z") == "timestamp"
     assert infer_type(True) == "boolean"
     assert flatten({"a": {"b": {"c": 1}}, "d": {}}) == {"a.b.c": 1, "d": {}}
+
+
+def test_flatten_stops_at_the_path_depth_the_stream_reads() -> None:
+    deep: dict = {"leaf": 1}
+    for _ in range(MAX_PATH_DEPTH + 3):
+        deep = {"k": deep}
+    (path, value), *rest = flatten({"top": deep}).items()
+    assert rest == [] and path.count(".") + 1 == MAX_PATH_DEPTH and isinstance(value, dict)
 
 
 def test_migrations_run_once_even_concurrently(catalog_url: str) -> None:

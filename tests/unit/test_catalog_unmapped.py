@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 from tests.unit.test_catalog_evolution import T0, observe
 from workbench.catalog.records import DatasetInfo, FieldInfo, NormalizationRule
 from workbench.catalog.store import Catalog
-from workbench.catalog.unmapped import camel_case, find_unmapped, mapped_keys, suggest_canonical
+from workbench.catalog.unmapped import (
+    camel_case,
+    find_unmapped,
+    is_mapped,
+    mapped_keys,
+    suggest_canonical,
+)
 
 RULES = [
     NormalizationRule(1, "temp_c", "temperature", priority=10),
@@ -36,7 +42,7 @@ def test_suggestions() -> None:
     assert camel_case("battery") == "battery"
 
 
-def test_find_unmapped_groups_nested_keys_and_orders_by_count() -> None:
+def test_find_unmapped_lists_field_paths_and_orders_by_count() -> None:
     air = DatasetInfo("air", "mqtt", 10, 100, None, None, 1)
     air = DatasetInfo(
         **{
@@ -47,20 +53,29 @@ def test_find_unmapped_groups_nested_keys_and_orders_by_count() -> None:
                 field("loc.lat", 8, 1.5, day=2),
                 field("loc.lon", 9, 2.5, day=3),
                 field("battery_v", 4, 3.7),
+                field("pm.raw.x", 7, 1),  # inside an object a rule takes (PM)
             ],
         }
     )
     bins = DatasetInfo("bins", "mqtt", 5, 50, None, None, 1, [field("pm", 5, 1)])
     inbox = find_unmapped([air, bins], RULES)
     assert [(u.ingestion_id, u.raw_key, u.count) for u in inbox] == [
-        ("air", "loc", 9),
+        ("air", "loc.lon", 9),
+        ("air", "loc.lat", 8),
         ("bins", "pm", 5),  # the air-only rule does not cover bins
         ("air", "battery_v", 4),
     ]
-    loc = inbox[0]
-    assert loc.examples == ["loc.lat=1.5", "loc.lon=2.5"] and loc.suggestion == "loc"
-    assert (loc.first_seen.day, loc.last_seen.day) == (2, 3)  # type: ignore[union-attr]
-    assert inbox[1].suggestion == "pm25" and inbox[2].suggestion == "batteryV"
+    lon = inbox[0]
+    assert lon.examples == [2.5] and lon.suggestion == "locLon"
+    assert (lon.first_seen.day, lon.last_seen.day) == (3, 3)  # type: ignore[union-attr]
+    assert inbox[2].suggestion == "pm25" and inbox[3].suggestion == "batteryV"
+
+
+def test_a_rule_on_an_object_maps_the_paths_inside_it() -> None:
+    mapped = {"loc", "a.b"}
+    assert is_mapped("LOC.lat", mapped) and is_mapped("a.b.c.d", mapped)
+    assert not is_mapped("location.lat", mapped) and not is_mapped("a.bc", mapped)
+    assert not is_mapped("a", mapped)
 
 
 def test_catalog_inbox_follows_rule_edits(catalog: Catalog) -> None:

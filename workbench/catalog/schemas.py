@@ -59,13 +59,21 @@ def widen(a: str, b: str) -> str:
     return "string"
 
 
-def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested objects as dot paths: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+MAX_PATH_DEPTH = 16
+"""The most names in a field path: an object nested deeper is one value. The enrichment reads
+paths the same way (``kernels/jvm/src/workbench/spark/PayloadFields.java``)."""
+
+
+def flatten(record: dict[str, Any], prefix: str = "", depth: int = 1) -> dict[str, Any]:
+    """Nested objects as dot paths: ``{"a": {"b": 1}}`` → ``{"a.b": 1}``.
+
+    Arrays, empty objects and objects at :data:`MAX_PATH_DEPTH` names are values.
+    """
     out: dict[str, Any] = {}
     for key, value in record.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{path}."))
+        if isinstance(value, dict) and value and depth < MAX_PATH_DEPTH:
+            out.update(flatten(value, f"{path}.", depth + 1))
         else:
             out[path] = value
     return out

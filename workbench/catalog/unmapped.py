@@ -1,10 +1,14 @@
-"""The unmapped-keys inbox (SPEC F12): raw top-level keys no enabled normalization rule maps.
+"""The unmapped-keys inbox (SPEC F12): raw keys no enabled normalization rule maps.
+
+Raw keys are the catalog's field paths (nested objects as dot paths, ``loc.lat``), which is
+what the enrichment matches rules against and passes through when no rule takes them.
 
 Pure functions over catalog records, so the schema browser (which must not import pyspark)
 and the engine's rule preview agree on "mapped". The meaning follows
 ``workbench.enrichment.normalization``: a raw key is mapped for a dataset when an enabled rule
-of that dataset or a global rule names it (case-insensitively), or when the key itself spells a
-canonical key (it is then that key's last-resort candidate).
+of that dataset or a global rule names it or an object around it (``loc`` for ``loc.lat``),
+case-insensitively, or when the key itself spells a canonical key (it is then that key's
+last-resort candidate).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 @dataclass(frozen=True)
 class UnmappedKey:
-    """A raw top-level key of one dataset that no rule maps."""
+    """A raw key (field path) of one dataset that no rule maps."""
 
     raw_key: str
     ingestion_id: str
@@ -80,40 +84,34 @@ def camel_case(text: str) -> str:
 def find_unmapped(
     datasets: Iterable[DatasetInfo], rules: Sequence[NormalizationRule]
 ) -> list[UnmappedKey]:
-    """Every dataset's raw top-level keys no rule maps, most frequent first.
-
-    A nested object's key (``loc`` of ``loc.x``) is one raw key: its count is the largest of
-    its paths', its examples come from its paths.
-    """
+    """Every dataset's field paths no rule maps, most frequent first."""
     found: list[UnmappedKey] = []
     for dataset in datasets:
         mapped = mapped_keys(rules, dataset.ingestion_id)
-        groups: dict[str, list[Any]] = {}
         for info in dataset.fields:
-            key = info.path.split(".", 1)[0]
-            if key.lower() not in mapped:
-                groups.setdefault(key, []).append(info)
-        for key, infos in groups.items():
-            examples: list[Any] = []
-            for info in infos:
-                for sample in info.samples:
-                    value = sample if info.path == key else f"{info.path}={sample}"
-                    if value not in examples and len(examples) < MAX_EXAMPLES:
-                        examples.append(value)
-            firsts = [i.first_seen for i in infos if i.first_seen is not None]
-            lasts = [i.last_seen for i in infos if i.last_seen is not None]
+            if is_mapped(info.path, mapped):
+                continue
             found.append(
                 UnmappedKey(
-                    raw_key=key,
+                    raw_key=info.path,
                     ingestion_id=dataset.ingestion_id,
-                    count=max(i.count for i in infos),
-                    first_seen=min(firsts, default=None),
-                    last_seen=max(lasts, default=None),
-                    examples=examples,
-                    suggestion=suggest_canonical(key, rules),
+                    count=info.count,
+                    first_seen=info.first_seen,
+                    last_seen=info.last_seen,
+                    examples=list(dict.fromkeys(info.samples))[:MAX_EXAMPLES],
+                    suggestion=suggest_canonical(info.path, rules),
                 )
             )
     return sorted(found, key=lambda u: (-u.count, u.ingestion_id, u.raw_key))
+
+
+def is_mapped(path: str, mapped: set[str]) -> bool:
+    """Whether a rule takes the field at ``path`` or an object around it (``mapped``:
+    :func:`mapped_keys`)."""
+    lowered = path.lower()
+    if lowered in mapped:
+        return True
+    return any(lowered[:i] in mapped for i, char in enumerate(lowered) if char == ".")
 
 
 def _squash(text: str) -> str:

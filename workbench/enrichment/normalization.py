@@ -5,12 +5,17 @@ string>``, canonical ``fields`` after the rules, the numeric subset, and event t
 
 Rule semantics, per dataset (``ingestion_id``):
 
+- raw keys are field paths, as the catalog lists them: a nested object's members are dot paths
+  (``{"loc": {"lat": 1}}`` has ``loc.lat``), up to ``MAX_PATH_DEPTH`` names
+  (:mod:`workbench.catalog.schemas`); a rule may also take a whole object by its path, and
+  then nothing inside it passes through on its own;
 - raw keys match case-insensitively;
 - the candidate raw keys of a canonical key are the dataset's own rules (by priority, id)
   followed by the global rules (priority, id); the first non-null value wins (coalesce);
 - a global rule is ignored for a dataset whose own rules map the same raw key to a different
   canonical key (per-source wins);
-- raw keys no rule maps keep their own name, so nothing in the payload is lost. A raw key whose
+- raw keys no rule maps keep their own name (a nested one its path), so nothing in the payload
+  is lost; ``raw`` keeps the top-level keys, objects as JSON text. A raw key whose
   name equals a canonical key case-insensitively is that key's last-resort candidate;
 - of raw keys equal but for case within one payload, the last one counts (and of a key
   repeated exactly, ``raw`` keeps one entry, at its first place, with the last value).
@@ -19,9 +24,9 @@ The rules are compiled on the driver into one JSON plan per scope (:func:`plan_t
 per row by a ``CASE ingestion_id`` expression. The JVM function :data:`PAYLOAD_FUNCTION`
 (``kernels/jvm/src/workbench/spark/PayloadFields.java``, built by ``make setup``) reads a
 payload into ``raw`` exactly as ``from_json(payload, 'map<string,string>')`` would and applies
-the plan in the same pass over its keys; :data:`FUNCTION` (``CanonicalFields.java``) applies a
-plan to an existing ``raw`` map. The semantics live here; the Java classes only run them, and
-the tests hold both to them.
+the plan in the same pass over its field paths (``CanonicalFields.java`` holds the plan's
+matching). The semantics live here; the Java classes only run them, and the tests hold them to
+these semantics and to ``from_json``.
 """
 
 from __future__ import annotations
@@ -155,8 +160,6 @@ def _plan(own: list[NormalizationRule], global_rules: list[NormalizationRule]) -
 
 PAYLOAD_FUNCTION = "wb_payload_fields"
 """The JVM function that reads a JSON payload into ``raw`` and runs a scope plan on it."""
-FUNCTION = "wb_canonical_fields"
-"""The JVM function that runs a scope plan on a ``raw`` map's keys and values."""
 NUMERIC_FUNCTION = "wb_numeric_fields"
 """The JVM function that keeps the finite numbers of a ``fields`` map."""
 RULES_USED = "_rules_used"
@@ -169,10 +172,6 @@ _FUNCTIONS: dict[str, tuple[str, DataType]] = {
     PAYLOAD_FUNCTION: (
         "workbench.spark.PayloadFields",
         StructType([StructField("raw", _STR_MAP), StructField("fields", _STR_MAP), _RULES]),
-    ),
-    FUNCTION: (
-        "workbench.spark.CanonicalFields",
-        StructType([StructField("fields", _STR_MAP), _RULES]),
     ),
     NUMERIC_FUNCTION: ("workbench.spark.NumericFields", _NUM_MAP),
 }
@@ -200,8 +199,8 @@ def plan_text(plan: ScopePlan) -> str:
 
 
 def register_function(spark: SparkSession) -> None:
-    """Make the JVM functions (:data:`PAYLOAD_FUNCTION`, :data:`FUNCTION`,
-    :data:`NUMERIC_FUNCTION`) callable in ``spark``.
+    """Make the JVM functions (:data:`PAYLOAD_FUNCTION`, :data:`NUMERIC_FUNCTION`) callable in
+    ``spark``.
 
     Idempotent; Spark Connect sessions too. Functions are per session; a streaming query's own
     session is a clone and has them.
@@ -333,12 +332,12 @@ def usage_aggregates(rules: Sequence[NormalizationRule]) -> dict[int, Column]:
     }
 
 
-def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[int, int]:
+def rule_usage(bronze: DataFrame, rules: Sequence[NormalizationRule]) -> dict[int, int]:
     """Rows per rule where that rule's raw key supplied the canonical value, in one aggregate.
 
     Args:
-        silver: silver rows (``raw`` and ``ingestion_id``), e.g. :func:`normalize`'s output.
-        rules: the rules the rows were normalized with.
+        bronze: bronze rows with ``ingestion_id`` (what :func:`normalize` takes).
+        rules: the rules to normalize them with.
 
     Returns:
         ``{rule_id: rows}`` for every enabled rule (zero when it supplied nothing).
@@ -346,11 +345,6 @@ def rule_usage(silver: DataFrame, rules: Sequence[NormalizationRule]) -> dict[in
     aggs = usage_aggregates(rules)
     if not aggs:
         return {}
-    if RULES_USED not in silver.columns:
-        register_function(silver.sparkSession)
-        raw, plan = F.col("raw"), _plan_of_row(F.col("ingestion_id"), rules)
-        normalized = F.call_function(FUNCTION, F.map_keys(raw), F.map_values(raw), plan)
-        silver = silver.withColumn(RULES_USED, normalized[RULES_USED])
-    row = silver.agg(*aggs.values()).first()
+    row = canonical_fields(bronze, rules).agg(*aggs.values()).first()
     counts = row.asDict() if row is not None else {}
     return {rule_id: int(counts.get(f"n{rule_id}") or 0) for rule_id in aggs}

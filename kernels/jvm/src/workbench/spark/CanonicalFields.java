@@ -30,6 +30,10 @@ import scala.jdk.javaapi.CollectionConverters;
  * case-insensitively, the last of keys equal but for case wins) followed by the entries no
  * rule maps, and the ids of the rules whose raw key supplied a value.
  *
+ * <p>Raw keys are field paths ({@link FieldPaths}): {@link PayloadFields} gives a nested
+ * object's members as dot paths, and a value inside an object a rule takes never passes
+ * through. As a Spark function over a {@code map<string,string>}, only top-level keys exist.
+ *
  * <p>Plan: {@code <key>\n{"c": [[canonical, [[raw_lower, rule_id or null], ...]], ...], "t":
  * [taken_lower, ...]}}, the key a digest of the JSON. Parsed once per key and kept per executor
  * JVM.
@@ -108,19 +112,20 @@ public final class CanonicalFields
       return RowFactory.create(new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
     return normalized(
-        CollectionConverters.asJava(keys), CollectionConverters.asJava(values), planText);
+        FieldPaths.topLevel(CollectionConverters.asJava(keys), CollectionConverters.asJava(values)),
+        planText);
   }
 
   /**
-   * {@code struct<fields, rules>} of a payload given as its keys and values in payload order
-   * (keys may repeat; the last occurrence counts).
+   * {@code struct<fields, rules>} of a payload given as its values by field path, in payload
+   * order (paths may repeat; the last occurrence counts).
    */
-  static Row normalized(List<String> keys, List<String> values, String planText) {
+  static Row normalized(FieldPaths payload, String planText) {
     Plan plan = plan(planText);
     Map<String, String> lowered = new HashMap<>();
     // Payload order, so that of keys equal but for case the last one wins (LAST_WIN).
-    for (int i = 0; i < keys.size(); i++) {
-      lowered.put(lower(keys.get(i)), values.get(i));
+    for (int i = 0; i < payload.size(); i++) {
+      lowered.put(lower(payload.paths.get(i)), payload.values.get(i));
     }
     Map<String, String> fields = new LinkedHashMap<>();
     List<Long> rules = new ArrayList<>();
@@ -136,12 +141,30 @@ public final class CanonicalFields
         }
       }
     }
-    for (int i = 0; i < keys.size(); i++) {
-      String value = values.get(i);
-      if (value != null && !plan.taken.contains(lower(keys.get(i)))) {
-        fields.put(keys.get(i), value);
+    for (int i = 0; i < payload.size(); i++) {
+      String value = payload.values.get(i);
+      int kind = payload.kind(i);
+      if (value != null && kind != FieldPaths.OBJECT && !taken(plan, payload.paths.get(i), kind)) {
+        fields.put(payload.paths.get(i), value);
       }
     }
     return RowFactory.create(fields, rules);
+  }
+
+  /** Whether a rule takes the value at {@code path}, or an object around it. */
+  private static boolean taken(Plan plan, String path, int kind) {
+    if (plan.taken.contains(lower(path))) {
+      return true;
+    }
+    if (kind == FieldPaths.TOP_LEVEL) {
+      return false;
+    }
+    // The objects around it: the top-level key, then each path up to a dot after it.
+    for (int dot = kind; dot >= 0 && dot < path.length(); dot = path.indexOf('.', dot + 1)) {
+      if (plan.taken.contains(lower(path.substring(0, dot)))) {
+        return true;
+      }
+    }
+    return false;
   }
 }

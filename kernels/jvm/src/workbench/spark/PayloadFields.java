@@ -25,8 +25,14 @@ import org.apache.spark.sql.catalyst.json.JSONOptions;
  * array<bigint>>}: {@code raw} is what {@code from_json(payload, 'map<string,string>')} gives,
  * with a key repeated exactly kept once, at its first place, with its last value (Spark's
  * {@code LAST_WIN}); {@code fields} and {@code rules} are {@link CanonicalFields}' result for
- * the same keys and values. A payload that is null, not a JSON object or not valid JSON gives a
+ * the payload's field paths. A payload that is null, not a JSON object or not valid JSON gives a
  * null {@code raw} and no fields.
+ *
+ * <p>Field paths are the catalog's ({@code workbench/catalog/schemas.py} {@code flatten}): a
+ * non-empty object nested in the payload is its members' dot paths ({@code {"loc": {"x": 1}}}
+ * is {@code loc.x}), up to {@link #MAX_PATH_DEPTH} names; arrays, empty objects and deeper
+ * objects are one value, as JSON text. Rules match the paths and the top-level keys, so a rule
+ * may take {@code loc.x} or the whole {@code loc}.
  *
  * <p>Values are read as Spark reads them: the parser comes from Spark's own {@link JSONOptions}
  * defaults (single quotes, NaN and Infinity allowed...), strings are their text, {@code null}
@@ -37,6 +43,9 @@ import org.apache.spark.sql.catalyst.json.JSONOptions;
  */
 public final class PayloadFields implements UDF2<String, String, Row> {
   private static final long serialVersionUID = 1L;
+  /** The most names in a field path; an object nested deeper is one value (JSON text). */
+  static final int MAX_PATH_DEPTH = 16;
+
   private static final JsonFactory FACTORY =
       new JSONOptions(scala.collection.immutable.Map$.MODULE$.empty(), "UTC", "")
           .buildJsonFactory();
@@ -44,9 +53,24 @@ public final class PayloadFields implements UDF2<String, String, Row> {
   /** A printer whose buffer grew past this (one huge nested value) is not kept. */
   private static final int KEEP_BYTES = 1 << 20;
 
-  /** A reusable generator that prints one JSON value at a time. */
+  /** An output buffer whose bytes can be read back in slices. */
+  private static final class Buffer extends ByteArrayOutputStream {
+    Buffer() {
+      super(64);
+    }
+
+    String text(int from, int to) {
+      return new String(buf, from, to - from, StandardCharsets.UTF_8);
+    }
+
+    byte at(int index) {
+      return buf[index];
+    }
+  }
+
+  /** A reusable generator that prints one top-level JSON value at a time. */
   private static final class Printer {
-    final ByteArrayOutputStream out = new ByteArrayOutputStream(64);
+    final Buffer out = new Buffer();
     final JsonGenerator generator;
 
     Printer() {
@@ -58,15 +82,72 @@ public final class PayloadFields implements UDF2<String, String, Row> {
       generator.setRootValueSeparator(null);
     }
 
-    String print(JsonParser parser) throws IOException {
+    /**
+     * Prints the value at the parser; for a non-empty object, also adds its members' paths
+     * (under {@code key}) and values to {@code fields}.
+     */
+    String print(JsonParser parser, String key, FieldPaths fields) throws IOException {
       out.reset();
-      generator.copyCurrentStructure(parser);
+      if (parser.currentToken() == JsonToken.START_OBJECT) {
+        copyObject(parser, key, 1, key.length(), fields);
+      } else {
+        generator.copyCurrentStructure(parser);
+      }
       generator.flush();
-      String text = out.toString(StandardCharsets.UTF_8);
+      String text = out.text(0, out.size());
       if (out.size() > KEEP_BYTES) {
         PRINTERS.remove();
       }
       return text;
+    }
+
+    /** Copies an object member by member, adding each leaf's path and printed value. */
+    private void copyObject(JsonParser parser, String path, int depth, int top, FieldPaths fields)
+        throws IOException {
+      generator.flush();
+      int start = out.size();
+      if (depth >= MAX_PATH_DEPTH) {
+        generator.copyCurrentStructure(parser);
+        fields.add(path, slice(start), top);
+        return;
+      }
+      generator.writeStartObject();
+      boolean empty = true;
+      while (parser.nextToken() == JsonToken.FIELD_NAME) {
+        empty = false;
+        String name = parser.currentName();
+        String member = path + "." + name;
+        generator.writeFieldName(name);
+        JsonToken value = parser.nextToken();
+        if (value == JsonToken.START_OBJECT) {
+          copyObject(parser, member, depth + 1, top, fields);
+        } else if (value == JsonToken.VALUE_STRING) {
+          generator.copyCurrentEvent(parser);
+          fields.add(member, parser.getText(), top);
+        } else if (value == JsonToken.VALUE_NULL) {
+          generator.writeNull();
+          fields.add(member, null, top);
+        } else {
+          generator.flush();
+          int from = out.size();
+          generator.copyCurrentStructure(parser);
+          fields.add(member, slice(from), top);
+        }
+      }
+      generator.writeEndObject();
+      if (empty) {
+        fields.add(path, slice(start), top);
+      } else {
+        fields.addObject(path, slice(start));
+      }
+    }
+
+    /** What was printed since {@code from}, without the separator the generator put first. */
+    private String slice(int from) throws IOException {
+      generator.flush();
+      int to = out.size();
+      byte first = from < to ? out.at(from) : 0;
+      return out.text(first == ':' || first == ',' ? from + 1 : from, to);
     }
   }
 
@@ -74,19 +155,24 @@ public final class PayloadFields implements UDF2<String, String, Row> {
   public Row call(String payload, String planText) {
     List<String> keys = new ArrayList<>();
     List<String> values = new ArrayList<>();
-    if (payload == null || !read(payload, keys, values)) {
+    FieldPaths fields = new FieldPaths();
+    if (payload == null || !read(payload, keys, values, fields)) {
       return RowFactory.create(null, new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
     Map<String, String> raw = new LinkedHashMap<>();
     for (int i = 0; i < keys.size(); i++) {
       raw.put(keys.get(i), values.get(i));
     }
-    Row normalized = CanonicalFields.normalized(keys, values, planText);
+    Row normalized = CanonicalFields.normalized(fields, planText);
     return RowFactory.create(raw, normalized.get(0), normalized.get(1));
   }
 
-  /** The top-level object's keys and values in payload order; false if it is not one. */
-  private static boolean read(String payload, List<String> keys, List<String> values) {
+  /**
+   * The top-level object's keys and values in payload order, and its field paths; false if it
+   * is not one.
+   */
+  private static boolean read(
+      String payload, List<String> keys, List<String> values, FieldPaths fields) {
     Printer printer = PRINTERS.get();
     try (JsonParser parser = FACTORY.createParser(payload)) {
       if (parser.nextToken() != JsonToken.START_OBJECT) {
@@ -97,14 +183,20 @@ public final class PayloadFields implements UDF2<String, String, Row> {
         if (token == null) {
           return false; // the text ended inside the object
         }
-        keys.add(parser.currentName());
+        String key = parser.currentName();
         JsonToken value = parser.nextToken();
+        String text;
         if (value == JsonToken.VALUE_NULL) {
-          values.add(null);
+          text = null;
         } else if (value == JsonToken.VALUE_STRING) {
-          values.add(parser.getText());
+          text = parser.getText();
         } else {
-          values.add(printer.print(parser));
+          text = printer.print(parser, key, fields);
+        }
+        keys.add(key);
+        values.add(text);
+        if (value != JsonToken.START_OBJECT) {
+          fields.add(key, text, FieldPaths.TOP_LEVEL);
         }
       }
       return true;
