@@ -144,7 +144,7 @@ public final class CanonicalFields
     for (int i = 0; i < payload.size(); i++) {
       String value = payload.values.get(i);
       int kind = payload.kind(i);
-      if (value != null && kind != FieldPaths.OBJECT && !taken(plan, payload.paths.get(i), kind)) {
+      if (value != null && !payload.isObject(i) && !taken(plan, payload.paths.get(i), kind)) {
         fields.put(payload.paths.get(i), value);
       }
     }

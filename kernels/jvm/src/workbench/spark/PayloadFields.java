@@ -10,7 +10,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -83,25 +82,26 @@ public final class PayloadFields implements UDF2<String, String, Row> {
     }
 
     /**
-     * Prints the value at the parser; for a non-empty object, also adds its members' paths
-     * (under {@code key}) and values to {@code fields}.
+     * Adds the top-level value at the parser, printed, to {@code fields}; for an object, its
+     * members too, by path.
      */
-    String print(JsonParser parser, String key, FieldPaths fields) throws IOException {
+    void add(JsonParser parser, String key, FieldPaths fields) throws IOException {
       out.reset();
       if (parser.currentToken() == JsonToken.START_OBJECT) {
         copyObject(parser, key, 1, key.length(), fields);
       } else {
         generator.copyCurrentStructure(parser);
+        fields.add(key, slice(0), FieldPaths.TOP_LEVEL);
       }
-      generator.flush();
-      String text = out.text(0, out.size());
       if (out.size() > KEEP_BYTES) {
         PRINTERS.remove();
       }
-      return text;
     }
 
-    /** Copies an object member by member, adding each leaf's path and printed value. */
+    /**
+     * Copies an object member by member, adding each value's path and printed text (members
+     * nested under a top-level key {@code top} chars long).
+     */
     private void copyObject(JsonParser parser, String path, int depth, int top, FieldPaths fields)
         throws IOException {
       generator.flush();
@@ -135,10 +135,10 @@ public final class PayloadFields implements UDF2<String, String, Row> {
         }
       }
       generator.writeEndObject();
-      if (empty) {
-        fields.add(path, slice(start), top);
+      if (depth == 1) {
+        fields.add(path, slice(start), empty ? FieldPaths.TOP_LEVEL : FieldPaths.TOP_OBJECT);
       } else {
-        fields.addObject(path, slice(start));
+        fields.add(path, slice(start), empty ? top : FieldPaths.OBJECT);
       }
     }
 
@@ -153,26 +153,22 @@ public final class PayloadFields implements UDF2<String, String, Row> {
 
   @Override
   public Row call(String payload, String planText) {
-    List<String> keys = new ArrayList<>();
-    List<String> values = new ArrayList<>();
     FieldPaths fields = new FieldPaths();
-    if (payload == null || !read(payload, keys, values, fields)) {
+    if (payload == null || !read(payload, fields)) {
       return RowFactory.create(null, new LinkedHashMap<String, String>(), new ArrayList<Long>());
     }
     Map<String, String> raw = new LinkedHashMap<>();
-    for (int i = 0; i < keys.size(); i++) {
-      raw.put(keys.get(i), values.get(i));
+    for (int i = 0; i < fields.size(); i++) {
+      if (fields.isTopLevel(i)) {
+        raw.put(fields.paths.get(i), fields.values.get(i));
+      }
     }
     Row normalized = CanonicalFields.normalized(fields, planText);
     return RowFactory.create(raw, normalized.get(0), normalized.get(1));
   }
 
-  /**
-   * The top-level object's keys and values in payload order, and its field paths; false if it
-   * is not one.
-   */
-  private static boolean read(
-      String payload, List<String> keys, List<String> values, FieldPaths fields) {
+  /** The top-level object's values by field path, in payload order; false if it is not one. */
+  private static boolean read(String payload, FieldPaths fields) {
     Printer printer = PRINTERS.get();
     try (JsonParser parser = FACTORY.createParser(payload)) {
       if (parser.nextToken() != JsonToken.START_OBJECT) {
@@ -185,18 +181,12 @@ public final class PayloadFields implements UDF2<String, String, Row> {
         }
         String key = parser.currentName();
         JsonToken value = parser.nextToken();
-        String text;
         if (value == JsonToken.VALUE_NULL) {
-          text = null;
+          fields.add(key, null, FieldPaths.TOP_LEVEL);
         } else if (value == JsonToken.VALUE_STRING) {
-          text = parser.getText();
+          fields.add(key, parser.getText(), FieldPaths.TOP_LEVEL);
         } else {
-          text = printer.print(parser, key, fields);
-        }
-        keys.add(key);
-        values.add(text);
-        if (value != JsonToken.START_OBJECT) {
-          fields.add(key, text, FieldPaths.TOP_LEVEL);
+          printer.add(parser, key, fields);
         }
       }
       return true;
