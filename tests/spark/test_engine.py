@@ -147,9 +147,33 @@ def test_engine_serves_streams_and_connect(
     assert _sample(text, "pipeline_sensor_to_gold_latency_seconds_count") == 2.0
     assert _sample(text, 'gold_records_written_total{pod="', 'table="sensor_averages"') >= 1.0
     assert _sample(text, "spark_source_latest_offset_seconds{", 'query="enrichment"') >= 0.0
+    assert _sample(text, "gold_late_records_total{") == 0.0
+
     for step in ("allowed_ids", "should_process", "filter", "transform", "write"):
         assert f'step="{step}"' in text
     assert _sample(text, "computation_executions_total{", 'status="success"') == 1.0
+
+    def watermarks() -> dict[str, float]:
+        metrics_text = httpx.get(f"{base}/metrics").text
+        prefix = "spark_query_watermark_seconds{"
+        lines = [ln for ln in metrics_text.splitlines() if ln.startswith(prefix)]
+        found = {ln.split('query="')[1].split('"')[0]: float(ln.split()[-1]) for ln in lines}
+        return found if {"gold", "enrichment"} <= set(found) else {}
+
+    # Gold's watermark is the newest event time (both readings are at ``event``) minus
+    # engine.watermark, reported by the next batch with rows; the enrichment's is the
+    # de-duplication's horizon (processing time).
+    write_bronze(
+        engine,
+        "mqtt_demo_0001",
+        [bronze_row("e3", {"sensor_id": "s", "temperature": 30, "ts": ts})],
+    )
+    found = _until(watermarks, timeout=60)
+    assert found["gold"] == pytest.approx(event - 120.0, abs=0.002)
+    minutes = engine.engine.dedupe_minutes
+    assert time.time() - 60 * minutes - 60 < found["enrichment"] < time.time() - 60 * minutes
+    status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
+    assert status["gold"]["watermark"] and status["enrichment"]["watermark"]
 
 
 ENGINE_METRICS = (
@@ -170,6 +194,7 @@ ENGINE_METRICS = (
     "normalization_rule_applied_total",
     "step_duration_seconds",
     "spark_source_latest_offset_seconds",
+    "gold_late_records_total",
 )
 
 

@@ -236,3 +236,53 @@ def test_replayed_batches_do_not_duplicate(
     assert gold[("10:00", "x", "temperature")].avg_value == 2.0
     assert gold[("10:00", "x", "temperature")]["count"] == 2
     catalog.close()
+
+
+def test_gold_keeps_a_watermark_and_still_merges_late_readings(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    """Spark's event-time watermark on gold moves with the newest event; a reading behind it
+    is counted as late and lands in its window all the same (F20, R4)."""
+    from datetime import UTC
+
+    from prometheus_client import generate_latest
+
+    from workbench.gold.stream import QUERY_NAME
+    from workbench.spark.files import LakeFiles
+    from workbench.spark.metrics import EngineMetrics
+    from workbench.spark.streaming import batch_watermark, checkpoint_path
+
+    catalog = Catalog(lake_settings.catalog.url)
+    metrics = EngineMetrics(pod="p")
+
+    def reading(message_id: str, hh_mm: str) -> dict[str, Any]:
+        payload = {"sensor_id": "s1", "temperature": 20.0, "ts": f"2026-11-26T{hh_mm}:30Z"}
+        return bronze_row(message_id, payload)
+
+    def late_records() -> float:
+        text = generate_latest(metrics.registry).decode()
+        line = next(ln for ln in text.splitlines() if ln.startswith("gold_late_records_total{"))
+        return float(line.split()[-1])
+
+    write_bronze(lake_settings, DS, [reading("a", "10:00"), reading("b", "10:10")])
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog, metrics=metrics)
+    assert late_records() == 0  # the first batch runs before any watermark
+
+    # The newest event so far is 10:10:30: the next batch's watermark is 2 minutes behind it.
+    write_bronze(lake_settings, DS, [reading("late", "09:00"), reading("c", "10:20")])
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog, metrics=metrics)
+    checkpoint = checkpoint_path(lake_settings.lake.checkpoints, QUERY_NAME)
+    expected = datetime(2026, 11, 26, 10, 8, 30, tzinfo=UTC).timestamp()
+    assert batch_watermark(LakeFiles(None), checkpoint, 1) == expected
+    assert batch_watermark(LakeFiles(None), checkpoint, 0) is None
+    assert late_records() == 1
+    gold = _gold(spark, lake_settings)
+    assert sorted(k[0] for k in gold if k[2] == "temperature") == [
+        "09:00",
+        "10:00",
+        "10:10",
+        "10:20",
+    ]
+    assert gold[("09:00", "s1", "temperature")]["count"] == 1  # merged, not dropped

@@ -11,13 +11,19 @@ from prometheus_client import generate_latest
 from workbench.api.engine_app import (
     SLOW_INPUT_WARN_EVERY_SECONDS,
     ProgressListener,
+    query_watermark,
     slow_input_advice,
 )
 from workbench.core.settings import Settings
 from workbench.spark.metrics import EngineMetrics
 
 
-def _event(batch_id: int, latest_offset_ms: int, name: str = "enrichment") -> SimpleNamespace:
+def _event(
+    batch_id: int,
+    latest_offset_ms: int,
+    name: str = "enrichment",
+    event_time: dict[str, str] | None = None,
+) -> SimpleNamespace:
     """A progress event as pyspark hands it to ``onQueryProgress`` (the fields read)."""
     progress = SimpleNamespace(
         name=name,
@@ -25,6 +31,7 @@ def _event(batch_id: int, latest_offset_ms: int, name: str = "enrichment") -> Si
         batchId=batch_id,
         numInputRows=10,
         durationMs={"latestOffset": latest_offset_ms, "triggerExecution": 900},
+        eventTime=event_time or {},
     )
     return SimpleNamespace(progress=progress)
 
@@ -70,3 +77,18 @@ def test_slow_input_warns_with_advice_at_most_once_per_interval(
     assert len(caplog.records) == 3
     assert "query=gold" in caplog.records[1].getMessage()
     assert "progress lines" in caplog.records[1].getMessage()
+
+
+def test_the_watermark_gauge_follows_spark_s_progress() -> None:
+    metrics = EngineMetrics(pod="p")
+    listener = ProgressListener(metrics)
+    # Before the first event Spark reports the epoch: no watermark yet, no gauge.
+    listener.onQueryProgress(_event(1, 10, "gold", {"watermark": "1970-01-01T00:00:00.000Z"}))
+    text = generate_latest(metrics.registry).decode()
+    assert 'spark_query_watermark_seconds{pod="p",query="gold"}' not in text
+    moved = {"watermark": "2026-11-27T10:02:00.000Z", "max": "2026-11-27T10:04:00.000Z"}
+    listener.onQueryProgress(_event(2, 10, "gold", moved))
+    listener.onQueryProgress(_event(3, 10, "enrichment"))  # a query without a watermark
+    gauge = _metric(metrics, 'spark_query_watermark_seconds{pod="p",query="gold"}')
+    assert float(gauge.split()[-1]) == query_watermark(moved) == 1795773720.0
+    assert query_watermark(None) is None and query_watermark({}) is None

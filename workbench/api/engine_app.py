@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -89,6 +90,9 @@ class ProgressListener(StreamingQueryListener):
         # Every trigger finds its input, idle ones too.
         if "latestOffset" in durations:
             self._input_found(name, durations["latestOffset"] / 1000.0)
+        watermark = query_watermark(progress.eventTime)
+        if watermark is not None:
+            self.metrics.watermark_moved(name, watermark)
         # Idle triggers repeat the previous batch id; count each batch once.
         if self._last_batch.get(name) == progress.batchId:
             return
@@ -131,6 +135,16 @@ class ProgressListener(StreamingQueryListener):
         # computations run in sessions of their own, whose events this listener never hears).
         if event.exception:
             log.error("stream terminated id=%s error=%s", event.id, event.exception)
+
+
+def query_watermark(event_time: Mapping[str, str] | None) -> float | None:
+    """A progress event's watermark (epoch s); None for a query without one or before its
+    first batch with rows (Spark reports the epoch then)."""
+    text = (event_time or {}).get("watermark")
+    if not text:
+        return None
+    seconds = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return seconds if seconds > 0 else None
 
 
 def slow_input_advice(settings: Settings) -> dict[str, str]:

@@ -475,6 +475,9 @@ def _status(managed: ManagedQuery) -> dict[str, Any]:
         "last_batch_rows": progress.get("numInputRows"),
         "last_batch_duration_ms": durations.get("triggerExecution"),
         "last_latest_offset_ms": durations.get("latestOffset"),
+        # Spark's watermark (ISO, UTC): gold's and computations' is on event time (windows
+        # ending before it are complete), the enrichment's is the de-duplication's horizon.
+        "watermark": (progress.get("eventTime") or {}).get("watermark"),
         "restarts": managed.restarts,
         "last_restart_reason": managed.last_restart_reason,
         "exception": error,

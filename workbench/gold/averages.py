@@ -2,10 +2,10 @@
 
 Each silver micro-batch is folded into the table as *partial* aggregates: count, sum, sum of
 squares, min and max per ``(window, ingestion_id, sensor_id, field)`` are MERGEd into the stored
-ones (averages and standard deviations follow from them). Nothing waits for a watermark, so a
-partial window is visible after one trigger and a late reading still lands in its own window;
-the MERGE commits with the batch's Delta transaction id, so a replayed batch is skipped instead
-of counted twice (see :mod:`workbench.gold.stream`).
+ones (averages and standard deviations follow from them). Nothing waits for the watermark (it
+tells when a window is complete), so a partial window is visible after one trigger and a late
+reading still lands in its own window; the MERGE commits with the batch's Delta transaction id,
+so a replayed batch is skipped instead of counted twice (see :mod:`workbench.gold.stream`).
 """
 
 from __future__ import annotations

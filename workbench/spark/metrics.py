@@ -170,6 +170,22 @@ class EngineMetrics:
             ["pod", "query"],
             registry=r,
         )
+        self.watermark = Gauge(
+            "spark_query_watermark_seconds",
+            "The watermark (epoch s) the query's last batch ran with. Gold and "
+            "computations: the newest event time seen before it, minus engine.watermark "
+            "(windows ending before it are complete). Enrichment: the de-duplication's "
+            "horizon (now minus engine.dedupe_minutes).",
+            ["pod", "query"],
+            registry=r,
+        )
+        self.late_records = Counter(
+            "gold_late_records_total",
+            "Readings that reached gold with an event time behind its watermark (a stateful "
+            "Spark query would drop them). They are merged into their windows all the same.",
+            ["pod"],
+            registry=r,
+        )
         self.step_duration = Gauge(
             "step_duration_seconds",
             "Wall time of each batch-processor step in the last batch.",
@@ -205,6 +221,7 @@ class EngineMetrics:
             self.batches.labels(p, status)
         self.enrichment_records.labels(p)
         self.held_records.labels(p)
+        self.late_records.labels(p)
         self.processing_lag.labels(p)
 
     def _age(self, layer: str) -> float:
@@ -236,6 +253,10 @@ class EngineMetrics:
     def input_found(self, query: str, seconds: float) -> None:
         """Record how long ``query``'s last trigger took to find its new input."""
         self.latest_offset.labels(self.pod, query).set(seconds)
+
+    def watermark_moved(self, query: str, epoch_seconds: float) -> None:
+        """Record ``query``'s event-time watermark."""
+        self.watermark.labels(self.pod, query).set(epoch_seconds)
 
     def batch_failed(self) -> None:
         """Count a micro-batch that stopped its query (it failed after its retries)."""

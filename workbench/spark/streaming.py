@@ -138,6 +138,35 @@ def source_offset(files: LakeFiles, checkpoint: str, batch_id: int) -> dict[str,
     return offset
 
 
+def batch_watermark(files: LakeFiles, checkpoint: str, batch_id: int) -> float | None:
+    """The event-time watermark (epoch s) batch ``batch_id`` ran with, from ``offsets/<batch>``.
+
+    None before the query's first event (Spark writes 0) or when the batch is not in the log.
+    """
+    text = files.read_text(f"{checkpoint}/offsets/{batch_id}")
+    lines = (text or "").splitlines()
+    if len(lines) < 2:
+        return None
+    millis = json.loads(lines[1]).get("batchWatermarkMs") or 0
+    return millis / 1000.0 if millis > 0 else None
+
+
+class BatchWatermark:
+    """The event-time watermark each batch of a query ran with (:func:`batch_watermark`).
+
+    Args:
+        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
+        spark: used only to reach ``s3a://`` paths through Hadoop.
+    """
+
+    def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
+        self._files = LakeFiles(spark)
+        self._checkpoint = checkpoint.rstrip("/")
+
+    def __call__(self, batch_id: int) -> float | None:
+        return batch_watermark(self._files, self._checkpoint, batch_id)
+
+
 class FileSourceLog:
     """A file-source query's checkpoint: which bronze files each batch read.
 
