@@ -134,8 +134,7 @@ class GoldProcessor:
             started = time.perf_counter()
             written.update(self._rule_aggregates(session, batch, batch_id))
             self._step("aggregates", started)
-            watermark = self.watermarks(batch_id) if self.watermarks is not None else None
-            late = self._observe(batch, committed_at, written, watermark)
+            late = self._observe(batch, batch_id, committed_at, written)
             log.info("gold batch batch_id=%s written=%s late=%s", batch_id, written, late)
             return written
         finally:
@@ -226,17 +225,19 @@ class GoldProcessor:
     def _observe(
         self,
         batch: DataFrame,
+        batch_id: int,
         committed_at: float,
         written: dict[str, int],
-        watermark: float | None,
     ) -> int | None:
-        """Feed the metrics; returns the readings behind ``watermark`` (None without metrics)."""
+        """Feed the metrics; returns the readings behind the batch's watermark (None without
+        metrics)."""
         m = self.metrics
         if m is None:
             return None
         for table, rows in written.items():
             m.gold_records.labels(m.pod, table).inc(rows)
         event, enriched = frame_epoch_seconds(batch, "event_time", "enriched_at")
+        watermark = self.watermarks(batch_id) if self.watermarks is not None else None
         late = 0 if watermark is None else int(np.count_nonzero(event < watermark))
         m.late_records.labels(m.pod).inc(late)
         stage = bucket_counts(committed_at - enriched)

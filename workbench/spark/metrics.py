@@ -255,7 +255,7 @@ class EngineMetrics:
         self.latest_offset.labels(self.pod, query).set(seconds)
 
     def watermark_moved(self, query: str, epoch_seconds: float) -> None:
-        """Record ``query``'s event-time watermark."""
+        """Record the watermark (epoch s) ``query``'s last batch ran with."""
         self.watermark.labels(self.pod, query).set(epoch_seconds)
 
     def batch_failed(self) -> None:
