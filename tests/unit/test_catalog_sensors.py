@@ -144,3 +144,15 @@ def test_migrations_apply_by_number_whatever_their_order_in_the_list(
     observe_sensors(catalog, ["a"])
     assert catalog.get_dataset("ds").distinct_sensors == 1
     catalog.close()
+
+
+def test_extractor_counts_sensor_ids_nested_under_a_path_rule(catalog: Catalog) -> None:
+    """A rule on a nested path (``device.id``) names the sensor id for every record, not only
+    for the few scanned per batch (known spellings are top-level keys)."""
+    catalog.add_rule("device.ID", "sensorId", ingestion_id="lora")
+    extractor = MetadataExtractor(catalog, batch_size=10**9, batch_seconds=3600)
+    extractor.refresh_sensor_rules()
+    records = [{"Device": {"id": f"d{i % 5}"}, "sensor_id": "gw"} for i in range(200)]
+    extractor.observe([envelope(i, r, "lora") for i, r in enumerate(records)])
+    extractor.write_pending()
+    assert catalog.get_dataset("lora").distinct_sensors == 5  # the own rule ranks first

@@ -88,3 +88,17 @@ def test_records_without_a_known_spelling_are_scanned_within_a_budget() -> None:
     assert reader.spellings == ("SENSOR_ID",)
     assert reader.read_unknown({"Id": "b"}) is None  # budget spent: left for the next batch
     assert reader.read({"Id": "b"}, scan=False) is None
+
+
+def test_nested_paths_are_read_like_the_enrichment_reads_them() -> None:
+    rules = [
+        *seed_rules(),
+        NormalizationRule(100, "meta.device.ID", SENSOR_KEY, "ds", priority=1),
+    ]
+    reader = SensorIdReader(SensorKeys.from_rules(rules).order("ds"))
+    assert reader.nested and not SensorIdReader(SensorKeys.from_rules(rules).global_order).nested
+    record = {"sensor_id": "top", "Meta": {"device": {"id": 42}}}
+    assert reader.read(record) == "42"  # the dataset's own rule ranks first
+    assert reader.read(record, scan=False) == "42"  # nested paths are always scanned
+    assert reader.read({"sensor_id": "top", "meta": {"device": {}}}) == "top"
+    assert reader.read({"meta": {"device": None}}) is None

@@ -86,7 +86,11 @@ class MetadataExtractor:
                     entry = batch[env.ingestion_id] = self._batch_entry(env)
                 obs, reader, sensor_ids = entry
                 record = env.record
-                if record is not None:
+                if record is not None and reader.nested:
+                    sensor_id = reader.read(record)
+                    if sensor_id is not None:
+                        sensor_ids.add(sensor_id)
+                elif record is not None:
                     # Every record's sensor id counts: SensorIdReader.read(scan=False) inlined
                     # (the call would cost a third more), then a scan for a new spelling.
                     for key in reader.spellings:

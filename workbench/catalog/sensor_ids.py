@@ -9,7 +9,8 @@ the same raw key elsewhere), with the canonical spelling itself as the last reso
 always and case-insensitively; the enrichment keeps an unmapped ``sensorId`` only in exactly
 that spelling when no rule names the key at all). A record without any of them has no sensor
 id and is not counted: neither the topic nor the ingestion id stands in for it, as silver's
-``sensor_id`` is then null too.
+``sensor_id`` is then null too. Raw keys are field paths (``device.id`` inside ``{"device":
+{"id": ...}}``), as the enrichment reads them.
 
 Pure functions over :class:`~workbench.catalog.records.NormalizationRule` records plus one
 small reader per dataset; the extractor recompiles them when the rules change.
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from workbench.catalog.records import NormalizationRule
+from workbench.catalog.schemas import flatten
 
 SENSOR_KEY = "sensorId"
 """The canonical key of the sensor id (``workbench.enrichment.normalization.SENSOR_KEY``)."""
@@ -104,6 +106,9 @@ class SensorIdReader:
 
     def __init__(self, order: Sequence[str]) -> None:
         self._rank = {key: i for i, key in enumerate(order)}
+        self.nested = any("." in key for key in order)
+        """Whether a candidate is a nested path: every record is then scanned (the known
+        spellings are top-level keys only)."""
         self._spelling_rank: dict[str, int] = {}
         self._key_rank: dict[str, int | None] = {}  # payload key as spelled → rank
         self.spellings: tuple[str, ...] = ()
@@ -118,7 +123,7 @@ class SensorIdReader:
             record: the parsed payload (top-level keys only are candidates).
             scan: look at every key (exact, learns spellings) instead of the known spellings.
         """
-        if scan:
+        if scan or self.nested:
             return self._scan(record)
         for key in self.spellings:
             value = record.get(key)
@@ -151,6 +156,11 @@ class SensorIdReader:
                 self.spellings = tuple(sorted(ranks, key=lambda k: ranks[k]))
             if value is not None and rank < best_rank:
                 best_rank, best = rank, value
+        if self.nested:
+            for path, value in flatten(record).items():
+                rank = self._rank.get(path.lower()) if "." in path else None
+                if rank is not None and value is not None and rank < best_rank:
+                    best_rank, best = rank, value
         if best is None:
             return None
         return best if type(best) is str else as_text(best)
