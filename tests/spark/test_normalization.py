@@ -190,6 +190,44 @@ def test_nested_paths_stop_at_the_catalog_s_depth(spark: Any) -> None:
     assert out.fields["xy"] == "2"
 
 
+def test_hostile_nesting_is_read_without_failing_the_batch(spark: Any) -> None:
+    """Deep, wide and odd payloads through the stream's reader (R5 shapes): each row comes out,
+    paths stop at the depth limit, and a payload past the parser's nesting limit is "not an
+    object" (as ``from_json`` has it), not a failed batch."""
+    from pyspark.sql import functions as F
+
+    def deep(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {"leaf": 1}
+        for level in range(depth):
+            value = {f"l{level}": value}
+        return value
+
+    wide = {"w": {f"k{i}": i for i in range(20_000)}}
+    odd = {"": {"": 1}, "ключ": {"значение": "ü"}, "😀": {"x": [1, {"y": 2}]}, "a.b": {"c": None}}
+    too_deep = "[" * 1100 + "]" * 1100
+    frame = _bronze(
+        spark,
+        ("deep", "ds", deep(900)),
+        ("wide", "ds", wide),
+        ("odd", "ds", odd),
+        ("big", "ds", {"blob": {"x": "y" * 1_000_000}}),
+        ("too_deep", "ds", '{"a": ' + too_deep + "}"),
+    )
+    frame = frame.withColumn("payload_kind", F.lit("object"))  # as ingest marks them
+    out = _by_id(normalize(frame, [Rule(1, "ключ.ЗНАЧЕНИЕ", "meaning")]))
+    assert set(out) == {"deep", "wide", "odd", "big", "too_deep"}
+    (path,) = out["deep"].fields
+    assert path.count(".") + 1 == 16 and out["deep"].fields[path].startswith('{"l883":')
+    assert len(out["wide"].fields) == 20_000 and out["wide"].numeric["w.k19999"] == 19999.0
+    assert out["odd"].fields == {
+        ".": "1",
+        "meaning": "ü",
+        "😀.x": '[1,{"y":2}]',
+    }  # a.b.c is null: no field
+    assert len(out["big"].fields["blob.x"]) == 1_000_000
+    assert out["too_deep"].raw is None and out["too_deep"].fields == {}
+
+
 def test_epoch_timestamps_and_envelope_time(spark: Any) -> None:
     rules = [Rule(1, "ts", "timestamp")]
     frame = _bronze(spark, ("s", "ds", {"ts": 1764151230}), ("ms", "ds", {"ts": 1764151230500}))
