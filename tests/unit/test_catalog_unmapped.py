@@ -40,6 +40,11 @@ def test_suggestions() -> None:
     assert suggest_canonical("battery_level", RULES) == "batteryLevel"  # nothing close
     assert camel_case("PM2.5") == "pm25" and camel_case("SensorID") == "sensorId"
     assert camel_case("battery") == "battery"
+    # A nested path: whole, then by its last name.
+    assert suggest_canonical("data.Temp-C", RULES) == "temperature"
+    assert suggest_canonical("uplink.decoded.Humidty", RULES) == "humidity"
+    assert suggest_canonical("loc.lat", RULES) == "locLat"
+    assert suggest_canonical("PM2.5", RULES) == "pm25"  # a dotted top-level key, whole
 
 
 def test_find_unmapped_lists_field_paths_and_orders_by_count() -> None:

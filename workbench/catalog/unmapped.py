@@ -60,17 +60,22 @@ def suggest_canonical(raw_key: str, rules: Sequence[NormalizationRule]) -> str:
     Both the key and the rules' canonical and raw keys are compared as lower-case letters and
     digits only (``"Temp-C"`` ~ ``"temp_c"`` → that rule's canonical key); then the closest by
     ``difflib`` (ratio ≥ 0.8); else ``raw_key`` in camelCase (``"wind_speed"`` →
-    ``"windSpeed"``).
+    ``"windSpeed"``). A nested path is compared whole, then by its last name
+    (``"data.temp"`` → ``temp``'s canonical key).
     """
-    target = _squash(raw_key)
     by_form: dict[str, str] = {}
     for rule in sorted(rules, key=lambda r: (r.priority, r.id)):
         by_form.setdefault(_squash(rule.canonical_key), rule.canonical_key)
         by_form.setdefault(_squash(rule.raw_key), rule.canonical_key)
-    if target in by_form:
-        return by_form[target]
-    close = difflib.get_close_matches(target, list(by_form), n=1, cutoff=0.8)
-    return by_form[close[0]] if close else camel_case(raw_key)
+    targets = list(dict.fromkeys(_squash(k) for k in (raw_key, raw_key.rsplit(".", 1)[-1])))
+    for target in targets:
+        if target in by_form:
+            return by_form[target]
+    for target in targets:
+        close = difflib.get_close_matches(target, list(by_form), n=1, cutoff=0.8)
+        if close:
+            return by_form[close[0]]
+    return camel_case(raw_key)
 
 
 def camel_case(text: str) -> str:
