@@ -1,6 +1,7 @@
 package workbench.spark;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -28,7 +29,7 @@ final class FieldPaths {
   /** An entry: its path, its value (null for JSON null) and its kind (see the class). */
   void add(String path, String value, int kind) {
     if (paths.size() == kinds.length) {
-      kinds = java.util.Arrays.copyOf(kinds, kinds.length * 2);
+      kinds = Arrays.copyOf(kinds, kinds.length * 2);
     }
     kinds[paths.size()] = kind;
     paths.add(path);
