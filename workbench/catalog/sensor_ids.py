@@ -120,7 +120,7 @@ class SensorIdReader:
         """The record's sensor id as text, or None when it has none.
 
         Args:
-            record: the parsed payload (top-level keys only are candidates).
+            record: the parsed payload (nested paths are candidates when a rule names one).
             scan: look at every key (exact, learns spellings) instead of the known spellings.
         """
         if scan or self.nested:
