@@ -51,8 +51,19 @@ def test_preview_shows_exactly_what_the_stream_writes(
         [
             bronze_row("e", {"sensor": "s4", "temperature": 15, "ts": "2026-11-26T10:00:02Z"}),
             bronze_row("f", {"sensor": "s5", "temperature": 25, "ts": "2026-11-26T10:00:03Z"}),
+            bronze_row(
+                "g",
+                {
+                    "device": {"id": "s6"},
+                    "data": {"Temperature": 12, "extra": {"lux": 5}},
+                    "ts": "2026-11-26T10:00:04Z",
+                },
+            ),
         ],
     )
+    # Nested fields by path (the catalog's dot paths).
+    catalog.add_rule("device.id", "sensorId")
+    catalog.add_rule("data.temperature", "temperature")
 
     preview = preview_rules(spark, lake_settings, catalog, ingestion_id="ds")
     run_enrichment_once(spark, lake_settings, catalog)
@@ -62,7 +73,7 @@ def test_preview_shows_exactly_what_the_stream_writes(
     }
 
     assert sorted(preview.dropped_ids) == ["b", "c"]  # 99 > 60, and "n/a" is not a number
-    kept = ["a", "d", "e", "f"]
+    kept = ["a", "d", "e", "f", "g"]
     assert sorted(silver) == sorted(r["message_id"] for r in preview.after) == kept
     # Every silver column but ``enriched_at``: the time the rows were transformed (the
     # preview's query time, the stream's batch time). ``sensitivity`` comes from the device
@@ -78,10 +89,14 @@ def test_preview_shows_exactly_what_the_stream_writes(
         assert {c: row[c] for c in compared} == {c: written[c] for c in compared}
     assert silver["a"]["event_time"] == datetime(2026, 11, 26, 10, 0)  # from the payload
     assert silver["d"]["raw"] is None and silver["d"]["event_time"] is None
+    assert (silver["g"]["sensor_id"], silver["g"]["numeric"]) == (
+        "s6",
+        {"temperature": 12.0, "data.extra.lux": 5.0},
+    )
 
     outcomes = {o.name: o for o in preview.outcomes}
     assert (outcomes["plausible"].affected, outcomes["plausible"].dropped) == (2, 2)
-    assert outcomes["as_float"].affected == 3
+    assert outcomes["as_float"].affected == 4
     # The flag counts, recounted from the rows: those carrying the flag, and those whose
     # temperature is above the rule's max (no flagged row is dropped later in the chain).
     warm = outcomes["warm"]
@@ -94,7 +109,7 @@ def test_preview_shows_exactly_what_the_stream_writes(
     assert sorted(carrying) == sorted(above) == ["a", "f"]
     assert (warm.kind, warm.affected, warm.flagged, warm.dropped) == ("validate", 2, 2, 0)
     assert [m for m in kept if "validate:warm" in silver[m]["flags"]] == ["a", "f"]
-    assert preview.unmapped_keys == {"lux": 1}
+    assert preview.unmapped_keys == {"lux": 1, "data.extra.lux": 1}
 
     # A disabled device: previewed, but reported as held and without a sensitivity.
     catalog.save_device(Device("ds", name="ds", sensitivity="restricted", enabled=False))
