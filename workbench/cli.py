@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from workbench.bench import BENCHMARKS
 from workbench.core.errors import ConfigError, ServiceUnavailableError, WorkbenchError
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, load_settings
@@ -40,7 +41,7 @@ def _engine(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.simulators.runner import read_edge_stats, run_simulator
+    from workbench.simulators.launcher import read_edge_stats, run_simulator
 
     if args.edge_stats:
         stats = read_edge_stats(settings, args.kind)
@@ -68,12 +69,12 @@ def _kernel_install(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    import importlib
+    from workbench.bench import run_benchmark
 
-    module = importlib.import_module(f"benchmarks.{args.name.replace('-', '_')}")
     # Each benchmark has its own defaults; pass only what was given on the command line.
     options = {k: getattr(args, k) for k in ("seconds", "records", "rate")}
-    outcome = module.run(settings, **{k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    outcome = run_benchmark(args.name, settings, **given)
     print(json.dumps(outcome), flush=True)
     return 0
 
@@ -115,8 +116,8 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _maintain(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.spark.maintenance import LAYERS, STEPS
-    from workbench.spark.maintenance_runner import run_maintenance_job
+    from workbench.maintenance.runner import run_maintenance_job
+    from workbench.maintenance.steps import LAYERS, STEPS
 
     results = run_maintenance_job(
         settings,
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
     bench.add_argument(
-        "name", choices=["ingest-mqtt", "ingest-rest", "enrich", "latency"], help="which benchmark"
+        "name", choices=list(BENCHMARKS), help="which benchmark"
     )
     bench.add_argument(
         "--seconds", type=float, default=None, help="load duration (default 20; latency 120)"

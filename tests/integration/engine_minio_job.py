@@ -21,10 +21,10 @@ from typing import Any
 from tests.fixtures.services import free_port
 from workbench.catalog.store import Catalog
 from workbench.core.settings import load_settings
-from workbench.enrichment.stream import run_enrichment_once
+from workbench.enrichment.silver_stream import run_enrichment_once
 from workbench.gold.averages import TABLE
-from workbench.gold.stream import run_gold_once
-from workbench.spark.maintenance_runner import run_maintenance_job
+from workbench.gold.gold_stream import run_gold_once
+from workbench.maintenance.runner import run_maintenance_job
 from workbench.spark.session import build_session
 
 #: A bucket whose endpoint nobody listens on: the store is down for it.

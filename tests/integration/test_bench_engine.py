@@ -84,7 +84,7 @@ def test_latency_benchmark_sees_every_reading_in_silver_and_gold(tmp_path: Path)
 
 
 def test_gold_latency_covers_the_kth_reading_when_count_reaches_k() -> None:
-    from benchmarks.delta_watch import SilverRecord, gold_latencies, percentile
+    from workbench.bench.delta_watch import SilverRecord, gold_latencies, percentile
 
     # Sensor s, window [60, 120): readings reach silver in versions 1, 1, 2; a reading of the
     # next window (version 2) is never counted by gold.

@@ -22,9 +22,9 @@ from tests.fixtures.minio import ACCESS_KEY, SECRET_KEY, MinioServer, list_bronz
 from tests.fixtures.services import ROOT, make_settings
 from workbench.connectors.envelope import build_envelopes
 from workbench.core.settings import Settings
-from workbench.ingest.bronze import BronzeWriter
-from workbench.ingest.metrics import IngestMetrics
-from workbench.ingest.s3 import S3Storage
+from workbench.ingest.bronze_writer import BronzeWriter
+from workbench.lake.s3 import S3Storage
+from workbench.metrics.ingestor import IngestMetrics
 
 pytestmark = pytest.mark.spark
 

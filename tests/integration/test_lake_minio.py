@@ -13,9 +13,9 @@ from minio import Minio
 from tests.fixtures.minio import MinioServer
 from tests.fixtures.services import make_settings
 from workbench.core.settings import Settings
-from workbench.ingest.lake import LakeBrowser, LakeNotFoundError
-from workbench.ingest.s3 import S3Storage
-from workbench.ingest.storage import encode_parquet
+from workbench.lake.browser import LakeBrowser, LakeNotFoundError
+from workbench.lake.s3 import S3Storage
+from workbench.lake.storage import encode_parquet
 from workbench.widgets.lake_browser import build_lake_browser
 
 BUCKET, PREFIX = "lake-browser", "lake"

@@ -13,9 +13,9 @@ import pyarrow as pa
 
 from tests.fixtures.minio import MinioServer, s3_lake_settings
 from tests.fixtures.services import make_settings
-from workbench.ingest.s3 import S3Storage
-from workbench.ingest.storage import encode_parquet
-from workbench.spark.bronze_retention import apply_bronze_retention
+from workbench.lake.s3 import S3Storage
+from workbench.lake.storage import encode_parquet
+from workbench.maintenance.bronze_retention import apply_bronze_retention
 
 NOW = datetime.now(UTC)
 PER_DEVICE = {"temp-*": 10, "temp-001": 3}

@@ -16,13 +16,9 @@ from tests.integration.conftest import wait_for
 from tests.integration.test_ingest import publish, readings
 from workbench.core.errors import ConfigError, StorageError
 from workbench.core.settings import Settings
-from workbench.ingest.s3 import S3Storage
-from workbench.ingest.storage import (
-    LocalStorage,
-    SpillingStorage,
-    build_storage,
-    encode_parquet,
-)
+from workbench.ingest.spill import SpillingStorage, build_storage
+from workbench.lake.s3 import S3Storage
+from workbench.lake.storage import LocalStorage, encode_parquet
 
 BUCKET, PREFIX = "bronze-test", "lake"
 LAYOUT = re.compile(

@@ -21,9 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.fixtures.services import ROOT, Broker, child_env, free_port
 from tests.integration.conftest import wait_for
 from workbench.core.settings import Settings
+from workbench.simulators.launcher import read_edge_stats, run_simulator, with_overrides
 from workbench.simulators.replay import read_recording, replay_topic
 from workbench.simulators.rest_api import build_rest_api_server
-from workbench.simulators.runner import read_edge_stats, run_simulator, with_overrides
 
 
 class Subscriber:

@@ -17,7 +17,7 @@ from tests.integration.conftest import wait_for
 from tests.spark.conftest import WriteBronze, bronze_row, spark, write_bronze  # noqa: F401
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
-from workbench.enrichment.manager import StreamManager
+from workbench.streams.supervisor import StreamManager
 
 pytestmark = pytest.mark.spark
 
@@ -155,7 +155,7 @@ def test_stop_waits_for_the_running_batch(spark: Any, manager: StreamManager) ->
 
 
 def test_delta_source_lag(spark: Any, tmp_path: Path) -> None:  # noqa: F811
-    from workbench.spark.streaming import DeltaSourceLag
+    from workbench.streams.queries import DeltaSourceLag
 
     table, checkpoint = str(tmp_path / "table"), str(tmp_path / "cp")
     for i in range(2):  # versions 0 and 1
@@ -187,8 +187,8 @@ def test_schema_change_restart_mid_way_keeps_silver_exact(
     from deltalake import DeltaTable
 
     from workbench.catalog.store import Catalog
-    from workbench.enrichment import stream as enrichment
-    from workbench.spark.streaming import FileSourceLag, checkpoint_path
+    from workbench.enrichment import silver_stream as enrichment
+    from workbench.streams.queries import FileSourceLag, checkpoint_path
 
     # One file per batch, so the restart lands between batches of a backlog.
     settings = make_settings(tmp_path, engine={"max_files_per_trigger": 1})

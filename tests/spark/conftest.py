@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.services import make_settings
 from workbench.core.settings import Settings
-from workbench.enrichment.bronze import BRONZE_ARROW_SCHEMA
+from workbench.enrichment.bronze_schema import BRONZE_ARROW_SCHEMA
 
 WriteBronze = Callable[..., Path]
 

@@ -11,9 +11,9 @@ from pyspark.sql import functions as F
 from tests.spark.conftest import WriteBronze, bronze_row
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
-from workbench.enrichment.stream import run_enrichment_once
+from workbench.enrichment.silver_stream import run_enrichment_once
 from workbench.gold.aggregates import FUNCTIONS
-from workbench.gold.stream import run_gold_once
+from workbench.gold.gold_stream import run_gold_once
 
 pytestmark = pytest.mark.spark
 

@@ -20,8 +20,8 @@ from deltalake import DeltaTable
 from tests.fixtures.services import ROOT, make_settings
 from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_SCHEMA
-from workbench.enrichment.stream import ensure_silver_table
-from workbench.ingest.storage import encode_parquet
+from workbench.enrichment.silver_stream import ensure_silver_table
+from workbench.lake.storage import encode_parquet
 from workbench.stack.process import child_env
 
 pytestmark = pytest.mark.spark

@@ -20,13 +20,13 @@ from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_PARTITIONS, SILVER_SCHEMA
 from workbench.gold.averages import GOLD_AVERAGES_SCHEMA
-from workbench.spark.maintenance import MaintenanceResult, compact, vacuum
-from workbench.spark.maintenance_runner import (
+from workbench.maintenance.runner import (
     MaintenanceScheduler,
     is_commit_conflict,
     run_maintenance,
 )
-from workbench.spark.tables import ensure_delta_table
+from workbench.maintenance.steps import MaintenanceResult, compact, vacuum
+from workbench.spark.delta import ensure_delta_table
 
 pytestmark = pytest.mark.spark
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from workbench.core.errors import NotFoundError
-from workbench.enrichment.manager import StreamManager
+from workbench.streams.supervisor import StreamManager
 
 pytestmark = pytest.mark.spark
 

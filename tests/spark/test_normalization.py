@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from workbench.catalog.records import NormalizationRule as Rule
-from workbench.enrichment.bronze import BRONZE_SCHEMA
+from workbench.enrichment.bronze_schema import BRONZE_SCHEMA
 from workbench.enrichment.normalization import SILVER_SCHEMA, normalize, rule_usage
 
 pytestmark = pytest.mark.spark

@@ -13,7 +13,7 @@ from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_SCHEMA
 from workbench.enrichment.preview import preview_rules
-from workbench.enrichment.stream import run_enrichment_once
+from workbench.enrichment.silver_stream import run_enrichment_once
 from workbench.widgets.rule_editor import DRAFT_ID, build_rule_editor
 
 pytestmark = pytest.mark.spark

@@ -13,9 +13,9 @@ from tests.spark.conftest import WriteBronze, bronze_row
 from workbench.catalog.records import Device, StreamComputation
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
-from workbench.enrichment.stream import run_enrichment_once, start_enrichment
+from workbench.enrichment.silver_stream import run_enrichment_once, start_enrichment
 from workbench.gold import alerts
-from workbench.gold.stream import run_gold_once
+from workbench.gold.gold_stream import run_gold_once
 
 pytestmark = pytest.mark.spark
 

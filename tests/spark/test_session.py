@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.services import make_settings
 from workbench.core.errors import ConfigError
-from workbench.enrichment.bronze import BRONZE_ARROW_SCHEMA, BRONZE_SCHEMA
+from workbench.enrichment.bronze_schema import BRONZE_ARROW_SCHEMA, BRONZE_SCHEMA
 from workbench.spark.jars import S3A_JARS, jar_paths
 from workbench.spark.session import CONNECT_PLUGIN, s3a_conf, session_conf
 

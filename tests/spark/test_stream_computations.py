@@ -14,14 +14,14 @@ from workbench.catalog.records import StreamComputation, ValueRule
 from workbench.core.errors import ComputationError
 from workbench.core.settings import Settings
 from workbench.enrichment.normalization import SILVER_SCHEMA
-from workbench.enrichment.stream import ensure_silver_table
-from workbench.gold.computation_stream import (
+from workbench.enrichment.silver_stream import ensure_silver_table
+from workbench.gold.computation_query import (
     check_streamable,
     checkpoint_of,
     drop_computation,
     run_computation_once,
 )
-from workbench.gold.computations import check_name
+from workbench.gold.stream_computation import check_name
 
 pytestmark = pytest.mark.spark
 
@@ -262,9 +262,9 @@ def test_name_taken_by_an_aggregate_rule() -> None:
 
 
 def test_rows_written_survive_an_engine_restart(spark: Any, silver: Settings) -> None:
-    from workbench.api.stream_computations import StreamComputations
     from workbench.catalog.store import Catalog
-    from workbench.enrichment.manager import StreamManager
+    from workbench.gold.computation_service import StreamComputations
+    from workbench.streams.supervisor import StreamManager
 
     catalog = Catalog(silver.catalog.url)
     try:

@@ -12,12 +12,12 @@ from deltalake import DeltaTable as IndependentReader
 from tests.spark.conftest import WriteBronze, bronze_row
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
-from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
-from workbench.enrichment.processor import BatchProcessor
-from workbench.enrichment.stream import run_enrichment_once
+from workbench.enrichment.batch import BatchProcessor
+from workbench.enrichment.bronze_schema import BRONZE_READ_SCHEMA
+from workbench.enrichment.silver_stream import run_enrichment_once
 from workbench.gold import alerts
 from workbench.gold.averages import TABLE
-from workbench.gold.stream import GoldProcessor, run_gold_once
+from workbench.gold.gold_stream import GoldProcessor, run_gold_once
 
 pytestmark = pytest.mark.spark
 
@@ -212,7 +212,7 @@ def test_replayed_batches_do_not_duplicate(
         ],
     )
     batch = spark.read.schema(BRONZE_READ_SCHEMA).parquet(lake_settings.lake.bronze)
-    from workbench.enrichment.stream import ensure_silver_table
+    from workbench.enrichment.silver_stream import ensure_silver_table
     from workbench.gold.averages import ensure_gold_table
 
     ensure_silver_table(spark, lake_settings)
@@ -247,10 +247,10 @@ def test_gold_keeps_a_watermark_and_still_merges_late_readings(
 
     from prometheus_client import generate_latest
 
-    from workbench.gold.stream import QUERY_NAME
+    from workbench.gold.gold_stream import QUERY_NAME
+    from workbench.metrics.engine import EngineMetrics
     from workbench.spark.files import LakeFiles
-    from workbench.spark.metrics import EngineMetrics
-    from workbench.spark.streaming import batch_watermark, checkpoint_path
+    from workbench.streams.queries import batch_watermark, checkpoint_path
 
     catalog = Catalog(lake_settings.catalog.url)
     metrics = EngineMetrics(pod="p")

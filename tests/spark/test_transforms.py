@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from workbench.catalog.records import ValueRule
-from workbench.enrichment.transforms import (
+from workbench.enrichment.value_rules import (
     DROPPED,
     FLAGS,
     SparkRegexCheck,

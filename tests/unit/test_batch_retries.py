@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workbench.core.errors import EngineError
-from workbench.spark.streaming import run_batch_with_retries
+from workbench.streams.queries import run_batch_with_retries
 
 
 def test_a_transient_failure_is_retried() -> None:

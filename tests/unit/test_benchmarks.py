@@ -44,7 +44,7 @@ def test_benchmark_prints_its_result_as_the_last_stdout_line(name: str, tmp_path
 
 
 def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
-    from benchmarks.latency import batch_profile
+    from workbench.bench.sensor_latency import batch_profile
 
     prefix = "2026-11-26 15:00:00,000 INFO workbench.api.engine_app stream progress"
     lines = [
@@ -54,10 +54,10 @@ def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
         f'{prefix} query=enrichment batch_id=3 rows=4000 duration_ms={{"addBatch": 2500, '
         '"triggerExecution": 3000}',
         f'{prefix} query=gold batch_id=1 rows=6000 duration_ms={{"triggerExecution": 4000}}',
-        "2026-11-26 15:00:00,000 INFO workbench.enrichment.processor enrichment batch batch_id=1 "
+        "2026-11-26 15:00:00,000 INFO workbench.enrichment.batch enrichment batch batch_id=1 "
         "committed=True written=2000 dropped=0 held=0 released=0 steps={'write': 1.25, "
         "'filter': 0.05}",
-        "2026-11-26 15:00:00,000 INFO workbench.enrichment.processor enrichment batch batch_id=2 "
+        "2026-11-26 15:00:00,000 INFO workbench.enrichment.batch enrichment batch batch_id=2 "
         "committed=False written=0 dropped=0 held=0 released=0 steps={'write': 9.0}",
         "not a log line",
     ]

@@ -8,9 +8,9 @@ import pyarrow.dataset as ds
 from workbench.connectors.envelope import build_envelopes
 from workbench.core.errors import StorageError
 from workbench.core.settings import IngestSettings
-from workbench.ingest.bronze import BronzeWriter
-from workbench.ingest.metrics import IngestMetrics
-from workbench.ingest.storage import LocalStorage
+from workbench.ingest.bronze_writer import BronzeWriter
+from workbench.lake.storage import LocalStorage
+from workbench.metrics.ingestor import IngestMetrics
 
 
 def reading(i: int, ts: str = "2026-11-26T10:15:00Z", topic: str = "t") -> list:

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from workbench.spark.streaming import BatchFiles, FileSourceLag
+from workbench.streams.queries import BatchFiles, FileSourceLag
 
 META = '{"batchWatermarkMs":0,"batchTimestampMs":0,"conf":{}}'
 

@@ -14,7 +14,7 @@ import pytest
 from tests.fixtures.services import make_settings
 from workbench.core.errors import StorageError
 from workbench.core.settings import Settings
-from workbench.ingest.lake import (
+from workbench.lake.browser import (
     LakeBrowser,
     LakeFileError,
     LakeNotFoundError,

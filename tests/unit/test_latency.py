@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.spark.latency import bucket_counts, file_latencies
-from workbench.spark.metrics import LATENCY_BUCKETS
+from workbench.metrics.engine import LATENCY_BUCKETS
+from workbench.streams.latency import bucket_counts, file_latencies
 
 T0 = 1_795_700_000.0  # epoch seconds
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 from workbench.connectors.envelope import build_envelopes
 from workbench.ingest.loss import LossLedger
-from workbench.ingest.metrics import IngestMetrics
+from workbench.metrics.ingestor import IngestMetrics
 
 
 def rows(body: dict | bytes, topic: str = "t") -> list:

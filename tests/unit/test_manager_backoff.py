@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from workbench.enrichment.manager import HEALTHY_SECONDS, ManagedQuery, StreamManager
+from workbench.streams.supervisor import HEALTHY_SECONDS, ManagedQuery, StreamManager
 
 BASE, CAP = 10.0, 45.0
 #: min(CAP, BASE * 2**(n - 1)) for failures n = 1..6.

@@ -15,7 +15,7 @@ from workbench.api.engine_app import (
     slow_input_advice,
 )
 from workbench.core.settings import Settings
-from workbench.spark.metrics import EngineMetrics
+from workbench.metrics.engine import EngineMetrics
 
 
 def _event(

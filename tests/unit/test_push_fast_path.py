@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from workbench.connectors.envelope import Envelope, build_envelopes, fast_json_safe
 from workbench.connectors.rest_push import parse_push_body
 from workbench.core.clock import utcnow
-from workbench.ingest.bronze import timestamp_array
+from workbench.ingest.bronze_writer import timestamp_array
 from workbench.ingest.service import observe_many
 
 LINES = [
@@ -115,7 +115,7 @@ def test_prepared_ingest_process_never_imports_pandas() -> None:
         "import sys\n"
         "from workbench.ingest.service import prepare_ingest_process\n"
         "prepare_ingest_process()\n"
-        "from workbench.ingest.bronze import to_arrow\n"
+        "from workbench.ingest.bronze_writer import to_arrow\n"
         "from workbench.connectors.envelope import Envelope, build_envelopes\n"
         "from datetime import UTC, datetime\n"
         "rows = build_envelopes(b'{}', ingestion_id='d', source_type='s', topic='t',"

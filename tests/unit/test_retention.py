@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from workbench.spark.retention import device_retention, fnmatch_regex
+from workbench.maintenance.policy import device_retention, fnmatch_regex
 
 PER_DEVICE = {"temp-*": 10, "temp-00*": 5, "temp-001": 2, "*": 60, "air-[ab]?": 7}
 

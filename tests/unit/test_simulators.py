@@ -15,9 +15,9 @@ from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
 from workbench.simulators.edge_buffer import EdgeBuffer, OutgoingMessage
 from workbench.simulators.kinds import build_mqtt_kinds, build_rest_kinds, sensor_ids
+from workbench.simulators.launcher import known_kinds, run_simulator, with_overrides
 from workbench.simulators.replay import read_recording, replay_topic, shift_timestamps
 from workbench.simulators.rest_api import build_rest_api
-from workbench.simulators.runner import known_kinds, run_simulator, with_overrides
 from workbench.simulators.smart_bin import fill_cycle_seconds
 
 NOON = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Run a saved computation (one read-only Spark SQL query) and bring back a small pandas frame.
 
 The guard is deliberately minimal: exactly one statement, starting with ``SELECT`` or ``WITH``
-(:func:`workbench.spark.sql_guard.check_query`, shared with gold's streaming computations).
+(:func:`workbench.analytics.sql_guard.check_query`, shared with gold's streaming computations).
 :func:`check_sql` is the seam where a real SQL parser (catalog tables only, no DDL/DML,
 no ``SET``, no UDF loading) plugs in later; callers only ever go through :func:`run_computation`.
 """
@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from workbench.analytics.sql_guard import check_query
 from workbench.catalog.records import Computation
 from workbench.core.errors import ComputationError, ServiceUnavailableError
-from workbench.spark.sql_guard import check_query
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from workbench.spark.metrics import EngineMetrics
+from workbench.metrics.engine import EngineMetrics
 
 
 class ExecutionReport(BaseModel):

@@ -31,19 +31,19 @@ from pyspark.sql.streaming import StreamingQueryListener
 from workbench.api.computation_routes import build_computation_router
 from workbench.api.engine_routes import build_stream_router
 from workbench.api.stream_computation_routes import build_stream_computation_router
-from workbench.api.stream_computations import StreamComputations
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ComputationError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
-from workbench.enrichment import stream as enrichment
-from workbench.enrichment.manager import STOP_TIMEOUT_SECONDS, StreamManager
+from workbench.enrichment import silver_stream as enrichment
 from workbench.gold import alerts, averages
-from workbench.gold import stream as gold
-from workbench.spark.maintenance_runner import MaintenanceScheduler
-from workbench.spark.metrics import EngineMetrics
+from workbench.gold import gold_stream as gold
+from workbench.gold.computation_service import StreamComputations
+from workbench.maintenance.runner import MaintenanceScheduler
+from workbench.metrics.engine import EngineMetrics
 from workbench.spark.session import build_session
-from workbench.spark.streaming import DeltaSourceLag, FileSourceLag, checkpoint_path
+from workbench.streams.queries import DeltaSourceLag, FileSourceLag, checkpoint_path
+from workbench.streams.supervisor import STOP_TIMEOUT_SECONDS, StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ProgressListener(StreamingQueryListener):
 
     It hears the queries of the engine's session; stream computations run in sessions of their
     own and count their batches themselves
-    (:class:`workbench.gold.computation_stream.ComputationWriter`).
+    (:class:`workbench.gold.computation_query.ComputationWriter`).
     """
 
     def __init__(

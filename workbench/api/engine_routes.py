@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from workbench.enrichment.manager import StreamManager
+from workbench.streams.supervisor import StreamManager
 
 
 def build_stream_router(manager: StreamManager) -> APIRouter:

@@ -29,9 +29,9 @@ from workbench.connectors.rest_push import RecordResult
 from workbench.core.errors import CatalogError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.ingest.loss import LossCounts
-from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.service import IngestService, prepare_ingest_process
-from workbench.ingest.storage import build_storage
+from workbench.ingest.spill import build_storage
+from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from workbench.api.stream_computations import StreamComputations
+from workbench.gold.computation_service import StreamComputations
 
 
 class StreamComputationIn(BaseModel):

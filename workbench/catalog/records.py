@@ -103,7 +103,7 @@ SENSITIVITIES = ("public", "internal", "confidential", "restricted")
 class ValueRule:
     """A value transformation on one canonical field (SPEC F17), global or for one dataset.
 
-    ``config`` by kind (validated by :func:`workbench.enrichment.transforms.check_rule`):
+    ``config`` by kind (validated by :func:`workbench.enrichment.value_rules.check_rule`):
 
     - ``filter``: ``{"op": "gt|ge|lt|le|eq|ne|contains|regex|in", "value": v}``; rows that
       lack the field (other sensor types) are kept.

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
+from workbench.catalog.definitions import RegistryTables
 from workbench.catalog.dialect import upsert
 from workbench.catalog.metadata import MetadataTables
 from workbench.catalog.migrations import migrate
 from workbench.catalog.records import Computation, NormalizationRule
-from workbench.catalog.registry import RegistryTables
 from workbench.catalog.unmapped import UnmappedKey, find_unmapped
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from workbench.catalog.definitions import match_device
 from workbench.catalog.records import Device
-from workbench.catalog.registry import match_device
 
 DevicePolicy = Literal["auto_register", "require_approval"]
 

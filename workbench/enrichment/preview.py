@@ -1,7 +1,7 @@
 """Rule preview: the stream's own transform run on recent bronze rows (F16, F17, F29).
 
 :func:`preview_rules` reads the newest bronze rows of a dataset, runs
-:func:`workbench.enrichment.pipeline.enrich` on them with the given (or the stored) rules and
+:func:`workbench.enrichment.transform.enrich` on them with the given (or the stored) rules and
 returns the rows before and after, what each rule did, and the raw keys no rule maps. Because
 it calls the very functions the batch processor writes with, a preview shows exactly what the
 stream would write for those rows. It works on the engine's session and over Spark Connect.
@@ -20,10 +20,10 @@ from pyspark.sql import functions as F
 from workbench.catalog.records import Device, NormalizationRule, ValueRule
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
-from workbench.enrichment.bronze import BRONZE_READ_SCHEMA
+from workbench.enrichment.bronze_schema import BRONZE_READ_SCHEMA
 from workbench.enrichment.devices import decide_devices
-from workbench.enrichment.pipeline import enrich, to_silver
-from workbench.enrichment.transforms import (
+from workbench.enrichment.transform import enrich, to_silver
+from workbench.enrichment.value_rules import (
     DROPPED,
     FLAGS,
     RegexCheck,

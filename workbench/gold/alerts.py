@@ -25,7 +25,7 @@ from pyspark.sql.types import (
 
 from workbench.catalog.records import AlertRule
 from workbench.core.settings import Settings
-from workbench.spark.tables import ensure_delta_table
+from workbench.spark.delta import ensure_delta_table
 
 TABLE = "alerts"
 

@@ -5,7 +5,7 @@ squares, min and max per ``(window, ingestion_id, sensor_id, field)`` are MERGEd
 ones (averages and standard deviations follow from them). Nothing waits for the watermark (it
 tells when a window is complete), so a partial window is visible after one trigger and a late
 reading still lands in its own window; the MERGE commits with the batch's Delta transaction id,
-so a replayed batch is skipped instead of counted twice (see :mod:`workbench.gold.stream`).
+so a replayed batch is skipped instead of counted twice (see :mod:`workbench.gold.gold_stream`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pyspark.sql.types import (
 
 from workbench.core.settings import Settings
 from workbench.spark.constants import batch_timestamp
-from workbench.spark.tables import ensure_delta_table
+from workbench.spark.delta import ensure_delta_table
 
 TABLE = "sensor_averages"
 QUERY_NAME = "gold"

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from workbench.connectors.envelope import OBJECT, Envelope
-from workbench.ingest.metrics import IngestMetrics
+from workbench.metrics.ingestor import IngestMetrics
 
 SENSOR_KEYS = ("sensor_id", "sensorId", "sensorid", "device_id", "deviceId", "id")
 RECENT_IDS = 200_000

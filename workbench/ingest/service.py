@@ -18,11 +18,11 @@ from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.connectors.rest_push import RecordResult, parse_push_body
 from workbench.core.clock import utcnow
 from workbench.core.settings import Settings
-from workbench.ingest.bronze import BronzeWriter, Observer
+from workbench.ingest.bronze_writer import BronzeWriter, Observer
 from workbench.ingest.loss import LossLedger
-from workbench.ingest.metrics import IngestMetrics
 from workbench.ingest.sources import SourceManager, SourceStore
-from workbench.ingest.storage import LakeStorage, SpillingStorage
+from workbench.ingest.spill import LakeStorage, SpillingStorage
+from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from workbench.connectors.base import Connector
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.core.errors import CatalogError, NotFoundError
-from workbench.ingest.metrics import IngestMetrics
+from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
-from workbench.ingest.storage import is_object_store_root
+from workbench.lake.storage import is_object_store_root
 
 #: Jar name prefixes a working Delta session cannot do without.
 REQUIRED_JARS: tuple[str, ...] = ("delta-spark_2.13-", "delta-storage-", "workbench-functions")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
-from workbench.ingest.storage import is_object_store_root, parse_object_store_root
+from workbench.lake.storage import is_object_store_root, parse_object_store_root
 from workbench.spark.jars import jar_paths
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """A lake browser widget: layer → partitions → files → preview of the first rows.
 
-Every action runs :class:`~workbench.ingest.lake.LakeBrowser` calls in the kernel and shows
+Every action runs :class:`~workbench.lake.browser.LakeBrowser` calls in the kernel and shows
 their errors in the widget's message line instead of raising into the notebook.
 """
 
@@ -17,7 +17,7 @@ import pyarrow as pa
 from workbench.analytics.tiles import format_age
 from workbench.core.errors import WorkbenchError
 from workbench.core.settings import Settings
-from workbench.ingest.lake import LAYERS, LakeBrowser, Layer, LayerSummary, Partition
+from workbench.lake.browser import LAYERS, LakeBrowser, Layer, LayerSummary, Partition
 
 __all__ = ["LakeBrowserWidget", "build_lake_browser", "format_bytes"]
 

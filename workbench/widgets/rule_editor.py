@@ -22,7 +22,7 @@ from workbench.catalog.store import Catalog
 from workbench.core.errors import ConfigError, WorkbenchError
 from workbench.core.settings import Settings
 from workbench.enrichment.preview import RulePreview, preview_rules
-from workbench.enrichment.transforms import SparkRegexCheck, check_rule
+from workbench.enrichment.value_rules import SparkRegexCheck, check_rule
 
 __all__ = ["RuleEditorWidget", "build_rule_editor"]
 

@@ -1,0 +1,1 @@
+"""Lake maintenance: the retention policy, bronze retention, Delta steps, and their runner."""

@@ -1,1 +1,0 @@
-"""papermill runs and schedules."""
