@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      set up, then start the demo stack (Ctrl-C stops it)"
 	@echo "make test      set up, then run the default test suite"
-	@echo "make test-faults  fault injection under load (R1-R5), run by CI too"
+	@echo "make test-faults  fault injection under load, run by CI too"
 	@echo "make test-slow the slow suites (long soaks)"
 	@echo "make lab       JupyterLab with the workbench kernel"
 	@echo "make setup     Debian packages, .venv, JVM jars, kernelspec (idempotent)"

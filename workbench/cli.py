@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         st.add_parser(action, help=f"{action} a query by name").add_argument("name")
     streams.set_defaults(handler=_streams)
     add("settings", _settings_show, "print the effective settings as JSON")
-    maintain = add("maintain", _maintain, "lake maintenance: retention, compaction, VACUUM (F22)")
+    maintain = add("maintain", _maintain, "lake maintenance: retention, compaction, VACUUM")
     maintain.add_argument(
         "step",
         nargs="?",
@@ -226,9 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="change nothing, print what would be done"
     )
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
-    bench.add_argument(
-        "name", choices=list(BENCHMARKS), help="which benchmark"
-    )
+    bench.add_argument("name", choices=list(BENCHMARKS), help="which benchmark")
     bench.add_argument(
         "--seconds", type=float, default=None, help="load duration (default 20; latency 120)"
     )

@@ -1,4 +1,4 @@
-"""Fault tests: real services under load, one fault each, exact counts (SPEC R-table).
+"""Fault tests: real services under load, one fault each, exact counts.
 
 They are excluded from the default run (``-m 'not fault'`` in addopts). Naming this directory
 is asking for them, so ``pytest tests/faults`` runs them without ``-m fault``.

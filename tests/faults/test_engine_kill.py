@@ -1,4 +1,4 @@
-"""R4: ``kill -9`` of the engine mid-batch under load, restart: silver and gold exactly once.
+"""``kill -9`` of the engine mid-batch under load, restart: silver and gold exactly once.
 
 Readings with gap-free sequence numbers flow through the real broker and ingest into bronze
 while the engine runs; the engine is killed while an enrichment batch executes, restarted, and
@@ -96,7 +96,7 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
         try:
             wait_for(drained, timeout=180, what="bronze fully processed into silver and gold")
         except AssertionError:
-            print(f"R4: status at the timeout: {json.dumps(last, indent=1)}")
+            print(f"engine killed: status at the timeout: {json.dumps(last, indent=1)}")
             raise
         restarts = {name: q["restarts"] for name, q in _status(settings).items()}
     finally:
@@ -112,7 +112,7 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
     silver_ids = [r["message_id"] for r in silver]
     silver_seqs = sorted(int(dict(r["raw"])["seq"]) for r in silver)
     print(
-        f"R4: published={sent} bronze_rows={len(bronze)} bronze_ids={len(bronze_ids)} "
+        f"engine killed: published={sent} bronze_rows={len(bronze)} bronze_ids={len(bronze_ids)} "
         f"killed_in_batch={at_kill['last_batch_id']}+1 silver_before_kill={before} "
         f"silver_rows={len(silver)} "
         f"silver_ids={len(set(silver_ids))} restarts_after={restarts} "
@@ -140,7 +140,7 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
             assert key not in got, f"two gold rows for {key}"
             total = row.get("sum_value")
             got[key] = [row["count"], row["avg_value"] * row["count"] if total is None else total]
-    print(f"R4: gold windows={len(got) // 2} bronze windows={len(expected) // 2}")
+    print(f"engine killed: gold windows={len(got) // 2} bronze windows={len(expected) // 2}")
     assert got.keys() == expected.keys()
     for key, (count, total) in expected.items():
         assert got[key][0] == count, key

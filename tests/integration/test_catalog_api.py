@@ -1,4 +1,4 @@
-"""The metadata API (F11) through a real ingest process, against its Python twin (Catalog)."""
+"""The metadata API through a real ingest process, against its Python twin (Catalog)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bronze retention (F22): whole date directories past retention, on a local lake and on MinIO.
+"""Bronze retention: whole date directories past retention, on a local lake and on MinIO.
 
 Bronze is plain Parquet, so no Spark here; the Delta steps are in ``tests/spark``.
 """

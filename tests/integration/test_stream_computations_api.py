@@ -1,4 +1,4 @@
-"""Stream computations (F20) through a real engine process: add, edit, disable and delete over
+"""Stream computations through a real engine process: add, edit, disable and delete over
 HTTP while the engine runs, with the results read back through Spark Connect."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stream manager (F21) on a real Spark: by-name control over HTTP and the CLI, graceful
+"""The stream manager on a real Spark: by-name control over HTTP and the CLI, graceful
 stop, lag behind bronze and Delta, and a schema-change restart that loses and repeats nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Aggregate value rules (F17) materialized in gold by the stream: every function's value."""
+"""Aggregate value rules materialized in gold by the stream: every function's value."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def test_engine_serves_streams_and_connect(
 
     _until(records_counted, timeout=30)
 
-    # Every engine metric of F35 is exported; latencies were observed per record.
+    # Every engine metric is exported; latencies were observed per record.
     from workbench.analytics.reporting import EngineReporter
 
     reporter = EngineReporter(engine)

@@ -1,4 +1,4 @@
-"""``workbench maintain`` (F22) as an operator runs it: a child process with its own Spark driver.
+"""``workbench maintain`` as an operator runs it: a child process with its own Spark driver.
 
 The steps themselves are tested in ``tests/spark/test_maintenance.py``; here, the command line:
 its arguments, what it prints, its exit codes, and that it changes the lake it is pointed at.

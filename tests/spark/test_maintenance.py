@@ -1,4 +1,4 @@
-"""Lake maintenance (F22) on real Delta tables: compaction, retention per device, VACUUM.
+"""Lake maintenance on real Delta tables: compaction, retention per device, VACUUM.
 
 Outcomes are read back with the ``deltalake`` package, independently of Spark.
 """

@@ -1,4 +1,4 @@
-"""``normalize`` and ``rule_usage`` on tiny frames: the rule semantics of F16."""
+"""``normalize`` and ``rule_usage`` on tiny frames: the normalization rules' semantics."""
 
 from __future__ import annotations
 
@@ -191,8 +191,8 @@ def test_nested_paths_stop_at_the_catalog_s_depth(spark: Any) -> None:
 
 
 def test_hostile_nesting_is_read_without_failing_the_batch(spark: Any) -> None:
-    """Deep, wide and odd payloads through the stream's reader (R5 shapes): each row comes out,
-    paths stop at the depth limit, and a payload past the parser's nesting limit is "not an
+    """Deep, wide and odd payloads through the stream's reader (hostile shapes): each row comes
+    out, paths stop at the depth limit, and a payload past the parser's nesting limit is "not an
     object" (as ``from_json`` has it), not a failed batch."""
     from pyspark.sql import functions as F
 

@@ -1,5 +1,5 @@
-"""The batch processor and gold on a real session: devices (F18), value rules (F17), dedupe,
-alerts and rule aggregates (F20), and rule edits picked up by a running query (F16)."""
+"""The batch processor and gold on a real session: devices, value rules, dedupe,
+alerts and rule aggregates, and rule edits picked up by a running query."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User-defined stream computations (F20) on a real session: silver rows in, gold.<name> out."""
+"""User-defined stream computations on a real session: silver rows in, gold.<name> out."""
 
 from __future__ import annotations
 

@@ -242,7 +242,7 @@ def test_gold_keeps_a_watermark_and_still_merges_late_readings(
     spark: Any, lake_settings: Settings, write_bronze: WriteBronze
 ) -> None:
     """Spark's event-time watermark on gold moves with the newest event; a reading behind it
-    is counted as late and lands in its window all the same (F20, R4)."""
+    is counted as late and lands in its window all the same."""
     from datetime import UTC
 
     from prometheus_client import generate_latest

@@ -1,4 +1,4 @@
-"""Value rules (F17) on tiny frames: each kind, the chain order, and rules that cannot run."""
+"""Value rules on tiny frames: each kind, the chain order, and rules that cannot run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A failing micro-batch is retried, then fails loudly (F19)."""
+"""A failing micro-batch is retried, then fails loudly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schema evolution log, schema versions and field counts (SPEC F9, F10)."""
+"""Schema evolution log, schema versions and field counts."""
 
 import json
 from datetime import UTC, datetime, timedelta

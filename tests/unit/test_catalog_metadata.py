@@ -1,4 +1,4 @@
-"""The metadata API's Python twin on both catalog databases (SPEC F11)."""
+"""The metadata API's Python twin on both catalog databases."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Devices, value rules, alert rules and stream computations in the catalog (F17, F18, F20)."""
+"""Devices, value rules, alert rules and stream computations in the catalog."""
 
 import threading
 

@@ -1,4 +1,4 @@
-"""The schema browser widget on a real catalog (F12): what it shows and the "Map to…" button."""
+"""The schema browser widget on a real catalog: what it shows and the "Map to…" button."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Distinct sensors per dataset (SPEC F9), stored as a sketch, on SQLite and PostgreSQL."""
+"""Distinct sensors per dataset, stored as a sketch, on SQLite and PostgreSQL."""
 
 import json
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""The unmapped-keys inbox: which raw keys no rule maps, and what to map them to (F12)."""
+"""The unmapped-keys inbox: which raw keys no rule maps, and what to map them to."""
 
 from datetime import UTC, datetime
 

@@ -1,4 +1,4 @@
-"""The stream manager's restart backoff doubles per failure up to its cap (F21), no sleeping.
+"""The stream manager's restart backoff doubles per failure up to its cap, no sleeping.
 
 :class:`StreamManager` reads ``time.monotonic()`` itself (no clock can be injected), so these
 tests bracket each monitor pass with the same clock: ``retry_at`` is the pass's own ``now``

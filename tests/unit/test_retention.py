@@ -1,4 +1,4 @@
-"""Retention policy (F22): device precedence and the fnmatch → regex translation Spark uses."""
+"""Retention policy: device precedence and the fnmatch → regex translation Spark uses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which key holds a record's sensor id (SPEC F9 distinct sensors), as silver reads it."""
+"""Which key holds a record's sensor id (for the distinct-sensor count), as silver reads it."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The distinct-count sketch behind "distinct sensors (bounded memory)" (SPEC F9)."""
+"""The distinct-count sketch behind "distinct sensors (bounded memory)"."""
 
 import pytest
 

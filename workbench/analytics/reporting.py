@@ -1,4 +1,4 @@
-"""Reports computation runs to the engine, which exports them as Prometheus metrics (F35).
+"""Reports computation runs to the engine, which exports them as Prometheus metrics.
 
 Computations run in kernels and Voila apps, as Spark Connect clients: only they know how long a
 run took as the user saw it. An :class:`EngineReporter` is the ``observer`` of

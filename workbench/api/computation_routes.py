@@ -1,4 +1,4 @@
-"""``POST /api/computations/executions``: kernels and dashboards report computation runs (F35).
+"""``POST /api/computations/executions``: kernels and dashboards report computation runs.
 
 The engine counts them in ``computation_executions_total{computation,status}`` and
 ``computation_execution_latency_seconds{computation}``; see

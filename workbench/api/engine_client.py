@@ -1,4 +1,4 @@
-"""Python twin of the engine's HTTP API: streams (F21) and stream computations (F20)."""
+"""Python twin of the engine's HTTP API: streams and stream computations."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class EngineClient:
         """Restart a query from its checkpoint; returns its status."""
         return self._call("POST", f"/api/streams/{name}/restart")
 
-    # -- stream computations (F20) ------------------------------------------------------------
+    # -- stream computations ------------------------------------------------------------
 
     def stream_computations(self) -> list[dict[str, Any]]:
         """Every stream computation with its query's status and rows written."""

@@ -1,4 +1,4 @@
-"""HTTP routes for the engine's streams (SPEC F21), served by the engine process.
+"""HTTP routes for the engine's streams, served by the engine process.
 
 ``GET /api/streams`` (every query's status), ``GET /api/streams/{name}``,
 ``POST /api/streams/{name}/start|stop|restart`` (each answers with the query's status after the

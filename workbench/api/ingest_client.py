@@ -72,7 +72,7 @@ class IngestClient:
         """Loss accounting per dataset: received, written, flagged, duplicates, gaps."""
         return self._call("GET", "/api/loss")
 
-    # -- metadata (SPEC F11): the same names and records as the Catalog's methods -----------
+    # -- metadata: the same names and records as the Catalog's methods -----------
 
     def list_datasets(self) -> list[DatasetInfo]:
         """Every dataset seen, with its inferred fields."""

@@ -1,4 +1,4 @@
-"""The metadata API (SPEC F11), served by the ingest process; ``Catalog`` is its Python twin.
+"""The metadata API, served by the ingest process; ``Catalog`` is its Python twin.
 
 ``GET /api/metadata/datasets``, ``/datasets/{id}``, ``/datasets/{id}/schema``,
 ``/datasets/{id}/evolution?limit=``, ``/topics``, ``/totals`` and ``/enrichment-schema`` answer

@@ -1,4 +1,4 @@
-"""HTTP routes for source lifecycle (SPEC F3), served by the ingest process.
+"""HTTP routes for source lifecycle, served by the ingest process.
 
 ``GET /api/sources`` (with health), ``POST /api/sources`` ``{name, type, config}``,
 ``GET|PUT|DELETE /api/sources/{name}``, ``POST /api/sources/{name}/start|stop|restart``,

@@ -1,4 +1,4 @@
-"""HTTP routes for stream computations (SPEC F20), served by the engine process.
+"""HTTP routes for stream computations, served by the engine process.
 
 ``GET /api/stream-computations`` (every computation with its query's status),
 ``POST /api/stream-computations`` ``{name, sql, description, enabled}`` (201),

@@ -347,7 +347,7 @@ def result(
     details: dict[str, Any],
     extra_versions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The one JSON object a benchmark prints (DESIGN.md, Benchmarks)."""
+    """The one JSON object a benchmark prints (see ``benchmarks/README.md``)."""
     return {
         "name": name,
         "figure": round(figure, 1),

@@ -1,4 +1,4 @@
-"""Devices (SPEC F18), value rules (F17), alert rules and stream computations (F20): what
+"""Devices, value rules, alert rules and stream computations: what
 analysts register.
 
 A mixin of :class:`workbench.catalog.store.Catalog`, kept in its own module so each catalog

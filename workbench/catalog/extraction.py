@@ -1,4 +1,4 @@
-"""Metadata extraction (SPEC F9): fold what reached bronze into the catalog, in the background.
+"""Metadata extraction: fold what reached bronze into the catalog, in the background.
 
 The bronze writer calls :meth:`MetadataExtractor.observe` with the rows it made durable. Counts
 are exact; observations are merged in memory (bounded by the number of field paths) and written

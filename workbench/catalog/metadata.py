@@ -1,4 +1,4 @@
-"""Datasets, their schemas and schema evolution (SPEC F9–F11): the Python twin of the
+"""Datasets, their schemas and schema evolution: the Python twin of the
 metadata API (``workbench.api.metadata_routes`` serves exactly these methods).
 
 A mixin of :class:`workbench.catalog.store.Catalog`; it needs only ``self.engine``.
@@ -168,7 +168,7 @@ class MetadataTables:
         }
 
     def enrichment_schema(self) -> dict[str, Any]:
-        """The merged flexible schema one stream reads every source with (SPEC F11).
+        """The merged flexible schema one stream reads every source with.
 
         The union of all datasets' field paths, each widened across datasets, with numbers,
         timestamps and anything conflicting read as strings (only booleans stay typed).

@@ -59,7 +59,7 @@ class FieldInfo:
 
 @dataclass(frozen=True)
 class SchemaEvent:
-    """One entry of a dataset's schema evolution log (SPEC F10)."""
+    """One entry of a dataset's schema evolution log."""
 
     ingestion_id: str
     path: str
@@ -92,16 +92,16 @@ class DatasetInfo:
     catalog's migration 7; records without a sensor id do not count."""
 
 
-#: Value-rule kinds (SPEC F17), applied in this order of meaning but sorted by priority, id.
+#: Value-rule kinds, applied in this order of meaning but sorted by priority, id.
 VALUE_RULE_KINDS = ("filter", "convert", "validate", "aggregate")
 
-#: Device sensitivity levels (SPEC F18), from least to most restricted.
+#: Device sensitivity levels, from least to most restricted.
 SENSITIVITIES = ("public", "internal", "confidential", "restricted")
 
 
 @dataclass(frozen=True)
 class ValueRule:
-    """A value transformation on one canonical field (SPEC F17), global or for one dataset.
+    """A value transformation on one canonical field, global or for one dataset.
 
     ``config`` by kind (validated by :func:`workbench.enrichment.value_rules.check_rule`):
 
@@ -130,7 +130,7 @@ class ValueRule:
 
 @dataclass(frozen=True)
 class Device:
-    """A registered source (SPEC F18). ``ingestion_id`` may be an ``fnmatch`` wildcard."""
+    """A registered source. ``ingestion_id`` may be an ``fnmatch`` wildcard."""
 
     ingestion_id: str
     name: str = ""
@@ -143,7 +143,7 @@ class Device:
 
 @dataclass(frozen=True)
 class AlertRule:
-    """A threshold on a canonical field, evaluated per sensor per gold window (SPEC F20)."""
+    """A threshold on a canonical field, evaluated per sensor per gold window."""
 
     id: int
     name: str
@@ -161,7 +161,7 @@ STREAM_COMPUTATION_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 @dataclass(frozen=True)
 class StreamComputation:
-    """A user-defined streaming computation over silver, materialized in ``gold.<name>`` (F20).
+    """A user-defined streaming computation over silver, materialized in ``gold.<name>``.
 
     ``sql`` is one ``SELECT``/``WITH`` query over the view ``silver`` (the silver stream with a
     watermark on ``event_time``), run in append mode; its output must carry ``sensitivity``.

@@ -1,6 +1,6 @@
 """Which payload key holds a record's sensor id, per dataset, under the normalization rules.
 
-The metadata extractor counts distinct sensors (SPEC F9) with the same meaning the silver
+The metadata extractor counts distinct sensors with the same meaning the silver
 table's ``sensor_id`` has (``workbench.enrichment.normalization``, which this module must not
 import: it needs pyspark): the canonical key :data:`SENSOR_KEY` is supplied by the first
 non-null value among its raw keys, matched case-insensitively, in the order of the dataset's

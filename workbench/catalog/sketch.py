@@ -1,4 +1,4 @@
-"""Distinct counts in bounded memory (SPEC F9 "distinct sensors"): exact while small, then a
+"""Distinct counts in bounded memory ("distinct sensors"): exact while small, then a
 HyperLogLog.
 
 A :class:`DistinctSketch` holds the 64-bit hashes of the first :data:`EXACT_LIMIT` distinct

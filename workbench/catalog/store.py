@@ -263,7 +263,7 @@ class Catalog(MetadataTables, RegistryTables):
                     )
 
     def unmapped_keys(self) -> list[UnmappedKey]:
-        """The unmapped-keys inbox (SPEC F12): raw top-level keys no enabled normalization rule
+        """The unmapped-keys inbox: raw top-level keys no enabled normalization rule
         maps, per dataset, most frequent first, each with a suggested canonical key."""
         return find_unmapped(self.list_datasets(), self.list_rules())
 

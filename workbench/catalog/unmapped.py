@@ -1,4 +1,4 @@
-"""The unmapped-keys inbox (SPEC F12): raw keys no enabled normalization rule maps.
+"""The unmapped-keys inbox: raw keys no enabled normalization rule maps.
 
 Raw keys are the catalog's field paths (nested objects as dot paths, ``loc.lat``), which is
 what the enrichment matches rules against and passes through when no rule takes them.

@@ -1,4 +1,4 @@
-"""The envelope: the one record shape every connector emits (SPEC F4).
+"""The envelope: the one record shape every connector emits.
 
 A message body becomes one or more envelopes. JSON objects are kept verbatim; arrays become one
 envelope per element; scalars, non-JSON and invalid UTF-8 become flagged raw envelopes with a

@@ -1,4 +1,4 @@
-"""The MQTT connector (SPEC F1): persistent session, QoS 1, ack only after bronze is durable.
+"""The MQTT connector: persistent session, QoS 1, ack only after bronze is durable.
 
 Why each setting matters: a stable client id with ``clean_start`` off and a session expiry makes
 the broker keep QoS 1 messages published while we are away; subscribing in ``on_connect`` keeps

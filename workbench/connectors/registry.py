@@ -1,4 +1,4 @@
-"""Connector types by name (SPEC F3): built-ins in one place, third parties by entry point.
+"""Connector types by name: built-ins in one place, third parties by entry point.
 
 A connector type is a name, a JSON schema for its config, and a factory. Third-party packages
 register types under the ``workbench.connectors`` entry-point group, each entry pointing at a

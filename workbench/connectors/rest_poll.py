@@ -1,4 +1,4 @@
-"""The REST poller (SPEC F2b): fetch an API on an interval and land each record once.
+"""The REST poller: fetch an API on an interval and land each record once.
 
 Each poll sends ``If-None-Match`` / ``If-Modified-Since`` from the last answer, follows the
 ``records_path`` (``data.items``) to the records, and skips records whose key was already landed.

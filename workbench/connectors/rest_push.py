@@ -1,4 +1,4 @@
-"""REST push (SPEC F2a): a request body as envelopes, with a result per record.
+"""REST push: a request body as envelopes, with a result per record.
 
 Accepted bodies: one JSON object, a JSON array (one record per element), or NDJSON (one record
 per non-empty line, chosen by a ``application/x-ndjson`` or ``application/jsonl`` content type).

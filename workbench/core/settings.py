@@ -46,7 +46,7 @@ class LakeSettings(BaseModel):
 
     @property
     def silver_held(self) -> str:
-        """Rows of unregistered or disabled devices, held until they may flow (F18)."""
+        """Rows of unregistered or disabled devices, held until they may flow."""
         return f"{self.root}/silver/_held"
 
     @property
@@ -176,7 +176,7 @@ class EngineSettings(BaseModel):
     """How late an event may arrive for streaming aggregations that keep state."""
     device_policy: Literal["auto_register", "require_approval"] = "auto_register"
     """Data of an unregistered source: register it as a device (sensitivity ``internal``) and
-    let it flow, or hold it in ``silver/_held`` until someone registers it (F18)."""
+    let it flow, or hold it in ``silver/_held`` until someone registers it."""
     batch_attempts: Annotated[int, Field(ge=1)] = 3
     """Tries of a failing micro-batch (with backoff) before its query fails and is restarted."""
     dedupe_minutes: Annotated[float, Field(ge=0)] = 15.0
@@ -246,7 +246,7 @@ class SimulatorSettings(BaseModel):
 
 
 class MaintenanceSettings(BaseModel):
-    """Lake maintenance (F22): retention, compaction and VACUUM, from the CLI and on a schedule."""
+    """Lake maintenance: retention, compaction and VACUUM, from the CLI and on a schedule."""
 
     bronze_retention_days: Annotated[int, Field(ge=1)] | None = None
     """Bronze ``date=`` partitions older than this many days are deleted (None: keep forever)."""
@@ -300,7 +300,7 @@ class Settings(BaseSettings):
     voila: VoilaSettings = Field(default_factory=VoilaSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
-    """Retention per layer, compaction, VACUUM and their schedule (F22)."""
+    """Retention per layer, compaction, VACUUM and their schedule."""
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""The batch processor (SPEC F18, F19): one enrichment micro-batch in five profiled steps.
+"""The batch processor: one enrichment micro-batch in five profiled steps.
 
 1. ``allowed_ids``: the batch's datasets (read from its files' partition directories, no job)
    against the device registry. Enabled devices flow;
@@ -7,8 +7,8 @@
    ``auto_register``. Held rows of a dataset that is now allowed are released into this batch.
 2. ``should_process``: a batch without data stops here. Rows of held datasets are appended to
    the held table; the rows to write (allowed + released) are parsed and normalized to
-   canonical fields (F16).
-3. ``filter``: the value-rule chain (F17) in priority order; rules that cannot run are skipped
+   canonical fields.
+3. ``filter``: the value-rule chain in priority order; rules that cannot run are skipped
    and reported.
 4. ``transform``: silver columns (numeric map, event time, sensor id, sensitivity, flags).
 5. ``write``: one idempotent Delta append (``txnAppId``/``txnVersion``: a retried batch never
@@ -326,7 +326,7 @@ class BatchProcessor:
         if found.oldest_received is not None:
             m.processing_lag.labels(m.pod).set(max(0.0, time.time() - found.oldest_received))
 
-    # -- held rows (F18) ----------------------------------------------------------------------
+    # -- held rows ----------------------------------------------------------------------
 
     def _held(self, added: set[str]) -> set[str]:
         """Datasets with held rows (read from the table once, then tracked)."""

@@ -1,4 +1,4 @@
-"""Which datasets flow to silver (SPEC F18): the device registry's decision for a batch.
+"""Which datasets flow to silver: the device registry's decision for a batch.
 
 A pure function of the registry and the policy, shared by the batch processor (which then
 registers and holds) and the rule preview (which only reports).

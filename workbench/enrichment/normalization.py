@@ -1,4 +1,4 @@
-"""Normalization of bronze rows into the silver union schema (F15, F16): pure transforms.
+"""Normalization of bronze rows into the silver union schema: pure transforms.
 
 Every source becomes the same columns: envelope columns, the raw payload as ``map<string,
 string>``, canonical ``fields`` after the rules, the numeric subset, and event time.

@@ -1,4 +1,4 @@
-"""Rule preview: the stream's own transform run on recent bronze rows (F16, F17, F29).
+"""Rule preview: the stream's own transform run on recent bronze rows.
 
 :func:`preview_rules` reads the newest bronze rows of a dataset, runs
 :func:`workbench.enrichment.transform.enrich` on them with the given (or the stored) rules and
@@ -72,7 +72,7 @@ class RulePreview:
     unmapped_keys: dict[str, int] = field(default_factory=dict)
     """Raw keys that stayed under their own name (no rule maps them), with row counts."""
     held_datasets: list[str] = field(default_factory=list)
-    """Datasets the stream holds back now (F18: not registered under ``require_approval``, or
+    """Datasets the stream holds back now (not registered under ``require_approval``, or
     disabled). Their rows are previewed, without a sensitivity; the stream writes them only
     once the device is registered and enabled."""
 

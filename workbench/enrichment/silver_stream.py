@@ -1,4 +1,4 @@
-"""The enrichment stream (F15, F19): bronze Parquet → silver ``readings`` Delta.
+"""The enrichment stream: bronze Parquet → silver ``readings`` Delta.
 
 A thin runner around :class:`workbench.enrichment.batch.BatchProcessor`: it wires the file
 source, the de-duplication of redelivered messages, the checkpoint and the trigger.

@@ -1,6 +1,6 @@
 """The whole bronze → silver transform, as pure functions the stream and the rule preview share.
 
-:func:`enrich` runs normalization (F16) then the value-rule chain (F17) and keeps the chain's
+:func:`enrich` runs normalization then the value-rule chain and keeps the chain's
 bookkeeping columns (``_dropped``, ``_hit_<id>``, ``flags``); :func:`to_silver` removes dropped
 rows and projects the silver schema. The batch processor writes ``to_silver(enrich(...))``; the
 preview shows the same frame before and after, so what an analyst previews is what the stream
@@ -34,7 +34,7 @@ def enrich(
         rules: normalization rules.
         value_rules: runnable value rules in chain order
             (:func:`workbench.enrichment.value_rules.compile_rules`).
-        sensitivity: the device sensitivity per ``ingestion_id`` (F18), carried to silver
+        sensitivity: the device sensitivity per ``ingestion_id``, carried to silver
             and gold for access control.
     """
     out = apply_value_rules(canonical_fields(bronze, rules), value_rules)

@@ -1,4 +1,4 @@
-"""Value transformations (SPEC F17) over the canonical ``fields`` map: pure transforms.
+"""Value transformations over the canonical ``fields`` map: pure transforms.
 
 Rules of kind ``filter``, ``convert`` and ``validate`` run in one chain ordered by priority then
 id, global and per-dataset rules alike (a per-dataset rule only touches its dataset's rows), so a

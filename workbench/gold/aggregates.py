@@ -1,4 +1,4 @@
-"""``aggregate`` value rules (F17) materialized in gold: user-defined windowed aggregations.
+"""``aggregate`` value rules materialized in gold: user-defined windowed aggregations.
 
 A rule ``{"function": "avg", "window": "5 minutes", "group_by": ["sensor_id"], "table": "t"}``
 on canonical field ``f`` keeps, per window and group, the mergeable statistics of ``f``'s numeric

@@ -1,4 +1,4 @@
-"""Gold ``alerts`` (F20): threshold rules on any canonical field, re-armed per window.
+"""Gold ``alerts``: threshold rules on any canonical field, re-armed per window.
 
 A rule fires at most once per ``(rule, window, dataset, sensor)``: the first batch in which a
 window's reading crosses the threshold inserts the alert, later batches of the same window only

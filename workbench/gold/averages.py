@@ -1,4 +1,4 @@
-"""Gold ``sensor_averages`` (F20): event-time windowed statistics per sensor and canonical field.
+"""Gold ``sensor_averages``: event-time windowed statistics per sensor and canonical field.
 
 Each silver micro-batch is folded into the table as *partial* aggregates: count, sum, sum of
 squares, min and max per ``(window, ingestion_id, sensor_id, field)`` are MERGEd into the stored

@@ -1,4 +1,4 @@
-"""Keeps one managed query per enabled stream computation (F20) in step with the catalog.
+"""Keeps one managed query per enabled stream computation in step with the catalog.
 
 The engine registers ``computation:<name>`` with its :class:`StreamManager` for every enabled
 computation at start-up; afterwards every change goes through :class:`StreamComputations`, which

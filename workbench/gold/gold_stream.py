@@ -1,4 +1,4 @@
-"""The gold stream (F20): silver ``readings`` → ``sensor_averages``, ``alerts``, rule aggregates.
+"""The gold stream: silver ``readings`` → ``sensor_averages``, ``alerts``, rule aggregates.
 
 A thin runner: each silver micro-batch is reduced to partial window statistics
 (:mod:`workbench.gold.averages`), MERGEd into gold, checked against the alert rules
@@ -10,7 +10,7 @@ and every reading is counted exactly once.
 The query keeps Spark's event-time watermark on ``event_time`` (``engine.watermark`` behind
 the newest event; checkpointed with each batch): a window that ends before it is complete. A
 reading behind the watermark still lands in its window, since held rows released late, spilled
-uploads and backlogs after a restart are data too (R4), and is counted in
+uploads and backlogs after a restart are data too, and is counted in
 ``gold_late_records_total``. Nothing in the query is stateful, so Spark drops nothing for it.
 """
 
@@ -254,7 +254,7 @@ class GoldProcessor:
 def read_silver(
     spark: SparkSession, settings: Settings, *, starting_version: str | None = None
 ) -> DataFrame:
-    """Silver as a stream; retention deletes there (F22) only remove old rows, so skip them.
+    """Silver as a stream; retention deletes there only remove old rows, so skip them.
 
     ``starting_version`` (e.g. ``"latest"``: only commits from now on) is for probes that
     must not read the whole table.

@@ -1,4 +1,4 @@
-"""User-defined streaming computations (F20): one SQL query over the silver stream, in gold.
+"""User-defined streaming computations: one SQL query over the silver stream, in gold.
 
 A :class:`~workbench.catalog.records.StreamComputation` is one ``SELECT``/``WITH`` query over
 the view ``silver``: the silver stream's rows that have an event time, with a watermark on

@@ -1,4 +1,4 @@
-"""The bronze writer: per-dataset buffers flushed to Parquet by rows, bytes or age (SPEC F5).
+"""The bronze writer: per-dataset buffers flushed to Parquet by rows, bytes or age.
 
 Connectors call :meth:`BronzeWriter.add` with envelopes and an ``on_durable`` callback (the MQTT
 ack, the HTTP response). The callback runs only after every row of the call is in a file that

@@ -1,4 +1,4 @@
-"""Loss accounting (SPEC F8): per dataset, what came in, what was written, and what looks lost.
+"""Loss accounting: per dataset, what came in, what was written, and what looks lost.
 
 ``received`` counts messages handed over by connectors; ``written`` the rows made durable in
 bronze; ``flagged`` the written rows kept raw with a reason (non-JSON, scalars...);
@@ -48,7 +48,7 @@ class LossLedger:
         self._pending: dict[str, LossCounts] = {}
         # Two generations of id hashes (the older dropped when the newer is full) instead of
         # an ordered dict of id strings: 200,000 remembered ids cost ~15 MB instead of ~34 MB
-        # (P6). A 64-bit hash collision among them is vanishingly rare and would only
+        # . A 64-bit hash collision among them is vanishingly rare and would only
         # miscount one duplicate.
         self._recent: set[int] = set()
         self._older: set[int] = set()

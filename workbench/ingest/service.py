@@ -49,7 +49,7 @@ def prepare_ingest_process() -> None:
 
     1. pyarrow checks whether pandas is installed the first time it converts a Python list
        (``pa.array``), only to recognise pandas arguments, and that import alone adds ~40 MB
-       RSS to a process that never uses pandas (P6). The check runs once here with pandas
+       RSS to a process that never uses pandas. The check runs once here with pandas
        hidden, so pyarrow notes "no pandas" and never imports it; code that explicitly asks
        pyarrow for pandas still gets it.
     2. Garbage collection: the objects created by imports and start-up move to the permanent

@@ -1,4 +1,4 @@
-"""Source lifecycle (SPEC F3): create, update, delete, start, stop, restart, health.
+"""Source lifecycle: create, update, delete, start, stop, restart, health.
 
 Sources are stored in the catalog (through the :class:`SourceStore` protocol, so this layer
 never imports the catalog) and run in this process. Updating a running source restarts it with

@@ -43,7 +43,7 @@ class Workbench:
         self._spark: SparkSession | None = None
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
-        # Every computation run is reported to the engine's metrics (F35), in the background.
+        # Every computation run is reported to the engine's metrics, in the background.
         self.reporter = EngineReporter(settings)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Bronze retention (F22): whole ``ingestion_id=/date=`` directories past their retention.
+"""Bronze retention: whole ``ingestion_id=/date=`` directories past their retention.
 
 Bronze is plain Parquet (no Delta log), so retention deletes directories, never rows: a day goes
 once all of it is older than the cutoff of its dataset (device or layer default, see

@@ -1,4 +1,4 @@
-"""Retention policy (F22): which rows of which dataset are past their retention.
+"""Retention policy: which rows of which dataset are past their retention.
 
 Pure functions shared by the Delta retention (a Spark condition) and the bronze retention (plain
 Python): a device's ``retention_days`` overrides the layer default for its ``ingestion_id``

@@ -1,4 +1,4 @@
-"""Runs lake maintenance (F22) over every table: from the CLI and on the engine's schedule.
+"""Runs lake maintenance over every table: from the CLI and on the engine's schedule.
 
 :func:`run_maintenance` walks bronze (retention only: plain Parquet) and every Delta table under
 ``silver/`` and ``gold/``, running retention, then compaction, then VACUUM with the settings in
@@ -247,7 +247,7 @@ def is_commit_conflict(err: BaseException) -> bool:
 
 
 def catalog_devices(settings: Settings) -> list[Device]:
-    """The devices registered in the catalog (F18), with their ``retention_days``."""
+    """The devices registered in the catalog, with their ``retention_days``."""
     from workbench.catalog.store import Catalog
 
     catalog = Catalog(settings.catalog.url)

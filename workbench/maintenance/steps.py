@@ -1,4 +1,4 @@
-"""Lake maintenance (F22): retention per layer and per device, compaction and VACUUM.
+"""Lake maintenance: retention per layer and per device, compaction and VACUUM.
 
 One function per step over a session and a path, each returning a :class:`MaintenanceResult`;
 :mod:`workbench.maintenance.runner` runs them over the lake's tables, from the CLI

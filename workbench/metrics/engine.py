@@ -1,4 +1,4 @@
-"""The engine's Prometheus metrics (SPEC F35), each labelled with this process's ``pod``.
+"""The engine's Prometheus metrics, each labelled with this process's ``pod``.
 
 Latencies are observed per record, from event time, by the batch that wrote the record: the
 batch computes its records' bucket counts in one Spark aggregate and hands them over as a
@@ -88,7 +88,7 @@ def _bound(value: float) -> str:
 
 
 class EngineMetrics:
-    """Every engine metric of F35, created with zero series so each is present from the start."""
+    """Every engine metric, created with zero series so each is present from the start."""
 
     def __init__(self, pod: str | None = None) -> None:
         self.pod = pod or pod_name()
@@ -146,7 +146,7 @@ class EngineMetrics:
         )
         self.held_records = Counter(
             "enrichment_records_held_total",
-            "Records of unregistered or disabled devices held back from silver (F18).",
+            "Records of unregistered or disabled devices held back from silver.",
             ["pod"],
             registry=r,
         )

@@ -1,4 +1,4 @@
-"""The ``ingestor_*`` metrics of SPEC F35, created once per ingest process and passed down."""
+"""The ``ingestor_*`` metrics, created once per ingest process and passed down."""
 
 from __future__ import annotations
 

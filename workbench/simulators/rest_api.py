@@ -1,4 +1,4 @@
-"""The REST API simulator: what the REST poller connector (F2b) is tested against.
+"""The REST API simulator: what the REST poller connector is tested against.
 
 ``GET /api/<kind>`` (temperature, air-quality, traffic, parking, energy) returns the newest
 readings wrapped as ``{"status": "ok", "timestamp": ..., "count": n, "data": [...]}``. Each kind

@@ -2,7 +2,7 @@
 
 Numbers are reserved in the same SQLite transaction that queues the message, so a restart
 continues the sequence and a number is never handed out twice. A message the edge buffer later
-drops keeps its number: the gap it leaves is exactly what loss accounting (F8) should detect.
+drops keeps its number: the gap it leaves is exactly what loss accounting should detect.
 """
 
 from __future__ import annotations

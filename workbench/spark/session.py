@@ -1,4 +1,4 @@
-"""The one place Spark sessions are built (F14).
+"""The one place Spark sessions are built.
 
 :func:`build_session` starts a driver JVM (the engine service, tests, batch jobs);
 :func:`connect_session` gives thin clients (kernels, Voila apps) a Spark Connect session to the

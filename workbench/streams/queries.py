@@ -1,6 +1,6 @@
 """What every streaming query of the engine shares: name, checkpoint, trigger, waiting, lag.
 
-Lag behind the input (F21) is read from the query's checkpoint, never from Spark's in-memory
+Lag behind the input is read from the query's checkpoint, never from Spark's in-memory
 progress, so it is known for a stopped or crashed query too and costs no Spark job:
 
 - :class:`FileSourceLag` (the enrichment query over bronze Parquet files): ``pending`` is the
@@ -372,7 +372,7 @@ def query_app_id(spark: SparkSession, name: str) -> str:
 def run_batch_with_retries(
     process: Callable[[], object], *, query: str, batch_id: int, attempts: int, backoff: float = 1.0
 ) -> None:
-    """Run one micro-batch's work, retrying it; after the last attempt fail loudly (F19).
+    """Run one micro-batch's work, retrying it; after the last attempt fail loudly.
 
     A retry is safe because every write of a batch is idempotent (Delta transaction ids). The
     final failure propagates out of ``foreachBatch``: the query fails and the stream manager

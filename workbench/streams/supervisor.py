@@ -1,4 +1,4 @@
-"""The stream manager (F21): start, stop, restart, watch and report the engine's queries.
+"""The stream manager: start, stop, restart, watch and report the engine's queries.
 
 Queries are registered by name with a function that starts them (and, optionally, one that
 measures their lag behind their input, see :mod:`workbench.streams.queries`). The manager knows

@@ -1,4 +1,4 @@
-"""The rule editor widget (SPEC F29): draft a value rule, preview it live, save it.
+"""The rule editor widget: draft a value rule, preview it live, save it.
 
 The preview runs :func:`workbench.enrichment.preview.preview_rules` (the stream's own transform)
 on the newest bronze rows with the stored rules plus the draft, and shows what each rule did,

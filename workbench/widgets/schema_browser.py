@@ -1,4 +1,4 @@
-"""The schema browser widget (SPEC F12): datasets → fields → evolution, and the unmapped-keys
+"""The schema browser widget: datasets → fields → evolution, and the unmapped-keys
 inbox with a "Map to…" button per raw key.
 
 Everything it shows comes from :class:`~workbench.catalog.store.Catalog` calls in the kernel;

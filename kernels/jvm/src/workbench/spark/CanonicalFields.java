@@ -19,7 +19,7 @@ import org.apache.spark.sql.api.java.UDF3;
 import scala.jdk.javaapi.CollectionConverters;
 
 /**
- * Normalization of one payload (SPEC F16): {@code wb_canonical_fields(map_keys(raw),
+ * Normalization of one payload: {@code wb_canonical_fields(map_keys(raw),
  * map_values(raw), plan)}.
  *
  * <p>The semantics are defined in Python ({@code workbench/enrichment/normalization.py}, which

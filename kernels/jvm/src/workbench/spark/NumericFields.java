@@ -6,7 +6,7 @@ import java.util.Set;
 import org.apache.spark.sql.api.java.UDF3;
 
 /**
- * The numeric subset of a row's canonical fields (SPEC F15): {@code
+ * The numeric subset of a row's canonical fields: {@code
  * wb_numeric_fields(map_keys(fields), map_values(fields), skip)}.
  *
  * <p>Every value that reads as a finite double, in the map's order, except the keys listed in

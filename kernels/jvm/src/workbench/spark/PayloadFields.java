@@ -17,7 +17,7 @@ import org.apache.spark.sql.api.java.UDF2;
 import org.apache.spark.sql.catalyst.json.JSONOptions;
 
 /**
- * A JSON object payload read and normalized in one pass (SPEC F15, F16): {@code
+ * A JSON object payload read and normalized in one pass: {@code
  * wb_payload_fields(payload, plan)}.
  *
  * <p>Returns {@code struct<raw map<string,string>, fields map<string,string>, rules

@@ -1,4 +1,4 @@
-"""R2: the broker restarts (persistence on) under load: nothing is lost."""
+"""The broker restarts (persistence on) under load: nothing is lost."""
 
 from __future__ import annotations
 
@@ -27,6 +27,6 @@ def test_broker_restart_mid_stream_loses_nothing(
     wait_for(lambda: len(seqs(settings)) >= sent, timeout=120, what=f"{sent} in bronze")
     got = seqs(settings)
     rows = read_bronze(settings).num_rows
-    print(f"R2: published={sent} in_bronze={len(got)} duplicate_rows={rows - len(got)}")
+    print(f"broker restart: published={sent} in_bronze={len(got)} duplicate_rows={rows - len(got)}")
     assert got == set(range(sent))
     assert ingest.proc is not None and ingest.proc.poll() is None  # it rode it out

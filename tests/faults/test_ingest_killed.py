@@ -1,4 +1,4 @@
-"""R1: ``kill -9`` of the ingest service under load, restart: no published message is lost."""
+"""``kill -9`` of the ingest service under load, restart: no published message is lost."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, ingest: IngestProce
     table = read_bronze(settings)
     got = seqs(settings)
     duplicates = table.num_rows - len(got)
-    print(f"R1: published={sent} in_bronze={len(got)} duplicate_rows={duplicates}")
+    print(f"ingest killed: published={sent} in_bronze={len(got)} duplicate_rows={duplicates}")
     assert got == set(range(sent))
     # A duplicate is a redelivery of a message written but not yet acked at the kill: it
     # carries the same message id, so silver can drop it.
@@ -41,5 +41,5 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, ingest: IngestProce
     [loss] = httpx.get(f"{ingest.url}/api/loss").json()
     # The counters of the last few seconds before a kill -9 die with the process (they are
     # written to the catalog every metadata batch); they never overcount.
-    print(f"R1: loss accounting after restart: {loss}")
+    print(f"ingest killed: loss accounting after restart: {loss}")
     assert 0 < loss["written"] <= table.num_rows and loss["gaps"] == 0

@@ -1,4 +1,4 @@
-"""R3: the object store is down for 60 s under load; nothing is lost and the spill drains in order.
+"""The object store is down for 60 s under load; nothing is lost and the spill drains in order.
 
 A publisher thread sends numbered QoS 1 readings at a steady rate through a real Mosquitto to a
 real ingest process whose lake is ``s3a://`` on a real MinIO. MinIO is stopped mid-stream for
@@ -70,7 +70,7 @@ def spill_files(spill_dir: Path) -> list[Path]:
 
 
 @pytest.mark.fault
-def test_r3_object_store_down_60s_under_load(
+def test_object_store_down_60s_under_load(
     settings: Settings, minio: MinioServer, ingest: IngestProcess
 ) -> None:
     reader = BronzeReader(minio.client())
@@ -108,7 +108,7 @@ def test_r3_object_store_down_60s_under_load(
     spilled_rows = sum(len(reader.seqs[o.name]) for o in spilled)
     uploaded_log = [int(m) for m in re.findall(r"spill uploaded seq=(\d+)", ingest.log.read_text())]
     log.warning(
-        "R3 published=%s acked=%s rows=%s missing=%s duplicates=%s objects=%s "
+        "object store down: published=%s acked=%s rows=%s missing=%s duplicates=%s objects=%s "
         "spilled_objects=%s spilled_rows=%s peak_spill_files=%s sent_during_outage=%s",
         total,
         publisher.acked,

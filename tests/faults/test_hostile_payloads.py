@@ -1,4 +1,4 @@
-"""R5: 10,000 hostile payloads: no crash, each in bronze with a reason, catalog counts exact."""
+"""10,000 hostile payloads: no crash, each in bronze with a reason, catalog counts exact."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_hostile_payloads_are_all_accounted_for(settings: Settings, ingest: Inge
     kinds = Counter(table["payload_kind"].to_pylist())
     rows = table.select(["payload_kind", "error"]).to_pylist()
     assert all(r["error"] for r in rows if r["payload_kind"] != "object")  # a reason each
-    print(f"R5: messages={TOTAL} rows={table.num_rows} kinds={dict(kinds)}")
+    print(f"hostile payloads: messages={TOTAL} rows={table.num_rows} kinds={dict(kinds)}")
 
     health = httpx.get(f"{ingest.url}/health").json()
     assert health["status"] == "ok" and ingest.proc is not None and ingest.proc.poll() is None
