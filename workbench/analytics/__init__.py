@@ -1,1 +1,1 @@
-"""Computations (saved SQL) and tiles."""
+"""Analytics over the lake: the SQL guard, saved computations, tile figures, run reporting."""

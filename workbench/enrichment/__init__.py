@@ -1,1 +1,1 @@
-"""Bronze to silver: union schema, normalization, the batch processor, streams."""
+"""Bronze to silver: normalization and value rules, devices, the batch body, the stream, preview."""

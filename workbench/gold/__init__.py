@@ -1,1 +1,1 @@
-"""Silver to gold: windowed aggregates."""
+"""Silver to gold: windowed averages, alerts, rule aggregates, user-defined stream computations."""

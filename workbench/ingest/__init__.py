@@ -1,1 +1,1 @@
-"""Buffers, the bronze writer and its storage, ingest metrics. No Spark, no Delta."""
+"""The ingest service: sources, the bronze writer, the spill, loss accounting. No JVM."""

@@ -1,1 +1,1 @@
-"""Prometheus helpers shared by the services."""
+"""Prometheus metrics of both services: the registry and pod label, ingestor_* and the engine's."""

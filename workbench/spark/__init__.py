@@ -1,1 +1,1 @@
-"""The Spark session factory and the JVM jar cache."""
+"""Spark plumbing: session factory, JVM jar cache, Delta table helpers, lake files via Hadoop."""
