@@ -115,6 +115,11 @@ def _distinct_sensors(conn: Connection) -> None:
         )
 
 
+def _users_and_tokens(conn: Connection) -> None:
+    for table in (t.users, t.api_tokens):
+        table.create(conn, checkfirst=True)
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -129,6 +134,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "schema evolution log, field counts, 64-bit counters", _schema_evolution),
     Migration(6, "user-defined stream computations", _stream_computations),
     Migration(7, "distinct sensors per dataset (sketch and estimate)", _distinct_sensors),
+    Migration(8, "users and API tokens", _users_and_tokens),
 ]
 
 

@@ -19,6 +19,7 @@ from workbench.catalog.metadata import MetadataTables
 from workbench.catalog.migrations import migrate
 from workbench.catalog.records import Computation, NormalizationRule
 from workbench.catalog.unmapped import UnmappedKey, find_unmapped
+from workbench.catalog.users import UserTables
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.ids import ingestion_id as make_ingestion_id
@@ -72,7 +73,7 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog(MetadataTables, RegistryTables):
+class Catalog(MetadataTables, RegistryTables, UserTables):
     """Sources, normalization rules and computations; datasets, schemas and their evolution
     (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`).
 

@@ -200,3 +200,27 @@ schema_events = Table(
     Column("schema_version", Integer, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    # argon2id, with its parameters in the hash; NULL for a token-only user.
+    Column("password_hash", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # SHA-256 of the token value: tokens are random, so a fast hash is enough (see users.py).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user", String(64), nullable=False, index=True),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
