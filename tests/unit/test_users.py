@@ -1,4 +1,4 @@
-"""Users, roles and API tokens in the catalog (SQLite and PostgreSQL), tried as an attacker would."""
+"""Users, roles and API tokens in the catalog (SQLite, PostgreSQL), tried as an attacker would."""
 
 from datetime import timedelta
 
