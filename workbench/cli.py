@@ -133,7 +133,10 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _settings_show(settings: Settings, _args: argparse.Namespace) -> int:
-    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    from workbench.core.settings import public_settings
+
+    # Secrets read "***" when set and null when not: the value itself is never printed.
+    print(json.dumps(public_settings(settings), indent=2))
     return 0
 
 
@@ -207,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("start", "stop", "restart"):
         st.add_parser(action, help=f"{action} a query by name").add_argument("name")
     streams.set_defaults(handler=_streams)
-    add("settings", _settings_show, "print the effective settings as JSON")
+    add("settings", _settings_show, "print the effective settings as JSON (secrets masked)")
     maintain = add("maintain", _maintain, "lake maintenance: retention, compaction, VACUUM")
     maintain.add_argument(
         "step",

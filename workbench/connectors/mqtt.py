@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import SecretStr
 
 from workbench.connectors.base import Sink, SourceHealth
 from workbench.connectors.envelope import build_envelopes
@@ -72,7 +73,8 @@ class MqttConnector:
             manual_ack=s.qos > 0,
         )
         if s.username:
-            client.username_pw_set(s.username, s.password)
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
         if s.tls:
             client.tls_set(ca_certs=s.tls_ca_certs, certfile=s.tls_certfile, keyfile=s.tls_keyfile)
             client.tls_insecure_set(s.tls_insecure)
@@ -195,7 +197,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "username": {"type": "string"},
-        "password": {"type": "string", "description": "prefer WORKBENCH__MQTT__PASSWORD"},
+        "password": {
+            "type": "string",
+            "writeOnly": True,
+            "format": "password",
+            "description": "prefer WORKBENCH__MQTT__PASSWORD; never shown back",
+        },
         "shared_group": {"type": "string", "pattern": "^[^/#+]+$"},
         "keepalive": {"type": "integer", "minimum": 5, "maximum": 3600},
         "tls": {"type": "boolean"},
@@ -212,6 +219,9 @@ def _build(
 ) -> MqttConnector:
     base: MqttSettings = context.defaults["mqtt"]
     overrides = dict(config)
+    if isinstance(overrides.get("password"), str):
+        # model_copy does not validate: wrap the config's password as the settings type it.
+        overrides["password"] = SecretStr(overrides["password"])
     if "client_id" not in overrides and name != context.defaults.get("default_mqtt_source"):
         # Each source needs its own persistent session: a stable id derived from the name.
         overrides["client_id"] = f"{base.client_id}-{name}"

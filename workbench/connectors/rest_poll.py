@@ -29,6 +29,7 @@ from workbench.connectors.envelope import Envelope, build_envelopes
 from workbench.connectors.registry import ConnectorType, SourceContext
 from workbench.core.clock import utcnow
 from workbench.core.errors import ConfigError
+from workbench.core.masking import mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "properties": {
         "url": {"type": "string", "pattern": "^https?://"},
         "method": {"enum": ["GET", "POST"], "default": "GET"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "headers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "sent with every poll; values of secret-looking names are never shown",
+        },
         "params": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "body": {"description": "JSON body for POST"},
         "auth": {
@@ -51,12 +56,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "required": ["type"],
             "properties": {
                 "type": {"enum": ["bearer", "api_key", "basic"]},
-                "token": {"type": "string"},
+                "token": {"type": "string", "writeOnly": True, "format": "password"},
                 "header": {"type": "string", "default": "X-API-Key"},
                 "in": {"enum": ["header", "query"], "default": "header"},
                 "param": {"type": "string", "default": "api_key"},
                 "username": {"type": "string"},
-                "password": {"type": "string"},
+                "password": {"type": "string", "writeOnly": True, "format": "password"},
             },
         },
         "records_path": {"type": "string", "description": "dot path to the records, e.g. data"},
@@ -77,21 +82,22 @@ def check_target(url: str, *, allow_private: bool) -> None:
         ConfigError: naming the address and how to allow it deliberately.
     """
     parts = urlsplit(url)
+    shown = mask_url(url)  # errors reach API answers and logs: never with the credentials
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"poll url {url!r} must be http(s)://host/...", url=url)
+        raise ConfigError(f"poll url {shown!r} must be http(s)://host/...", url=shown)
     if allow_private:
         return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as err:
-        raise ConfigError(f"cannot resolve {parts.hostname!r}: {err}", url=url) from err
+        raise ConfigError(f"cannot resolve {parts.hostname!r}: {err}", url=shown) from err
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise ConfigError(
-                f"refusing to poll {url!r}: {parts.hostname} resolves to non-public address "
+                f"refusing to poll {shown!r}: {parts.hostname} resolves to non-public address "
                 f'{address}; set "allow_private": true in the source config if this is intended',
-                url=url,
+                url=shown,
                 address=str(address),
             )
 
@@ -162,7 +168,7 @@ class RestPoller:
             received=self._received,
             last_error=self._last_error,
             details={
-                "url": self._config["url"],
+                "url": mask_url(self._config["url"]),
                 "polls": self._polls,
                 "last_status": self._last_status,
                 "etag": self._etag,
@@ -180,7 +186,9 @@ class RestPoller:
                     self.poll_once(client)
                     self._last_error = None
                 except Exception as err:  # noqa: BLE001 - one bad poll never stops the source
-                    self._last_error = f"{type(err).__name__}: {err}"
+                    # Shown by /health and logged: an error quoting the URL must not carry
+                    # its credentials.
+                    self._last_error = mask_text(f"{type(err).__name__}: {err}")
                     log.warning("poll failed source=%s error=%s", self.name, self._last_error)
                 self._stop.wait(self._config.get("interval_seconds", 30))
 
@@ -207,17 +215,20 @@ class RestPoller:
                 fresh.append((key, record))
         envelopes: list[Envelope] = []
         now = utcnow()
+        # Bronze keeps the URL as the topic (shown by the metadata API): without credentials.
+        # Identities derive from it too, so rotating a token in the URL keeps them stable.
+        public_url = mask_url(cfg["url"])
         for key, record in fresh:
             body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
             envelopes += build_envelopes(
                 body,
                 ingestion_id=self.ingestion_id,
                 source_type=self.type,
-                topic=cfg["url"],
+                topic=public_url,
                 received_at=now,
                 time_fields=self._time_fields,
                 message_id=hashlib.blake2b(
-                    f"{cfg['url']}\x00{key}".encode(), digest_size=16
+                    f"{public_url}\x00{key}".encode(), digest_size=16
                 ).hexdigest(),
                 meta={"record_key": key},
             )
@@ -274,7 +285,10 @@ class RestPoller:
                 reason = f"{type(err).__name__}: {err}"
             if attempt + 1 < attempts and not self._stop.wait(backoff * 2**attempt):
                 log.info(
-                    "poll retry source=%s attempt=%s reason=%s", self.name, attempt + 1, reason
+                    "poll retry source=%s attempt=%s reason=%s",
+                    self.name,
+                    attempt + 1,
+                    mask_text(reason),
                 )
         raise RuntimeError(f"giving up after {attempts} attempt(s): {reason}")
 

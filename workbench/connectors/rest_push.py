@@ -145,6 +145,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "token": {
             "type": "string",
             "minLength": 16,
+            "writeOnly": True,
+            "format": "password",
             "description": "bearer token senders must present (omit only in demo mode)",
         },
         "max_body_bytes": {"type": "integer", "minimum": 1},

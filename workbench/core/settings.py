@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +29,7 @@ from pydantic_settings import (
 )
 
 from workbench.core.errors import ConfigError
+from workbench.core.masking import MASK, mask_text, mask_url, secret_field
 
 
 class LakeSettings(BaseModel):
@@ -65,9 +73,11 @@ class S3Settings(BaseModel):
 
     endpoint: str = "127.0.0.1:9000"
     """``host:port`` of the S3 API."""
-    access_key: str | None = None
-    secret_key: str | None = None
-    """Credentials come from the environment or a secret file, never from code or logs."""
+    access_key: SecretStr | None = None
+    """Access key id. Treated as a secret too: with the endpoint it names whose keys to try."""
+    secret_key: SecretStr | None = None
+    """Credentials come from the environment or a secret file, never from code or logs; read
+    them with ``.get_secret_value()`` where they are used, and nowhere else."""
     region: str = "us-east-1"
     secure: bool = False
     """HTTPS to the endpoint."""
@@ -84,10 +94,16 @@ class CatalogSettings(BaseModel):
     """The catalog database (sources, schemas, rules, computations...)."""
 
     url: str = "sqlite:///.workbench/catalog.db"
-    """SQLAlchemy URL: SQLite (default, WAL mode) or ``postgresql+psycopg://...`` for multi-host."""
+    """SQLAlchemy URL: SQLite (default, WAL mode) or ``postgresql+psycopg://...`` for multi-host.
+    A password in it is masked wherever settings are shown (SQLAlchemy needs the plain URL)."""
     field_stale_seconds: Annotated[float, Field(gt=0)] = 86_400.0
     """A field absent this long while its dataset keeps arriving gets one ``not_seen`` event in
     the schema evolution log (re-armed when the field shows up again)."""
+
+    def __repr_args__(self) -> Any:
+        # repr() and str() end up in tracebacks and log lines: never with the URL's password.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" and isinstance(value, str) else value
 
 
 class MqttSettings(BaseModel):
@@ -101,7 +117,7 @@ class MqttSettings(BaseModel):
     client_id: str = "workbench-ingest"
     """Stable client id: with a persistent session the broker keeps messages while we are away."""
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     keepalive: int = 30
     session_expiry_seconds: int = 7 * 24 * 3600
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 20_000
@@ -233,7 +249,7 @@ class SimulatorSettings(BaseModel):
     """Interface of the REST API simulator (loopback by default)."""
     rest_port: int = 8710
     """Port of the REST API simulator."""
-    rest_token: str | None = None
+    rest_token: SecretStr | None = None
     """Bearer token the REST API simulator requires when set (from env/secret file, never code)."""
     rest_history: Annotated[int, Field(ge=1)] = 1000
     """Readings the REST API simulator keeps per kind (the most ``limit`` can return)."""
@@ -367,17 +383,53 @@ def ensure_local_dirs(settings: Settings) -> None:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as ``WORKBENCH__SECTION__KEY`` variables, to hand to a child process."""
+    """The settings as ``WORKBENCH__SECTION__KEY`` variables, to hand to a child process.
+
+    Secrets are passed as their real values (the child needs them): the result is an
+    environment, never something to print or log.
+    """
     env: dict[str, str] = {}
     for section, value in settings.model_dump(mode="json").items():
         if isinstance(value, dict):
+            model = getattr(settings, section)
             for key, item in value.items():
+                raw = getattr(model, key, None)
+                if isinstance(raw, SecretStr):
+                    # The JSON dump shows secrets as asterisks; the child needs the value.
+                    item = raw.get_secret_value()
                 if item is None:
                     continue
                 env[f"WORKBENCH__{section.upper()}__{key.upper()}"] = _env_value(item)
         else:
             env[f"WORKBENCH__{section.upper()}"] = _env_value(value)
     return env
+
+
+def public_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready data with every secret masked: what may be shown.
+
+    A secret that is set reads ``***``, one that is not ``None``; credentials in URLs (a
+    PostgreSQL catalog's password) and Spark options named like secrets
+    (``spark.hadoop.fs.s3a.secret.key``) are masked too.
+    """
+    data = settings.model_dump(mode="json")
+    for section, value in data.items():
+        if not isinstance(value, dict):
+            data[section] = mask_text(value) if isinstance(value, str) else value
+            continue
+        model = getattr(settings, section)
+        for key, item in value.items():
+            raw = getattr(model, key, None)
+            if isinstance(raw, SecretStr):
+                value[key] = MASK
+            elif isinstance(item, str):
+                value[key] = mask_text(item)
+            elif isinstance(item, dict):
+                value[key] = {
+                    k: MASK if secret_field(k) else mask_text(v) if isinstance(v, str) else v
+                    for k, v in item.items()
+                }
+    return data
 
 
 def _env_value(value: Any) -> str:

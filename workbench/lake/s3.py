@@ -58,8 +58,8 @@ class S3Storage:
         )
         self._client = Minio(
             s3.endpoint,
-            access_key=s3.access_key,
-            secret_key=s3.secret_key,
+            access_key=s3.access_key.get_secret_value(),
+            secret_key=s3.secret_key.get_secret_value(),
             secure=s3.secure,
             region=s3.region,
             http_client=http,

@@ -83,7 +83,11 @@ class EdgePublisher:
             protocol=mqtt.MQTTv311,
         )
         if settings.mqtt.username:
-            self._client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+            password = settings.mqtt.password
+            self._client.username_pw_set(
+                settings.mqtt.username,
+                password.get_secret_value() if password is not None else None,
+            )
         self._client.max_inflight_messages_set(self._window)
         self._client.reconnect_delay_set(1, settings.simulator.reconnect_max_delay_seconds)
         self._client.on_connect = self._on_connect

@@ -114,7 +114,7 @@ def build_rest_api(settings: Settings, kinds: KindRegistry | None = None) -> Fas
         )
         for name in registry.names()
     }
-    token = sim.rest_token
+    token = sim.rest_token.get_secret_value() if sim.rest_token is not None else None
 
     def authorize(authorization: Annotated[str | None, Header()] = None) -> None:
         if token is None:

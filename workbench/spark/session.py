@@ -73,8 +73,10 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         "path.style.access": "true",
         "connection.ssl.enabled": str(s3.secure).lower(),
         "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-        "access.key": s3.access_key,
-        "secret.key": s3.secret_key,
+        # Real values, in a conf only handed to the JVM (Spark redacts these names in its UI
+        # and logs); never log this mapping.
+        "access.key": s3.access_key.get_secret_value(),
+        "secret.key": s3.secret_key.get_secret_value(),
         "connection.establish.timeout": timeout,
         "connection.timeout": timeout,
         "attempts.maximum": str(S3A_SDK_RETRIES),
