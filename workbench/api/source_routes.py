@@ -31,21 +31,18 @@ class ConfigIn(BaseModel):
     config: dict[str, Any]
 
 
-def _public(record: dict[str, Any]) -> dict[str, Any]:
-    """A source record without secrets (tokens and passwords are never echoed)."""
-    return {**record, "config": _masked(record.get("config") or {})}
-
-
-def _masked(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: "***" if k in {"token", "password"} else _masked(v) if isinstance(v, dict) else v
-        for k, v in config.items()
-    }
-
-
 def build_source_router(sources: SourceManager) -> APIRouter:
-    """The routes, bound to this process's source manager."""
+    """The routes, bound to this process's source manager.
+
+    Every answer carrying a config masks its secrets (fields the type's schema marks secret,
+    secret-looking headers and parameters, URL credentials); a config sent back with those
+    masks unchanged keeps the stored secrets.
+    """
     router = APIRouter(prefix="/api")
+
+    def _public(record: dict[str, Any]) -> dict[str, Any]:
+        config = record.get("config") or {}
+        return {**record, "config": sources.registry.public_config(record["type"], config)}
 
     @router.get("/connector-types")
     async def connector_types() -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from workbench.connectors.base import Connector, Sink
 from workbench.core.errors import ConfigError
+from workbench.core.masking import mask_config, mask_text, restore_masked
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,12 @@ class ConnectorRegistry:
 
         kind = self.get(name)
         validator = Draft202012Validator(kind.config_schema)
+        masked = mask_config(config, kind.config_schema)
         problems = [
-            {"path": "/".join(str(p) for p in err.absolute_path) or "(root)", "error": err.message}
+            {
+                "path": "/".join(str(p) for p in err.absolute_path) or "(root)",
+                "error": _masked_message(err.message, err.instance, _at(masked, err.absolute_path)),
+            }
             for err in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         ]
         if problems:
@@ -103,6 +108,32 @@ class ConnectorRegistry:
                 type=name,
                 problems=problems,
             )
+
+    def public_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with its secrets masked, as every answer and log line must show it.
+
+        An unknown type (a plugin since uninstalled) is masked by field and header names alone.
+        """
+        return mask_config(config, self._schema_or_none(name))
+
+    def restore_config(
+        self, name: str, new: dict[str, Any], stored: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``new`` with the masks a client echoed back replaced by the ``stored`` secrets.
+
+        Raises:
+            ConfigError: where ``new`` holds a mask that no stored secret matches.
+        """
+        try:
+            return restore_masked(new, stored, self._schema_or_none(name))
+        except ValueError as err:
+            raise ConfigError(f"invalid {name} source config: {err}", type=name) from None
+
+    def _schema_or_none(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.get(name).config_schema
+        except ConfigError:
+            return None
 
     def _load_entry_points(self) -> None:
         self._entry_points_loaded = True
@@ -117,6 +148,29 @@ class ConnectorRegistry:
                 continue
             if kind.name not in self._types:
                 self._types[kind.name] = kind
+
+
+def _at(value: Any, path: Any) -> Any:
+    for part in path:
+        if (isinstance(value, dict) and part in value) or (
+            isinstance(value, list) and isinstance(part, int) and part < len(value)
+        ):
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def _masked_message(message: str, instance: Any, masked: Any) -> str:
+    """A schema error's message without the secrets of the value it quotes.
+
+    jsonschema quotes the offending value (``'short' is too short``); error answers and logs
+    must not, so the quote of the value is replaced by the quote of its masked form.
+    """
+    if masked == instance:
+        return message
+    # Messages that do not quote the value name only keys ("'x' was unexpected").
+    return mask_text(message.replace(repr(instance), repr(masked)))
 
 
 def default_registry() -> ConnectorRegistry:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from workbench.connectors.base import Connector
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.core.errors import CatalogError, NotFoundError
+from workbench.core.masking import mask_text
 from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class SourceManager:
         """Validate, store and start a new source."""
         if name in self.records():
             raise CatalogError(f"a source named {name!r} exists; update or delete it", source=name)
+        # Nothing stored to restore: a mask copied from another source's answer is refused.
+        self.registry.restore_config(source_type, config, {})
         self.registry.validate(source_type, config)
         self._store.save_source(name, source_type, config)
         try:
@@ -135,8 +138,13 @@ class SourceManager:
         self._store.save_source(name, source_type, config)
 
     def update(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Replace a source's config; a running source restarts with it."""
+        """Replace a source's config; a running source restarts with it.
+
+        Values a client echoes back masked (``***``, ``https://user:***@host``) keep the stored
+        secret instead of overwriting it with the mask.
+        """
         record = self.record(name)
+        config = self.registry.restore_config(record["type"], config, record["config"] or {})
         self.registry.validate(record["type"], config)
         with self._lock:
             was_running = name in self._running
@@ -191,7 +199,7 @@ class SourceManager:
                 try:
                     self.start(name)
                 except Exception as err:  # noqa: BLE001 - other sources must still run
-                    log.error("source failed to start name=%s error=%s", name, err)
+                    log.error("source failed to start name=%s error=%s", name, mask_text(str(err)))
 
     def stop_all(self) -> None:
         """Stop every running source (for shutdown: enabled flags are kept)."""
