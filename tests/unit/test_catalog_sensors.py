@@ -120,9 +120,11 @@ def test_migration_7_upgrades_an_older_catalog(catalog: Catalog) -> None:
         conn.execute(text("ALTER TABLE datasets DROP COLUMN sensor_sketch"))
         conn.execute(text("ALTER TABLE datasets DROP COLUMN distinct_sensors"))
         conn.execute(delete(t.schema_migrations).where(t.schema_migrations.c.version == 7))
-    assert migrations.migrate(catalog.engine) == 7
+    assert migrations.migrate(catalog.engine) == migrations.MIGRATIONS[-1].version
     with catalog.engine.begin() as conn:
+        applied = set(conn.execute(select(t.schema_migrations.c.version)).scalars())
         columns = {c["name"] for c in inspect(conn).get_columns("datasets")}
+    assert 7 in applied
     assert {"sensor_sketch", "distinct_sensors"} <= columns
     assert catalog.get_dataset("ds").distinct_sensors == 0  # counted from now on
     observe_sensors(catalog, ["a", "b"])
