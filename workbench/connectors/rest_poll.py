@@ -274,7 +274,9 @@ class RestPoller:
                     cfg.get("method", "GET"),
                     cfg["url"],
                     headers=headers,
-                    params=params,
+                    # httpx replaces the URL's query with ``params``: merge, so a token or
+                    # filter written in the URL is still sent.
+                    params=httpx.URL(cfg["url"]).params.merge(params),
                     json=cfg.get("body") if cfg.get("method") == "POST" else None,
                     auth=auth,
                 )
