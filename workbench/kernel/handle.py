@@ -15,6 +15,7 @@ from workbench.analytics.computations import DEFAULT_LIMIT, run_computation
 from workbench.analytics.reporting import EngineReporter
 from workbench.catalog.records import Computation
 from workbench.core.errors import ServiceUnavailableError
+from workbench.core.masking import mask_url
 from workbench.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ class Workbench:
             "engine": self.settings.engine.connect_url,
             "engine_reachable": reachable,
             "session": "connected" if self._spark is not None else "not connected",
-            "catalog": self.settings.catalog.url,
+            "catalog": mask_url(self.settings.catalog.url),  # shown in notebooks: no password
             "lake": self.settings.lake.root,
         }
         try:
