@@ -9,6 +9,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .workbench/stamps
+# What is installed into the venv is stamped inside it, so removing .venv redoes those steps.
+VENV_STAMP := $(VENV)/.workbench-installed
+KERNEL_STAMP := $(VENV)/.workbench-kernel
 JARS := .workbench/jars
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The demo: the broker, and the JDK and Maven that build the jar cache. The tests add the browser
@@ -51,7 +54,7 @@ setup:
 	@$(MAKE) --no-print-directory -j$(SETUP_JOBS) -Otarget setup-steps
 	$(call step_end,setup)
 
-setup-demo-steps: system-packages-demo $(STAMPS)/venv $(STAMPS)/jars $(STAMPS)/functions $(STAMPS)/kernel
+setup-demo-steps: system-packages-demo $(VENV_STAMP) $(STAMPS)/jars $(STAMPS)/functions $(KERNEL_STAMP)
 setup-steps: setup-demo-steps system-packages $(STAMPS)/minio
 
 demo: setup-demo
@@ -87,7 +90,7 @@ system-packages: system-packages-demo
 	$(call apt_install,apt-test,$(APT_TEST))
 
 # The venv needs no Debian package beyond Python, so it installs while apt-get runs.
-$(STAMPS)/venv: pyproject.toml constraints.txt
+$(VENV_STAMP): pyproject.toml constraints.txt
 	$(call step_begin,venv)
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
@@ -110,7 +113,7 @@ $(STAMPS)/jars: kernels/jvm/pom.xml | system-packages-demo
 FUNCTIONS_SRC := $(shell find kernels/jvm/src -name '*.java')
 PYSPARK_JARS = $(shell $(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
 
-$(STAMPS)/functions: $(STAMPS)/venv $(STAMPS)/jars $(FUNCTIONS_SRC)
+$(STAMPS)/functions: $(VENV_STAMP) $(STAMPS)/jars $(FUNCTIONS_SRC)
 	$(call step_begin,functions)
 	rm -rf .workbench/build/functions && mkdir -p .workbench/build/functions
 	javac -nowarn --release 17 -cp '$(PYSPARK_JARS)/*' -d .workbench/build/functions $(FUNCTIONS_SRC)
@@ -133,7 +136,7 @@ $(STAMPS)/minio: Makefile
 	@touch $@
 	$(call step_end,minio)
 
-$(STAMPS)/kernel: $(STAMPS)/venv kernels/workbench/kernel.json
+$(KERNEL_STAMP): $(VENV_STAMP) kernels/workbench/kernel.json
 	$(call step_begin,kernel)
 	$(VENV)/bin/workbench kernel install --prefix $(abspath $(VENV))
 	@touch $@
