@@ -17,8 +17,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -98,13 +96,6 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             else 400
         )
         return JSONResponse(err.to_dict(), status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
-        # FastAPI's own answer echoes each offending input, which can be a whole source config
-        # with its secrets: say where and what, never the value.
-        detail = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in err.errors()]
-        return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
     # Parsing a body is CPU work under the GIL: more bodies parsed at once than there are cores
     # only adds memory (their envelopes) and thread switching, never throughput. Waiting for
