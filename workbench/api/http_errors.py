@@ -1,27 +1,82 @@
-"""The error a workbench HTTP answer stands for, shared by the Python clients of both services.
+"""Errors over HTTP, both ways, for both services and their Python clients.
 
-The services answer errors as ``{code, message, ...}`` (see ``WorkbenchError.to_dict``) or, for
-request validation, FastAPI's ``{detail}``; the status picks the error class.
+A service answers a :class:`WorkbenchError` with the class's ``status`` and the body
+``{"code", "message", "fields"}`` (:meth:`WorkbenchError.to_dict`);
+:func:`install_error_handlers` installs that on an app, for FastAPI's request validation too
+(:class:`InvalidRequestError`, 422, the problems in ``fields["problems"]``) and for an
+unexpected exception (:class:`InternalError`, 500). A client rebuilds the same class from the
+code with :func:`answer_error` (from the status when the code is unknown), so a transient error
+on the service is a transient error for the caller.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
 import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
-from workbench.core.errors import CatalogError, ConfigError, NotFoundError, WorkbenchError
+from workbench.core.errors import (
+    InternalError,
+    InvalidRequestError,
+    WorkbenchError,
+    error_class,
+    is_terminal,
+)
 
-_ERRORS: dict[int, type[WorkbenchError]] = {404: NotFoundError, 409: CatalogError, 422: ConfigError}
+log = logging.getLogger(__name__)
+
+
+def error_response(err: WorkbenchError) -> JSONResponse:
+    """The HTTP answer for ``err``: its class's status, ``{code, message, fields}``."""
+    # Fields are context (paths, times, ids): whatever JSON cannot hold goes as text.
+    body = json.loads(json.dumps(err.to_dict(), default=str))
+    return JSONResponse(body, status_code=err.status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error raised by ``app``'s routes as :func:`error_response` does."""
+
+    @app.exception_handler(WorkbenchError)
+    async def workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
+        if not is_terminal(err):
+            log.warning("request failed code=%s error=%s", err.code, err.message)
+        return error_response(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in err.errors()
+        ]
+        listed = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems)
+        return error_response(InvalidRequestError(f"invalid request: {listed}", problems=problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, err: Exception) -> JSONResponse:
+        log.error("request failed unexpectedly code=internal_error error=%r", err)
+        return error_response(InternalError(f"{type(err).__name__}: {err}"))
 
 
 def answer_error(response: httpx.Response) -> WorkbenchError:
-    """The :class:`WorkbenchError` (subclass by status) for an unsuccessful answer."""
+    """The :class:`WorkbenchError` an unsuccessful answer stands for: the class of its code,
+    or of its status when the body has no known code (a proxy's page, a route not found)."""
     try:
-        body = response.json()
+        body: Any = response.json()
     except ValueError:
-        body = {"message": response.text}
+        body = None
     if not isinstance(body, dict):
         body = {"message": response.text}
     message = body.get("message") or body.get("detail") or response.text
-    error = _ERRORS.get(response.status_code, WorkbenchError)
-    extra = {k: v for k, v in body.items() if k not in {"message", "code"}}
-    return error(str(message), status=response.status_code, **extra)
+    fields = body.get("fields")
+    if not isinstance(fields, dict):
+        fields = {}
+    cls = error_class(body.get("code"), response.status_code)
+    try:
+        return cls(str(message), **fields)
+    except TypeError:  # a class with a constructor of its own: keep the code's meaning in text
+        return WorkbenchError(str(message), **fields)

@@ -1,8 +1,10 @@
 """The ingest process: sources, bronze writer, metadata extraction, and its HTTP API.
 
 Endpoints: ``POST /api/push/{source}`` (REST push, answers once the records are durable),
-``GET /health``, ``GET /ready``, ``GET /metrics`` (Prometheus), the metadata API
-(``/api/metadata/...``, see ``metadata_routes``). No JVM is ever loaded here.
+``GET /health`` (503 while ``degraded`` or ``failed``), ``GET /ready``, ``GET /metrics``
+(Prometheus), the metadata API (``/api/metadata/...``, see ``metadata_routes``). Errors answer
+``{code, message, fields}`` with their class's status (:mod:`workbench.api.http_errors`). No
+JVM is ever loaded here.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from workbench.api.http_errors import error_response, install_error_handlers
 from workbench.api.metadata_routes import build_metadata_router
 from workbench.api.source_routes import build_source_router
 from workbench.catalog.extraction import MetadataExtractor
+from workbench.catalog.records import LossRow
 from workbench.catalog.store import Catalog
 from workbench.connectors.registry import default_registry
 from workbench.connectors.rest_push import RecordResult
-from workbench.core.errors import CatalogError, ConfigError, NotFoundError, WorkbenchError
+from workbench.core.errors import PayloadTooLargeError, UnauthorizedError
 from workbench.core.settings import Settings, ensure_local_dirs
-from workbench.ingest.loss import LossCounts
 from workbench.ingest.service import IngestService, prepare_ingest_process
 from workbench.ingest.spill import build_storage
 from workbench.metrics.ingestor import IngestMetrics
@@ -80,22 +83,10 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             log.info("ingest service stopped flushed_all=%s", clean)
 
     app = FastAPI(title="workbench ingest", lifespan=lifespan)
+    install_error_handlers(app)
     app.state.service = service
     app.include_router(build_source_router(service.sources))
     app.include_router(build_metadata_router(catalog))
-
-    @app.exception_handler(WorkbenchError)
-    async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
-        status = (
-            404
-            if isinstance(err, NotFoundError)
-            else 422
-            if isinstance(err, ConfigError)
-            else 409
-            if isinstance(err, CatalogError)
-            else 400
-        )
-        return JSONResponse(err.to_dict(), status_code=status)
 
     # Parsing a body is CPU work under the GIL: more bodies parsed at once than there are cores
     # only adds memory (their envelopes) and thread switching, never throughput. Waiting for
@@ -108,12 +99,10 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         iid, config = await run_in_threadpool(service.sources.push_ingestion_id, source)
         token = config.get("token")
         if token and request.headers.get("authorization") != f"Bearer {token}":
-            return JSONResponse(
-                {
-                    "code": "unauthorized",
-                    "message": f"source {source!r} needs 'Authorization: Bearer <token>'",
-                },
-                status_code=401,
+            return error_response(
+                UnauthorizedError(
+                    f"source {source!r} needs 'Authorization: Bearer <token>'", source=source
+                )
             )
         limit = int(config.get("max_body_bytes") or settings.ingest.max_body_bytes)
         declared = int(request.headers.get("content-length") or 0)
@@ -150,12 +139,10 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     @app.get("/api/loss")
     async def loss() -> list[dict[str, Any]]:
         """Per-dataset loss accounting: stored counters plus those not yet written."""
-        stored = {r["ingestion_id"]: r for r in await run_in_threadpool(catalog.loss_accounting)}
+        stored = {r.ingestion_id: r for r in await run_in_threadpool(catalog.loss_accounting)}
         for iid, counts in service.ledger.peek().items():
-            row = stored.setdefault(iid, {"ingestion_id": iid, **LossCounts().to_dict()})
-            for key, value in counts.to_dict().items():
-                row[key] += value
-        return sorted(stored.values(), key=lambda r: r["ingestion_id"])
+            stored[iid] = stored.get(iid, LossRow(iid)).adding(counts.to_dict())
+        return [stored[iid].to_dict() for iid in sorted(stored)]
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -166,7 +153,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     async def ready() -> JSONResponse:
         """Ready once every running source is connected (a load balancer's question)."""
         sources = service.sources.health()
-        waiting = [s["name"] for s in sources if s["running"] and not s["connected"]]
+        waiting = [s.name for s in sources if s.running and not s.connected]
         return JSONResponse(
             {"ready": not waiting, "waiting_for": waiting}, status_code=503 if waiting else 200
         )
@@ -182,7 +169,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
 def _write_loss(service: IngestService, catalog: Catalog) -> None:
     pending = service.ledger.take()
     try:
-        catalog.add_loss_counts({iid: c.to_dict() for iid, c in pending.items()})
+        catalog.add_loss_counts(pending)
     except Exception:  # keep the counts for the next round
         log.exception("writing loss accounting failed datasets=%s", len(pending))
         service.ledger.give_back(pending)
@@ -210,13 +197,13 @@ def push_answer(results: list[RecordResult]) -> bytes:
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:
-    return JSONResponse(
-        {
-            "code": "payload_too_large",
-            "message": f"body of {size} bytes exceeds the limit of {limit} bytes "
+    return error_response(
+        PayloadTooLargeError(
+            f"body of {size} bytes exceeds the limit of {limit} bytes "
             "(settings: WORKBENCH__INGEST__MAX_BODY_BYTES); split it into smaller batches",
-        },
-        status_code=413,
+            size=size,
+            limit=limit,
+        )
     )
 
 

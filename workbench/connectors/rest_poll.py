@@ -28,7 +28,7 @@ from workbench.connectors.base import Sink, SourceHealth
 from workbench.connectors.envelope import Envelope, build_envelopes
 from workbench.connectors.registry import ConnectorType, SourceContext
 from workbench.core.clock import utcnow
-from workbench.core.errors import ConfigError
+from workbench.core.errors import ConfigError, ServiceUnavailableError, SourceError, error_code
 from workbench.core.masking import mask_text, mask_url
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,12 @@ class RestPoller:
                     # Shown by /health and logged: an error quoting the URL must not carry
                     # its credentials.
                     self._last_error = mask_text(f"{type(err).__name__}: {err}")
-                    log.warning("poll failed source=%s error=%s", self.name, self._last_error)
+                    log.warning(
+                        "poll failed source=%s code=%s error=%s",
+                        self.name,
+                        error_code(err),
+                        self._last_error,
+                    )
                 self._stop.wait(self._config.get("interval_seconds", 30))
 
     def poll_once(self, client: httpx.Client) -> int:
@@ -202,10 +207,18 @@ class RestPoller:
         if response.status_code == 304:
             return 0
         if response.status_code >= 400:
-            raise RuntimeError(f"HTTP {response.status_code} from {cfg['url']}")
+            raise SourceError(
+                f"HTTP {response.status_code} from {cfg['url']}",
+                url=mask_url(cfg["url"]),
+                status=response.status_code,
+            )
         records = dig(response.json(), cfg.get("records_path"))
         if records is None:
-            raise RuntimeError(f"records_path {cfg.get('records_path')!r} not found in response")
+            raise SourceError(
+                f"records_path {cfg.get('records_path')!r} not found in response",
+                url=mask_url(cfg["url"]),
+                records_path=cfg.get("records_path"),
+            )
         if not isinstance(records, list):
             records = [records]
         fresh: list[tuple[str, Any]] = []
@@ -292,7 +305,11 @@ class RestPoller:
                     attempt + 1,
                     mask_text(reason),
                 )
-        raise RuntimeError(f"giving up after {attempts} attempt(s): {reason}")
+        raise ServiceUnavailableError(
+            f"giving up after {attempts} attempt(s): {mask_text(reason)}",
+            url=mask_url(cfg["url"]),
+            attempts=attempts,
+        )
 
     def _key(self, record: Any) -> str:
         path = self._config.get("record_key")
