@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workbench.bench import BENCHMARKS
-from workbench.core.errors import ConfigError, ServiceUnavailableError, WorkbenchError
+from workbench.core.errors import ConfigError, WorkbenchError, is_transient
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, load_settings
 
@@ -94,13 +94,13 @@ def _sources(settings: Settings, args: argparse.Namespace) -> int:
         client.delete(name)
         result = {"deleted": name}
     elif action == "health":
-        result = client.health(name or None)
+        result = client.health(name).to_dict() if name else client.health()
     elif action == "types":
         result = client.connector_types()
     elif action == "loss":
-        result = client.loss()
-    else:
-        result = getattr(client, action)(name)
+        result = [row.to_dict() for row in client.loss()]
+    else:  # start, stop, restart: the source's health after it
+        result = getattr(client, action)(name).to_dict()
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -110,7 +110,10 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
 
     client = EngineClient(settings)
     action = args.streams_command
-    result = client.streams() if action == "list" else getattr(client, action)(args.name)
+    if action == "list":
+        result: Any = [s.to_dict() for s in client.streams()]
+    else:
+        result = getattr(client, action)(args.name).to_dict()
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -249,12 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(settings, args))
     except KeyboardInterrupt:
         return 130
-    except ConfigError as err:
-        print(f"workbench: configuration error: {err.message}", file=sys.stderr)
-        return 2
-    except ServiceUnavailableError as err:
-        print(f"workbench: {err.message}", file=sys.stderr)
-        return 3
     except WorkbenchError as err:
-        print(f"workbench: {err.message}", file=sys.stderr)
-        return 1
+        print(f"workbench: {err.code}: {err.message}", file=sys.stderr)
+        return exit_code(err)
+
+
+def exit_code(err: WorkbenchError) -> int:
+    """The exit status for ``err``: 2 a configuration to fix, 3 transient (the same command
+    may succeed later: a service away, the store down), 1 any other refusal."""
+    if isinstance(err, ConfigError):
+        return 2
+    if is_transient(err):
+        return 3
+    return 1

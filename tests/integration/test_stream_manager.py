@@ -17,6 +17,7 @@ from tests.integration.conftest import wait_for
 from tests.spark.conftest import WriteBronze, bronze_row, spark, write_bronze  # noqa: F401
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
+from workbench.streams.status import Lag
 from workbench.streams.supervisor import StreamManager
 
 pytestmark = pytest.mark.spark
@@ -84,21 +85,21 @@ def test_by_name_over_http_and_cli(
     assert status["state"] == "running" and status["restarts"] == 0
 
     stopped = client.stop("ticks")
-    assert stopped["state"] == "stopped" and not stopped["active"]
+    assert stopped.state == "stopped" and not stopped.active
     manager.check()  # the auto-restart must not undo a stop by name
-    assert client.stream("ticks")["state"] == "stopped"
+    assert client.stream("ticks").state == "stopped"
     assert manager.active_count() == 0
 
-    assert client.start("ticks")["state"] == "running"
-    first_id = client.stream("ticks")["id"]
+    assert client.start("ticks").state == "running"
+    first_id = client.stream("ticks").id
     restarted = client.restart("ticks")
-    assert restarted["state"] == "running" and restarted["restarts"] == 1
-    assert restarted["id"] != first_id  # a new run (this query has no checkpoint)
-    wait_for(lambda: client.stream("ticks")["last_batch_id"] is not None, what="a batch")
+    assert restarted.state == "running" and restarted.restarts == 1
+    assert restarted.id != first_id  # a new run (this query has no checkpoint)
+    wait_for(lambda: client.stream("ticks").last_batch_id is not None, what="a batch")
     status = client.stream("ticks")
-    assert status["input_rows_per_second"] is not None
-    assert status["last_batch_duration_ms"] is not None
-    assert status["last_latest_offset_ms"] is not None
+    assert status.input_rows_per_second is not None
+    assert status.last_batch_duration_ms is not None
+    assert status.last_latest_offset_ms is not None
 
     with pytest.raises(NotFoundError, match="no stream named 'nope'"):
         client.stop("nope")
@@ -125,10 +126,10 @@ def test_a_query_that_fails_to_start_is_retried(spark: Any, manager: StreamManag
     manager.register("late", start)
     manager.start_all(poll_seconds=3600)  # must not raise: the engine keeps serving
     [status] = manager.status()
-    assert status["state"] == "failed" and "table not there yet" in status["exception"]
+    assert status.state == "failed" and "table not there yet" in (status.exception or "")
     manager.check()  # backoff 0: retried now
     [status] = manager.status()
-    assert status["state"] == "running" and status["restarts"] == 1
+    assert status.state == "running" and status.restarts == 1
 
 
 def test_stop_waits_for_the_running_batch(spark: Any, manager: StreamManager) -> None:  # noqa: F811
@@ -145,10 +146,10 @@ def test_stop_waits_for_the_running_batch(spark: Any, manager: StreamManager) ->
     t0 = time.monotonic()
     stopper = threading.Thread(target=manager.stop, args=("slow",))
     stopper.start()
-    wait_for(lambda: manager.status_of("slow")["state"] == "stopping", what="state stopping")
-    assert manager.status_of("slow")["batch_running"]  # still visible while it finishes
+    wait_for(lambda: manager.status_of("slow").state == "stopping", what="state stopping")
+    assert manager.status_of("slow").batch_running  # still visible while it finishes
     stopper.join(timeout=30)
-    assert manager.status_of("slow")["state"] == "stopped"
+    assert manager.status_of("slow").state == "stopped"
     # The batch that was running completed instead of being interrupted.
     assert finished, "stop interrupted the running batch"
     assert time.monotonic() - t0 < 10
@@ -224,11 +225,11 @@ def test_schema_change_restart_mid_way_keeps_silver_exact(
         versions["mqtt_demo_0001"] = 2  # the catalog widened a field
         assert manager.check_schema(force=True) == ["mqtt_demo_0001"]
         [status] = manager.status()
-        assert status["restarts"] == 1 and status["state"] == "running"
-        assert status["last_restart_reason"].startswith("schema change")
+        assert status.restarts == 1 and status.state == "running"
+        assert (status.last_restart_reason or "").startswith("schema change")
         write_bronze(settings, "mqtt_demo_0001", rows(3))  # arrives after the restart
         wait_for(lambda: lag().pending == 0, timeout=180, what="bronze fully processed")
-        assert manager.status()[0]["lag"] == {"kind": "files", "pending": 0, "seconds": 0.0}
+        assert manager.status()[0].lag == Lag("files", 0, 0.0)
     finally:
         manager.stop_all()
         catalog.close()

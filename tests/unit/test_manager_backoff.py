@@ -1,4 +1,5 @@
-"""The stream manager's restart backoff doubles per failure up to its cap, no sleeping.
+"""The stream manager's restart backoff doubles per failure up to its cap, no sleeping; a
+terminal failure is not restarted at all.
 
 :class:`StreamManager` reads ``time.monotonic()`` itself (no clock can be injected), so these
 tests bracket each monitor pass with the same clock: ``retry_at`` is the pass's own ``now``
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from workbench.core.errors import ConfigError
+from workbench.streams.queries import _note_failure
 from workbench.streams.supervisor import HEALTHY_SECONDS, ManagedQuery, StreamManager
 
 BASE, CAP = 10.0, 45.0
@@ -77,7 +80,7 @@ def test_restart_delays_double_per_failure_up_to_the_cap() -> None:
     for n in range(1, len(DELAYS) + 1):
         chosen.append(_delay_of(managed, manager.check))  # finds the query failed
         assert managed.failures == n and managed.query is None
-        assert manager.status_of("q")["state"] == "failed"
+        assert manager.status_of("q").state == "failed"
         manager.check()  # the delay has not passed: no restart yet
         assert (len(started), managed.restarts) == (n, n - 1)
         managed.retry_at = time.monotonic()  # the delay has passed
@@ -118,8 +121,9 @@ def test_failed_starts_back_off_the_same_way() -> None:
         assert chosen == DELAYS and len(attempts) == len(DELAYS)
         assert managed.failures == len(DELAYS) and managed.restarts == 0
         status = manager.status_of("q")
-        assert status["state"] == "failed"
-        assert status["exception"] == "start failed: object store down"
+        assert status.state == "failed" and status.restart_scheduled
+        assert status.exception == "start failed: object store down"
+        assert status.error_code == "os_error"
     finally:
         manager.stop_all(timeout=1)
 
@@ -139,3 +143,62 @@ def test_fractional_bases_and_a_cap_at_the_base(base: float, cap: float) -> None
         managed.retry_at = time.monotonic()
         manager.check()
     assert chosen == [min(cap, base * 2**n) for n in range(5)]  # [0.5, 1, 2, 3, 3], [2] * 5
+
+
+def test_a_terminal_batch_failure_stops_the_query_for_good() -> None:
+    started: list[FailedQuery] = []
+
+    def start() -> Any:
+        started.append(FailedQuery(len(started)))
+        return started[-1]
+
+    stopped: list[tuple[str, str]] = []
+    manager = StreamManager(
+        backoff_base=0.0, backoff_cap=0.0, on_terminal=lambda *s: stopped.append(s)
+    )
+    manager.register("q", start)
+    manager.start("q")
+    # What start_batch_query keeps when a batch raises: the error as raised, by query name.
+    _note_failure("q", ConfigError("value rule 3 names no field", rule_id=3))
+
+    manager.check()  # finds it failed, terminally
+    for _ in range(3):
+        manager.check()  # no backoff at all here, and still no restart
+    status = manager.status_of("q")
+    assert (status.state, status.error_code, status.restart_scheduled) == (
+        "failed",
+        "config_error",
+        False,
+    )
+    assert status.exception == "value rule 3 names no field"
+    assert len(started) == 1 and status.restarts == 0
+    assert stopped == [("q", "config_error")]
+
+    # An operator's start by name is a fresh start; a later failure of unknown cause (the
+    # stand-in's RuntimeError) is restarted with backoff again.
+    assert manager.start("q").state == "failed"  # the stand-in has failed already
+    manager.check()
+    assert manager.status_of("q").restart_scheduled
+    manager.check()
+    assert len(started) == 3 and stopped == [("q", "config_error")]
+
+
+def test_a_terminal_start_failure_is_not_retried() -> None:
+    attempts: list[int] = []
+
+    def start() -> Any:
+        attempts.append(1)
+        raise ConfigError("silver table path is not a Delta table", setting="lake.root")
+
+    manager = StreamManager(backoff_base=0.0, backoff_cap=0.0)
+    manager.register("q", start)
+    try:
+        manager.start_all(poll_seconds=3600)
+        for _ in range(3):
+            manager.check()
+        status = manager.status_of("q")
+        assert len(attempts) == 1
+        assert status.state == "failed" and status.error_code == "config_error"
+        assert not status.restart_scheduled
+    finally:
+        manager.stop_all(timeout=1)

@@ -2,8 +2,8 @@
 
 Run as ``python -m workbench.api.engine_app`` (settings from ``WORKBENCH__*`` variables) or via
 :func:`run_engine`. Endpoints: ``GET /health`` (ok + the Spark Connect URL), ``GET /status``
-(per query: state, progress, rows/s, last batch duration, restarts, error, lag behind its
-input), ``GET /metrics`` (Prometheus), the stream controls of
+(per query: state, progress, rows/s, last batch duration, restarts, error and its code, lag
+behind its input), ``GET /metrics`` (Prometheus), the stream controls of
 :mod:`workbench.api.engine_routes` and the stream computations of
 :mod:`workbench.api.stream_computation_routes` (one managed query ``computation:<name>``
 each). SIGTERM or SIGINT stops the HTTP server, then each query after its running batch
@@ -22,17 +22,17 @@ from datetime import datetime
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from workbench.api.computation_routes import build_computation_router
 from workbench.api.engine_routes import build_stream_router
+from workbench.api.http_errors import install_error_handlers
 from workbench.api.stream_computation_routes import build_stream_computation_router
 from workbench.catalog.store import Catalog
-from workbench.core.errors import ComputationError, ConfigError, NotFoundError, WorkbenchError
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
 from workbench.enrichment import silver_stream as enrichment
@@ -187,22 +187,12 @@ def build_engine_app(
 ) -> FastAPI:
     """The engine's HTTP API over a running stream manager (and its stream computations)."""
     app = FastAPI(title="workbench engine")
+    install_error_handlers(app)
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
     app.include_router(build_stream_router(manager))
     app.include_router(build_computation_router(metrics))
     if computations is not None:
         app.include_router(build_stream_computation_router(computations))
-
-    @app.exception_handler(WorkbenchError)
-    async def _workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
-        status = (
-            404
-            if isinstance(err, NotFoundError)
-            else 422
-            if isinstance(err, ConfigError | ComputationError)
-            else 409
-        )
-        return JSONResponse(err.to_dict(), status_code=status)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -214,12 +204,12 @@ def build_engine_app(
 
     @app.get("/status")
     def status() -> dict[str, Any]:
-        return {"queries": manager.status()}
+        return {"queries": [s.to_dict() for s in manager.status()]}
 
     @app.get("/metrics")
     def prometheus() -> Response:
         for query in manager.status():
-            metrics.stream_status.labels(metrics.pod, query["name"]).set(int(query["active"]))
+            metrics.stream_status.labels(metrics.pod, query.name).set(int(query.active))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
@@ -239,8 +229,13 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
     _handle_signals(stop)
     catalog = Catalog(settings.catalog.url)
     metrics = EngineMetrics()
-    manager = StreamManager(on_failure=lambda _name, _error: metrics.batch_failed())
-    maintenance = MaintenanceScheduler(spark, settings, catalog.list_devices)
+    manager = StreamManager(
+        on_failure=lambda _name, _error: metrics.batch_failed(),
+        on_terminal=lambda name, code: metrics.component_failed(f"stream:{name}", code),
+    )
+    maintenance = MaintenanceScheduler(
+        spark, settings, catalog.list_devices, on_terminal=metrics.component_failed
+    )
     server: uvicorn.Server | None = None
     try:
         spark.conf.set("spark.sql.streaming.stopTimeout", STOP_TIMEOUT)

@@ -1,4 +1,8 @@
-"""Python twin of the engine's HTTP API: streams and stream computations."""
+"""Python twin of the engine's HTTP API: streams and stream computations.
+
+Stream statuses come back as :class:`~workbench.streams.status.StreamStatus` values, errors as
+the class the engine raised (:func:`workbench.api.http_errors.answer_error`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ from urllib.parse import quote
 import httpx
 
 from workbench.api.http_errors import answer_error
-from workbench.core.errors import (
-    ServiceUnavailableError,
-)
+from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings
+from workbench.streams.status import StreamStatus
 
 #: A stop waits for the running batch up to 30 s, then Spark may take up to 30 s more.
 _TIMEOUT_SECONDS = 75.0
@@ -28,25 +31,29 @@ class EngineClient:
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def streams(self) -> list[dict[str, Any]]:
+    def streams(self) -> list[StreamStatus]:
         """Every query's status: state, rows/s, last batch, restarts, error, lag."""
-        return self._call("GET", "/api/streams")
+        return [StreamStatus.from_dict(s) for s in self._call("GET", "/api/streams")]
 
-    def stream(self, name: str) -> dict[str, Any]:
-        """One query's status."""
-        return self._call("GET", f"/api/streams/{name}")
+    def stream(self, name: str) -> StreamStatus:
+        """One query's status.
 
-    def start(self, name: str) -> dict[str, Any]:
+        Raises:
+            NotFoundError: if no query has that name.
+        """
+        return StreamStatus.from_dict(self._call("GET", f"/api/streams/{quote(name)}"))
+
+    def start(self, name: str) -> StreamStatus:
         """Start a query; returns its status."""
-        return self._call("POST", f"/api/streams/{name}/start")
+        return StreamStatus.from_dict(self._call("POST", f"/api/streams/{quote(name)}/start"))
 
-    def stop(self, name: str) -> dict[str, Any]:
+    def stop(self, name: str) -> StreamStatus:
         """Stop a query after its running batch; it stays stopped until started."""
-        return self._call("POST", f"/api/streams/{name}/stop")
+        return StreamStatus.from_dict(self._call("POST", f"/api/streams/{quote(name)}/stop"))
 
-    def restart(self, name: str) -> dict[str, Any]:
+    def restart(self, name: str) -> StreamStatus:
         """Restart a query from its checkpoint; returns its status."""
-        return self._call("POST", f"/api/streams/{name}/restart")
+        return StreamStatus.from_dict(self._call("POST", f"/api/streams/{quote(name)}/restart"))
 
     # -- stream computations ------------------------------------------------------------
 

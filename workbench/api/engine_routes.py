@@ -2,8 +2,9 @@
 
 ``GET /api/streams`` (every query's status), ``GET /api/streams/{name}``,
 ``POST /api/streams/{name}/start|stop|restart`` (each answers with the query's status after the
-action; stop and restart wait for the running batch, up to the 30 s stop timeout). An unknown
-name answers 404 with ``{code, message}``.
+action; stop and restart wait for the running batch, up to the 30 s stop timeout). Each status
+is :meth:`workbench.streams.status.StreamStatus.to_dict`. An unknown name answers 404 with
+``{code, message, fields}``.
 """
 
 from __future__ import annotations
@@ -22,22 +23,22 @@ def build_stream_router(manager: StreamManager) -> APIRouter:
 
     @router.get("")
     async def streams() -> list[dict[str, Any]]:
-        return await run_in_threadpool(manager.status)
+        return [s.to_dict() for s in await run_in_threadpool(manager.status)]
 
     @router.get("/{name}")
     async def stream(name: str) -> dict[str, Any]:
-        return await run_in_threadpool(manager.status_of, name)
+        return (await run_in_threadpool(manager.status_of, name)).to_dict()
 
     @router.post("/{name}/start")
     async def start(name: str) -> dict[str, Any]:
-        return await run_in_threadpool(manager.start, name)
+        return (await run_in_threadpool(manager.start, name)).to_dict()
 
     @router.post("/{name}/stop")
     async def stop(name: str) -> dict[str, Any]:
-        return await run_in_threadpool(manager.stop, name)
+        return (await run_in_threadpool(manager.stop, name)).to_dict()
 
     @router.post("/{name}/restart")
     async def restart(name: str) -> dict[str, Any]:
-        return await run_in_threadpool(manager.restart, name)
+        return (await run_in_threadpool(manager.restart, name)).to_dict()
 
     return router

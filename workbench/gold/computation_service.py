@@ -26,7 +26,14 @@ from pyspark.sql import SparkSession
 
 from workbench.catalog.records import StreamComputation
 from workbench.catalog.store import Catalog
-from workbench.core.errors import CatalogError, EngineError, NotFoundError
+from workbench.core.errors import (
+    CatalogError,
+    ComputationError,
+    EngineError,
+    NotFoundError,
+    error_code,
+    is_terminal,
+)
 from workbench.core.settings import Settings
 from workbench.gold.computation_query import (
     check_streamable,
@@ -231,12 +238,23 @@ class StreamComputations:
         try:
             self.manager.start(query_name(computation.name))
         except Exception as err:
+            saved = (
+                f"stream computation {computation.name!r} was saved (version "
+                f"{computation.version}) but its query did not start: {err}"
+            )
+            if is_terminal(err):
+                # Retrying cannot help: the manager tries once more, then stops it for good.
+                raise ComputationError(
+                    f"{saved}; fix it and update the computation",
+                    computation=computation.name,
+                    cause=error_code(err),
+                ) from err
             # Saved and wanted running: the manager's monitor retries the start with backoff.
             raise EngineError(
-                f"stream computation {computation.name!r} was saved (version "
-                f"{computation.version}) but its query did not start: {err}; the engine keeps "
-                f"retrying, see GET /api/stream-computations/{computation.name}",
+                f"{saved}; the engine keeps retrying, see "
+                f"GET /api/stream-computations/{computation.name}",
                 computation=computation.name,
+                cause=error_code(err),
             ) from err
 
     def _unregister(self, name: str) -> None:
@@ -251,7 +269,9 @@ class StreamComputations:
 
     def _view(self, computation: StreamComputation) -> dict[str, Any]:
         try:
-            query = self.manager.status_of(query_name(computation.name))
+            query: dict[str, Any] | None = self.manager.status_of(
+                query_name(computation.name)
+            ).to_dict()
         except NotFoundError:
             query = None  # disabled, or being replaced right now
         return {

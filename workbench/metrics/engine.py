@@ -204,6 +204,13 @@ class EngineMetrics:
             ["pod", "layer"],
             registry=r,
         )
+        self.component_failures = Counter(
+            "workbench_component_failures_total",
+            "Components (a stream, a maintenance step) stopped by a terminal error, by the "
+            "error's code; they stay stopped until an operator acts.",
+            ["pod", "component", "code"],
+            registry=r,
+        )
         self._newest: dict[str, float] = {}
         for layer in ("bronze", "silver", "gold"):
             self.data_age.labels(p, layer).set_function(partial(self._age, layer))
@@ -261,6 +268,10 @@ class EngineMetrics:
     def batch_failed(self) -> None:
         """Count a micro-batch that stopped its query (it failed after its retries)."""
         self.batches.labels(self.pod, "failed").inc()
+
+    def component_failed(self, component: str, code: str) -> None:
+        """Count a component stopped for good by a terminal error of ``code``."""
+        self.component_failures.labels(self.pod, component, code).inc()
 
     def step(self, module: str, step: str, seconds: float) -> None:
         """Record one profiled step of the batch processor."""

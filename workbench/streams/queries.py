@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 
@@ -27,8 +27,9 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from workbench.core.errors import EngineError
+from workbench.core.errors import EngineError, error_code, is_terminal
 from workbench.spark.files import LakeFiles
+from workbench.streams.status import Lag
 
 log = logging.getLogger(__name__)
 
@@ -71,34 +72,42 @@ def await_query(query: StreamingQuery) -> None:
     """Wait for a query to finish.
 
     Raises:
-        EngineError: if it failed.
+        WorkbenchError: the terminal error that failed one of its batches, as raised.
+        EngineError: if it failed otherwise.
     """
     try:
         query.awaitTermination()
     except StreamingQueryException as err:
+        failure = batch_failure(query.name)
+        if failure is not None and is_terminal(failure):
+            raise failure from err
         raise EngineError(f"stream {query.name} failed: {err}", query=query.name) from err
 
 
-# -- lag behind the input ----------------------------------------------------------------------
+# -- why a batch failed ------------------------------------------------------------------------
+
+# An error raised in ``foreachBatch`` reaches the query's ``exception()`` as JVM text only; its
+# class (terminal or not) and code are kept here, by query name, for the stream manager.
+_failures: dict[str, BaseException] = {}
+_failures_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Lag:
-    """How far a query is behind its input.
+def _note_failure(query: str, err: BaseException) -> None:
+    with _failures_lock:
+        _failures[query] = err
 
-    Attributes:
-        kind: ``files`` (a file source) or ``versions`` (a Delta source).
-        pending: input files, or table versions, not yet in a committed batch.
-        seconds: age of the oldest pending input (0.0 when nothing is pending).
+
+def batch_failure(query: str) -> BaseException | None:
+    """Take the error that failed the last batch of ``query`` in this process (None if none).
+
+    Each failure is given out once: the stream manager takes it when it finds the query
+    stopped, and before it starts the query again (a stale one must not stop the new run).
     """
+    with _failures_lock:
+        return _failures.pop(query, None)
 
-    kind: Literal["files", "versions"]
-    pending: int
-    seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """As JSON-ready fields."""
-        return {"kind": self.kind, "pending": self.pending, "seconds": round(self.seconds, 3)}
+# -- lag behind the input ----------------------------------------------------------------------
 
 
 def _normal(path: str) -> str:
@@ -374,11 +383,15 @@ def run_batch_with_retries(
 ) -> None:
     """Run one micro-batch's work, retrying it; after the last attempt fail loudly.
 
-    A retry is safe because every write of a batch is idempotent (Delta transaction ids). The
-    final failure propagates out of ``foreachBatch``: the query fails and the stream manager
-    restarts it from the checkpoint, so the batch is never marked done without its data.
+    A retry is safe because every write of a batch is idempotent (Delta transaction ids). A
+    terminal error (:func:`~workbench.core.errors.is_terminal`) is not retried: it propagates
+    at once. Transient and unknown errors are retried up to ``attempts`` times. The failure
+    propagates out of ``foreachBatch``: the query fails, and the stream manager restarts it
+    from the checkpoint (unless the error was terminal), so the batch is never marked done
+    without its data.
 
     Raises:
+        WorkbenchError: a terminal error, as raised, at its first occurrence.
         EngineError: the batch failed ``attempts`` times (the last error chained).
     """
     for attempt in range(1, attempts + 1):
@@ -386,6 +399,15 @@ def run_batch_with_retries(
             process()
             return
         except Exception as err:
+            if is_terminal(err):
+                log.error(
+                    "batch failed terminally, not retrying query=%s batch_id=%s code=%s error=%s",
+                    query,
+                    batch_id,
+                    error_code(err),
+                    err,
+                )
+                raise
             if attempt == attempts:
                 raise EngineError(
                     f"{query} batch {batch_id} failed {attempts} times; the query stops and the "
@@ -394,10 +416,11 @@ def run_batch_with_retries(
                     batch_id=batch_id,
                 ) from err
             log.warning(
-                "batch failed, retrying query=%s batch_id=%s attempt=%s error=%s",
+                "batch failed, retrying query=%s batch_id=%s attempt=%s code=%s error=%s",
                 query,
                 batch_id,
                 attempt,
+                error_code(err),
                 err,
             )
             time.sleep(backoff * 2 ** (attempt - 1))
@@ -425,12 +448,20 @@ def start_batch_query(
     """Start ``source`` as query ``name`` whose micro-batches go to a handler.
 
     The handler is made on the first batch with the query's Delta ``txnAppId``
-    (:func:`query_app_id`) and each batch runs through :func:`run_batch_with_retries`.
-    ``checkpoint`` is as for :func:`start_query`.
+    (:func:`query_app_id`) and each batch runs through :func:`run_batch_with_retries`; the
+    error that fails a batch is kept for :func:`batch_failure`. ``checkpoint`` is as for
+    :func:`start_query`.
     """
     handlers: dict[str, BatchHandler] = {}
 
     def _batch(batch: DataFrame, batch_id: int) -> None:
+        try:
+            _run(batch, batch_id)
+        except Exception as err:
+            _note_failure(name, err)
+            raise
+
+    def _run(batch: DataFrame, batch_id: int) -> None:
         # Each query's jobs in a scheduler pool of its own (the session schedules FAIR), so a
         # long gold MERGE does not queue the enrichment's tasks behind its own.
         batch.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", name)

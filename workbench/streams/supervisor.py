@@ -10,6 +10,12 @@ nothing of what each query does, so the engine manages enrichment and gold strea
 - **Automatic restart**: the monitor thread restarts a query that failed or ended, waiting
   ``min(cap, base * 2**(failures-1))`` seconds first, so a query that keeps failing does not
   spin; a query that ran :data:`HEALTHY_SECONDS` before failing starts the backoff afresh.
+  A query whose batch (or start) failed with a terminal error
+  (:func:`~workbench.core.errors.is_terminal`, kept by
+  :func:`~workbench.streams.queries.batch_failure`) is not restarted: its status says
+  ``failed`` with the error's code and ``restart_scheduled`` false until it is started by
+  name. Transient and unknown failures (a lost executor looks like any Spark error) are
+  restarted with the capped backoff.
 - **Graceful stop**: a stop waits for the running micro-batch to finish (up to the stop
   timeout, 30 s in the engine), then stops the query; Spark's own
   ``spark.sql.streaming.stopTimeout`` bounds the stop itself. A batch cut short is no loss: it is
@@ -28,11 +34,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pyspark.sql.streaming import StreamingQuery
 
-from workbench.core.errors import EngineError, NotFoundError
+from workbench.core.errors import EngineError, NotFoundError, error_code, is_terminal
+from workbench.streams.queries import batch_failure
+from workbench.streams.status import Lag, State, StreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +52,12 @@ HEALTHY_SECONDS = 60.0
 #: How long a stop waits for the running batch before stopping the query anyway.
 STOP_TIMEOUT_SECONDS = 30.0
 
-#: ``running``: active; ``stopping``: waiting for its running batch before a stop or restart;
-#: ``stopped``: stopped by name (or never started); ``failed``: ended with an error, restart
-#: scheduled; ``ended``: ended without error, restart scheduled.
-State = Literal["running", "stopping", "stopped", "failed", "ended"]
-
 
 class LagProbe(Protocol):
-    """Measures a query's lag behind its input (:class:`workbench.streams.queries.Lag`)."""
+    """Measures a query's lag behind its input (:class:`workbench.streams.status.Lag`)."""
 
-    def __call__(self) -> Any:
-        """The lag now; an object with ``to_dict()``."""
+    def __call__(self) -> Lag:
+        """The lag now."""
         ...
 
 
@@ -75,6 +78,9 @@ class ManagedQuery:
     restarts: int = 0
     retry_at: float = 0.0
     last_error: str | None = None
+    error_code: str | None = None
+    terminal: bool = False
+    """The last failure was terminal: the monitor does not restart the query."""
     last_restart_reason: str | None = None
     stopping: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -97,6 +103,8 @@ class StreamManager:
         backoff_cap: longest wait between automatic restarts.
         stop_timeout: seconds a stop waits for the running batch to finish.
         on_failure: called with ``(name, error)`` when a query is found failed (metrics).
+        on_terminal: called with ``(name, code)`` when a terminal error stops a query for good
+            (metrics).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class StreamManager:
         backoff_cap: float = 60.0,
         stop_timeout: float = STOP_TIMEOUT_SECONDS,
         on_failure: Callable[[str, str], None] | None = None,
+        on_terminal: Callable[[str, str], None] | None = None,
     ) -> None:
         self._queries: dict[str, ManagedQuery] = {}
         self._stopping = threading.Event()
@@ -114,6 +123,7 @@ class StreamManager:
         self._cap = backoff_cap
         self.stop_timeout = stop_timeout
         self._on_failure = on_failure
+        self._on_terminal = on_terminal
         self._watch: _SchemaWatch | None = None
 
     # -- registration and the monitor ------------------------------------------------------
@@ -167,8 +177,8 @@ class StreamManager:
     def start_all(self, *, poll_seconds: float = 1.0) -> None:
         """Start every registered query and the monitor thread.
 
-        A query that fails to start is retried by the monitor with backoff, like a failed one;
-        the others run meanwhile and the status shows the error.
+        A query that fails to start is retried by the monitor with backoff, like a failed one
+        (unless the error is terminal); the others run meanwhile and the status shows the error.
         """
         for managed in list(self._queries.values()):
             with managed.lock:
@@ -228,6 +238,7 @@ class StreamManager:
         return risen
 
     def _start(self, managed: ManagedQuery) -> None:
+        batch_failure(managed.name)  # a failure of an earlier run must not stop this one
         managed.query = managed.start()
         managed.started_at = time.monotonic()
 
@@ -235,35 +246,67 @@ class StreamManager:
         managed.query = None
         managed.failures += 1
         managed.last_error = f"start failed: {err}"
+        managed.error_code = error_code(err)
+        if is_terminal(err):
+            self._stopped_for_good(managed)
+            return
         managed.retry_at = now + min(self._cap, self._base * 2 ** (managed.failures - 1))
-        log.error("stream start failed query=%s error=%s", managed.name, err)
+        log.error(
+            "stream start failed query=%s code=%s error=%s", managed.name, managed.error_code, err
+        )
+
+    def _stopped_for_good(self, managed: ManagedQuery) -> None:
+        """A terminal failure: no restart until an operator starts the query by name."""
+        managed.terminal = True
+        log.error(
+            "stream failed terminally, not restarting query=%s code=%s error=%s; fix the cause "
+            "and start it by name (`workbench streams start %s`)",
+            managed.name,
+            managed.error_code,
+            managed.last_error,
+            managed.name,
+        )
+        if self._on_terminal is not None:
+            self._on_terminal(managed.name, managed.error_code or "unknown")
 
     def _check(self, managed: ManagedQuery) -> None:
-        if not managed.wanted:
+        if not managed.wanted or managed.terminal:
             return
         query = managed.query
         now = time.monotonic()
         if query is not None and query.isActive:
             return
         if query is not None:
-            # Newly found stopped: record why, schedule the restart.
+            # Newly found stopped: record why, schedule the restart (unless it was terminal).
             error = query.exception()
-            managed.last_error = str(error) if error is not None else "ended"
+            failure = batch_failure(managed.name)
+            managed.last_error = (
+                str(failure)
+                if failure is not None
+                else str(error)
+                if error is not None
+                else "ended"
+            )
+            managed.error_code = None if failure is None else error_code(failure)
             if now - managed.started_at >= HEALTHY_SECONDS:
                 managed.failures = 0
             managed.failures += 1
+            managed.query = None
+            if self._on_failure is not None:
+                self._on_failure(managed.name, managed.last_error)
+            if failure is not None and is_terminal(failure):
+                self._stopped_for_good(managed)
+                return
             delay = min(self._cap, self._base * 2 ** (managed.failures - 1))
             managed.retry_at = now + delay
-            managed.query = None
             log.error(
-                "stream stopped query=%s failures=%d retry_in_s=%.1f error=%s",
+                "stream stopped query=%s failures=%d retry_in_s=%.1f code=%s error=%s",
                 managed.name,
                 managed.failures,
                 delay,
+                managed.error_code,
                 managed.last_error,
             )
-            if self._on_failure is not None:
-                self._on_failure(managed.name, managed.last_error)
             return
         if now >= managed.retry_at:
             try:
@@ -285,7 +328,7 @@ class StreamManager:
                 f"no stream named {name!r}; known: {', '.join(self._queries)}", stream=name
             ) from None
 
-    def start(self, name: str) -> dict[str, Any]:
+    def start(self, name: str) -> StreamStatus:
         """Start a query (a no-op if it runs); it is restarted on failure from now on.
 
         Raises:
@@ -299,7 +342,7 @@ class StreamManager:
                 log.info("stream started by name query=%s", name)
         return _status(managed)
 
-    def stop(self, name: str) -> dict[str, Any]:
+    def stop(self, name: str) -> StreamStatus:
         """Stop a query gracefully; it stays stopped until started again.
 
         Raises:
@@ -312,7 +355,7 @@ class StreamManager:
             log.info("stream stopped by name query=%s", name)
         return _status(managed)
 
-    def restart(self, name: str) -> dict[str, Any]:
+    def restart(self, name: str) -> StreamStatus:
         """Stop a query gracefully and start it again (from its checkpoint).
 
         Raises:
@@ -355,19 +398,11 @@ class StreamManager:
 
     # -- status and shutdown ---------------------------------------------------------------
 
-    def status(self) -> list[dict[str, Any]]:
-        """Every query's status.
-
-        Each is a dict: ``name``, ``id``, ``state`` (:data:`State`), ``active``,
-        ``batch_running`` (a micro-batch is executing now), ``last_batch_id``,
-        ``input_rows_per_second``, ``processed_rows_per_second``, ``last_batch_rows``,
-        ``last_batch_duration_ms``, ``restarts`` (automatic, by name and by the schema
-        watchdog), ``last_restart_reason``, ``exception`` (the last error) and ``lag``
-        (``{kind, pending, seconds}`` from the query's lag probe, or ``None``).
-        """
+    def status(self) -> list[StreamStatus]:
+        """Every query's status, in registration order (see :class:`StreamStatus`)."""
         return [_status(m) for m in list(self._queries.values())]
 
-    def status_of(self, name: str) -> dict[str, Any]:
+    def status_of(self, name: str) -> StreamStatus:
         """One query's status.
 
         Raises:
@@ -445,7 +480,7 @@ def _state(managed: ManagedQuery, active: bool) -> State:
     return "ended" if managed.last_error in (None, "ended") else "failed"
 
 
-def _status(managed: ManagedQuery) -> dict[str, Any]:
+def _status(managed: ManagedQuery) -> StreamStatus:
     query = managed.query
     progress: dict[str, Any] = {}
     active = False
@@ -457,35 +492,39 @@ def _status(managed: ManagedQuery) -> dict[str, Any]:
         if exc is not None:
             error = str(exc)
     durations = progress.get("durationMs") or {}
-    lag: dict[str, Any] | None = None
+    lag: Lag | None = None
+    lag_error: str | None = None
     if managed.lag is not None:
         try:
-            lag = managed.lag().to_dict()
+            lag = managed.lag()
         except Exception as err:  # noqa: BLE001 - status must answer even if the lake is away
-            lag = {"error": str(err)}
-    return {
-        "name": managed.name,
-        "id": str(query.id) if query is not None else None,
-        "state": _state(managed, active),
-        "active": active,
-        "batch_running": active and _trigger_active(query),
-        "last_batch_id": progress.get("batchId"),
-        "input_rows_per_second": progress.get("inputRowsPerSecond"),
-        "processed_rows_per_second": progress.get("processedRowsPerSecond"),
-        "last_batch_rows": progress.get("numInputRows"),
-        "last_batch_duration_ms": durations.get("triggerExecution"),
-        "last_latest_offset_ms": durations.get("latestOffset"),
-        # Spark's watermark (ISO, UTC): gold's and computations' is on event time (windows
-        # ending before it are complete), the enrichment's is the de-duplication's horizon.
-        "watermark": (progress.get("eventTime") or {}).get("watermark"),
-        "restarts": managed.restarts,
-        "last_restart_reason": managed.last_restart_reason,
-        "exception": error,
-        "lag": lag,
-    }
+            lag_error = str(err)
+    state = _state(managed, active)
+    return StreamStatus(
+        name=managed.name,
+        id=str(query.id) if query is not None else None,
+        state=state,
+        active=active,
+        batch_running=active and _trigger_active(query),
+        last_batch_id=progress.get("batchId"),
+        input_rows_per_second=progress.get("inputRowsPerSecond"),
+        processed_rows_per_second=progress.get("processedRowsPerSecond"),
+        last_batch_rows=progress.get("numInputRows"),
+        last_batch_duration_ms=durations.get("triggerExecution"),
+        last_latest_offset_ms=durations.get("latestOffset"),
+        watermark=(progress.get("eventTime") or {}).get("watermark"),
+        restarts=managed.restarts,
+        last_restart_reason=managed.last_restart_reason,
+        exception=error,
+        error_code=managed.error_code,
+        restart_scheduled=managed.wanted and not managed.terminal and state in ("failed", "ended"),
+        lag=lag,
+        lag_error=lag_error,
+    )
 
 
 def _want(managed: ManagedQuery) -> None:
     """Mark a query as wanted running by an operator: a fresh start, no backoff carried over."""
     managed.wanted = True
     managed.failures, managed.retry_at = 0, 0.0
+    managed.terminal = False
