@@ -1,14 +1,24 @@
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pytest
 
+from tests.fixtures.services import make_settings
 from workbench.connectors.envelope import build_envelopes
-from workbench.core.errors import StorageError
+from workbench.core.errors import (
+    UNKNOWN_ATTEMPTS,
+    ConfigError,
+    InternalError,
+    ServiceUnavailableError,
+    StorageError,
+)
 from workbench.core.settings import IngestSettings
 from workbench.ingest.bronze_writer import BronzeWriter
+from workbench.ingest.service import IngestService
 from workbench.lake.storage import LocalStorage
 from workbench.metrics.ingestor import IngestMetrics
 
@@ -116,3 +126,95 @@ def test_one_add_spanning_datasets_acks_once_both_are_durable(tmp_path: Path) ->
     assert done.wait(10)
     w.stop()
     assert bronze_rows(tmp_path).num_rows == 2
+
+
+class BrokenStorage(LocalStorage):
+    """Refuses every write with ``error`` until ``fixed``; counts the attempts."""
+
+    def __init__(self, root: str, error: Exception) -> None:
+        super().__init__(root)
+        self.error = error
+        self.attempts = 0
+        self.fixed = False
+
+    def write_parquet(self, relative_path: str, table: pa.Table) -> int:
+        if not self.fixed:
+            self.attempts += 1
+            raise self.error
+        return super().write_parquet(relative_path, table)
+
+
+def _service(tmp_path: Path, storage: LocalStorage) -> IngestService:
+    from workbench.catalog.store import Catalog
+    from workbench.connectors.registry import default_registry
+
+    settings = make_settings(tmp_path, ingest={"flush_seconds": 0.1})
+    metrics = IngestMetrics()
+    catalog = Catalog(settings.catalog.url)
+    return IngestService(
+        settings, storage=storage, metrics=metrics, registry=default_registry(), store=catalog
+    )
+
+
+def test_a_terminal_flush_failure_is_not_retried_and_fails_the_writer_visibly(
+    tmp_path: Path,
+) -> None:
+    storage = BrokenStorage(str(tmp_path), ConfigError("bucket refuses writes", bucket="lake"))
+    service = _service(tmp_path, storage)
+    w = service.writer
+    w.start()
+    acks: list[int] = []
+    for i in range(10):
+        w.add(reading(i), lambda i=i: acks.append(i))
+    assert not w.flush(timeout=60)  # returns as soon as the writer has failed
+    assert storage.attempts == 1  # tried once: retrying cannot help
+    assert w.failure is not None and w.failure.code == "config_error"
+    assert acks == [] and w.buffered()[0] == 10  # kept, unacknowledged
+
+    health = service.health()
+    assert health["status"] == "failed" and health["writer"]["state"] == "failed"
+    assert health["writer"]["error"]["code"] == "config_error"
+    m = service.metrics
+    labels = {"pod": m.pod, "component": "bronze_writer", "code": "config_error"}
+    assert m.registry.get_sample_value("workbench_component_failures_total", labels) == 1.0
+    with pytest.raises(ServiceUnavailableError, match="config_error"):
+        service.push("http", b'{"a": 1}', "application/json", lambda: None)
+
+    # Connectors are held back (back-pressure), not dropped.
+    late = threading.Thread(target=w.add, args=(reading(10),))
+    late.start()
+    late.join(timeout=0.2)
+    assert late.is_alive()
+
+    # Once the cause is fixed, resuming writes everything kept: nothing was lost.
+    storage.fixed = True
+    w.resume()
+    late.join(timeout=10)
+    assert not late.is_alive()
+    assert w.flush(timeout=60)
+    assert sorted(acks) == list(range(10))
+    assert bronze_rows(tmp_path).num_rows == 11 and storage.attempts == 1
+    assert service.health()["writer"] == {"state": "running", "error": None}
+    w.stop()
+
+
+def test_an_unknown_flush_failure_is_retried_a_bounded_number_of_times(tmp_path: Path) -> None:
+    storage = BrokenStorage(str(tmp_path), ValueError("cannot convert the buffer"))
+    w = writer(tmp_path, storage)
+    w.add(reading(1))
+    assert not w.flush(timeout=60)
+    assert storage.attempts == UNKNOWN_ATTEMPTS
+    assert isinstance(w.failure, InternalError)
+    assert w.failure.fields["cause"] == "value_error"
+    assert w.buffered()[0] == 1
+    w.stop()
+
+
+def test_a_flush_that_times_out_does_not_leave_every_buffer_due(tmp_path: Path) -> None:
+    cfg = IngestSettings(flush_seconds=30, flush_rows=1000)
+    w = BronzeWriter(LocalStorage(str(tmp_path)), cfg, IngestMetrics())  # no flusher running
+    w.add(reading(1))
+    assert not w.flush(timeout=0.05)
+    w.add(reading(2, topic="later"))
+    # Neither rows, bytes nor age make the buffer due: only a flush still in force would.
+    assert w._due(time.monotonic()) == []

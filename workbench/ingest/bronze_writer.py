@@ -2,9 +2,20 @@
 
 Connectors call :meth:`BronzeWriter.add` with envelopes and an ``on_durable`` callback (the MQTT
 ack, the HTTP response). The callback runs only after every row of the call is in a file that
-was fsynced and atomically renamed into place. A failed flush keeps its rows and is retried
-with backoff; the flusher thread never dies. When buffers hold more than ``max_buffer_bytes``,
-``add`` blocks: connectors stop reading instead of dropping.
+was fsynced and atomically renamed into place. When buffers hold more than
+``max_buffer_bytes``, ``add`` blocks: connectors stop reading instead of dropping.
+
+A failed flush keeps its rows; whether it is retried is the error's to say
+(:func:`~workbench.core.errors.should_retry`). A transient one (the store away) is retried
+with backoff up to 10 s, for as long as it lasts. An unknown one (a bug, a buffer Arrow cannot
+convert) is retried :data:`~workbench.core.errors.UNKNOWN_ATTEMPTS` times in a row. Then, or at
+once for a terminal one (a broken storage config), the writer **fails**: it writes nothing
+more, keeps every buffered row in memory unacknowledged (senders still hold them: MQTT
+redelivers, a push sender gets no answer), ``add`` blocks like a full buffer, and
+:attr:`BronzeWriter.failure` holds the error with its code for health, metrics
+(``workbench_component_failures_total{component="bronze_writer"}``) and logs.
+:meth:`BronzeWriter.resume` retries the kept rows once the cause is fixed. The flusher thread
+never dies.
 """
 
 from __future__ import annotations
@@ -23,6 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.connectors.envelope import Envelope
+from workbench.core.errors import (
+    UNKNOWN_ATTEMPTS,
+    InternalError,
+    WorkbenchError,
+    error_code,
+    is_terminal,
+    should_retry,
+)
 from workbench.core.settings import IngestSettings
 from workbench.lake.storage import LakeStorage
 from workbench.metrics.ingestor import IngestMetrics
@@ -85,18 +104,11 @@ class _Countdown:
             self._callback()
 
 
-def partition_of(envelope: Envelope) -> tuple[str, str]:
-    """``(date, hour)`` of the row's own event hour (receive time when it has none)."""
-    moment = envelope.event_time or envelope.received_at
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
-
-
 def partitions(table: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
     """A bronze table split by event hour (receive time when none) into ``(date, hour)`` parts.
 
-    The same partitions as :func:`partition_of`, computed in Arrow: formatting a datetime per
-    row was the flusher's largest cost.
+    Computed in Arrow, one hour value per row and one formatted ``(date, hour)`` per distinct
+    hour: formatting a datetime per row was the flusher's largest cost.
     """
     if table.num_rows == 0:
         return []
@@ -204,13 +216,14 @@ class BronzeWriter:
         self._force = False
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._failure: WorkbenchError | None = None
 
     # -- producer side -----------------------------------------------------------------------
 
     def add(self, envelopes: list[Envelope], on_durable: Callable[[], None] | None = None) -> None:
         """Buffer ``envelopes``; ``on_durable`` runs once all of them are in bronze files.
 
-        Blocks while the buffers are full (back-pressure).
+        Blocks while the buffers are full, and while the writer has failed (back-pressure).
         """
         if not envelopes:
             if on_durable:
@@ -218,10 +231,12 @@ class BronzeWriter:
             return
         size = sum(e.size for e in envelopes)
         with self._lock:
-            while (
-                self._buffered_bytes + size > self._settings.max_buffer_bytes
-                and self._buffered_bytes > 0
-                and not self._stopping
+            while not self._stopping and (
+                self._failure is not None
+                or (
+                    self._buffered_bytes + size > self._settings.max_buffer_bytes
+                    and self._buffered_bytes > 0
+                )
             ):
                 self._lock.wait(0.1)
             by_id: dict[str, list[Envelope]] = {}
@@ -265,17 +280,36 @@ class BronzeWriter:
         self._thread.start()
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Flush everything buffered now; True when the buffers are empty."""
+        """Flush everything buffered now; True when the buffers are empty.
+
+        False at the timeout, or as soon as the writer has failed (:attr:`failure`).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             self._force = True
             self._lock.notify_all()
-            while self._buffered_bytes > 0 or any(b.rows for b in self._buffers.values()):
-                if time.monotonic() > deadline:
-                    return False
-                self._lock.wait(0.05)
-            self._force = False
+            try:
+                while self._buffered_bytes > 0 or any(b.rows for b in self._buffers.values()):
+                    if self._failure is not None or time.monotonic() > deadline:
+                        return False
+                    self._lock.wait(0.05)
+            finally:
+                # Also on a timeout: a force left set would flush every buffer at each pass.
+                self._force = False
         return True
+
+    @property
+    def failure(self) -> WorkbenchError | None:
+        """The error that made the writer fail (it writes nothing more), None while it works."""
+        return self._failure
+
+    def resume(self) -> None:
+        """Clear a failure: the flusher tries the kept rows again (after fixing the cause)."""
+        with self._lock:
+            if self._failure is not None:
+                log.info("bronze writer resumed code=%s", self._failure.code)
+            self._failure = None
+            self._lock.notify_all()
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Flush everything and stop the flusher; True if nothing was left behind."""
@@ -311,34 +345,45 @@ class BronzeWriter:
 
     def _run_flusher(self) -> None:
         backoff = 0.0
+        failures = 0  # consecutive failed writes
         while True:
             with self._lock:
                 if self._stopping:
                     return
-                due = self._due(time.monotonic())
+                due = [] if self._failure is not None else self._due(time.monotonic())
                 if not due:
                     self._lock.wait(0.05)
                     continue
                 taken = {iid: self._buffers.pop(iid) for iid in due}
             for iid, buf in taken.items():
+                if self._failure is not None:
+                    self._restore(iid, buf)  # kept, unacknowledged, for resume()
+                    continue
                 try:
                     self._write(iid, buf)
                 except Exception as err:  # noqa: BLE001 - the flusher must survive any failure
-                    self.last_error = f"{type(err).__name__}: {err}"
-                    log.error(
-                        "bronze flush failed ingestion_id=%s rows=%s error=%s; will retry",
-                        iid,
-                        len(buf.rows),
-                        self.last_error,
-                    )
+                    failures += 1
+                    self.last_error = f"{error_code(err)}: {type(err).__name__}: {err}"
                     self._metrics.failed.labels(
                         self._metrics.pod, buf.rows[0].source_type, iid, "storage"
                     ).inc(len(buf.rows))
                     self._restore(iid, buf)
+                    if not should_retry(err, failures, unknown_attempts=UNKNOWN_ATTEMPTS):
+                        self._fail(iid, err, failures)
+                        failures, backoff = 0, 0.0
+                        continue
+                    log.error(
+                        "bronze flush failed ingestion_id=%s rows=%s failures=%d error=%s; "
+                        "will retry",
+                        iid,
+                        len(buf.rows),
+                        failures,
+                        self.last_error,
+                    )
                     backoff = min(max(backoff * 2, 0.2), 10.0)
                     time.sleep(backoff)
                     continue
-                backoff = 0.0
+                backoff, failures = 0.0, 0
                 self.last_error = None
                 with self._lock:
                     self._buffered_bytes -= buf.bytes
@@ -347,6 +392,33 @@ class BronzeWriter:
                     callback()
                 self._observe(iid, buf.rows)
             self._update_gauges()
+
+    def _fail(self, iid: str, err: Exception, failures: int) -> None:
+        """Stop writing: retrying ``err`` cannot help (terminal, or unknown and persistent)."""
+        failure = (
+            err
+            if isinstance(err, WorkbenchError) and is_terminal(err)
+            else InternalError(
+                f"bronze flush failed {failures} times in a row: {type(err).__name__}: {err}",
+                ingestion_id=iid,
+                cause=error_code(err),
+            )
+        )
+        with self._lock:
+            self._failure = failure
+            self._lock.notify_all()
+        rows, size = self.buffered()
+        log.error(
+            "bronze writer failed, not retrying code=%s ingestion_id=%s error=%s; keeping "
+            "rows=%s bytes=%s in memory unacknowledged and accepting nothing until resumed",
+            failure.code,
+            iid,
+            failure.message,
+            rows,
+            size,
+        )
+        m = self._metrics
+        m.component_failures.labels(m.pod, "bronze_writer", failure.code).inc()
 
     def _restore(self, iid: str, buf: _Buffer) -> None:
         """Put a failed buffer back in front of anything that arrived meanwhile."""

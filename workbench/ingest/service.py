@@ -17,6 +17,7 @@ from workbench.connectors.envelope import OBJECT, Envelope
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.connectors.rest_push import RecordResult, parse_push_body
 from workbench.core.clock import utcnow
+from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings
 from workbench.ingest.bronze_writer import BronzeWriter, Observer
 from workbench.ingest.loss import LossLedger
@@ -212,7 +213,15 @@ class IngestService:
 
         Raises:
             NotFoundError: the source is not a registered REST push source.
+            ServiceUnavailableError: the bronze writer has failed; the sender keeps its data.
         """
+        failure = self.writer.failure
+        if failure is not None:
+            raise ServiceUnavailableError(
+                f"the bronze writer has failed ({failure.code}: {failure.message}) and accepts "
+                "nothing until an operator fixes it; send again later",
+                cause=failure.code,
+            )
         iid = ingestion_id or self.sources.push_ingestion_id(source)[0]
         envelopes, results = parse_push_body(
             body,
@@ -227,16 +236,23 @@ class IngestService:
         return results
 
     def health(self) -> dict[str, Any]:
-        """Sources, buffers, the spill and the last storage error.
+        """Sources, buffers, the writer, the spill and the last storage error.
 
-        ``degraded`` while the writer fails or batches wait in the spill: nothing is lost, but
-        the object store is not receiving.
+        ``degraded`` while writes fail (and are retried) or batches wait in the spill: nothing
+        is lost, but the object store is not receiving. ``failed`` once the bronze writer has
+        stopped on an error retrying cannot clear (``writer.error`` says which, with its code):
+        its rows are kept unacknowledged and nothing more is accepted.
         """
         rows, size = self.writer.buffered()
+        failure = self.writer.failure
         report: dict[str, Any] = {
             "status": "ok",
-            "sources": self.sources.health(),
+            "sources": [h.to_dict() for h in self.sources.health()],
             "buffer": {"rows": rows, "bytes": size},
+            "writer": {
+                "state": "running" if failure is None else "failed",
+                "error": None if failure is None else failure.to_dict(),
+            },
             "last_error": self.writer.last_error,
         }
         if isinstance(self.storage, SpillingStorage):
@@ -254,4 +270,6 @@ class IngestService:
                 report["last_error"] = report["last_error"] or self.storage.last_error
         if self.writer.last_error is not None:
             report["status"] = "degraded"
+        if failure is not None:
+            report["status"] = "failed"
         return report

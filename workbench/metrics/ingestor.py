@@ -84,6 +84,13 @@ class IngestMetrics:
             ["pod", "ingestion_id"],
             registry=r,
         )
+        self.component_failures = Counter(
+            "workbench_component_failures_total",
+            "Components (the bronze writer) stopped by a terminal error, by the error's code; "
+            "they stay stopped until an operator acts.",
+            ["pod", "component", "code"],
+            registry=r,
+        )
         self.buffer_bytes = Gauge(
             "ingestor_buffer_size_bytes",
             "Payload bytes waiting in buffers",
