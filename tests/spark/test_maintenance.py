@@ -311,3 +311,27 @@ def test_a_delta_commit_conflict_from_the_jvm_is_recognized(spark: Any) -> None:
     assert is_commit_conflict(Py4JJavaError("o1.delete", conflict))
     assert not is_commit_conflict(Py4JJavaError("o1.delete", other))
     assert not is_commit_conflict(ValueError("plain"))
+
+
+def test_a_terminal_step_failure_stops_that_step_only(spark: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, silver_retention_days=30)
+    # A VACUUM retention Delta refuses, as a settings file edited by hand could hold (the
+    # settings' own check is skipped by model_copy): a terminal ConfigError at every round.
+    unsafe = settings.maintenance.model_copy(update={"vacuum_retain_hours": 1.0})
+    settings = settings.model_copy(update={"maintenance": unsafe})
+    silver_table(spark, settings)
+    stopped: list[tuple[str, str]] = []
+    scheduler = MaintenanceScheduler(
+        spark, settings, lambda: DEVICES, on_terminal=lambda *s: stopped.append(s)
+    )
+
+    first = {(r.table, r.step): r for r in scheduler.run_once()}
+    [(table, step)] = [key for key, r in first.items() if r.error]
+    assert step == "vacuum" and "below Delta's safe" in (first[table, step].error or "")
+    assert scheduler.stopped == {(table, "vacuum"): "config_error"}
+    assert stopped == [(f"maintenance:vacuum:{table}", "config_error")]
+
+    second = {(r.table, r.step) for r in scheduler.run_once()}
+    assert (table, "vacuum") not in second  # not tried again
+    assert {(table, "retention"), (table, "compact")} <= second  # the others still run
+    assert len(stopped) == 1

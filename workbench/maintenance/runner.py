@@ -3,7 +3,10 @@
 :func:`run_maintenance` walks bronze (retention only: plain Parquet) and every Delta table under
 ``silver/`` and ``gold/``, running retention, then compaction, then VACUUM with the settings in
 ``settings.maintenance`` and the devices' retention. :class:`MaintenanceScheduler` repeats that
-every ``maintenance.interval_seconds`` in a thread of the engine.
+every ``maintenance.interval_seconds`` in a thread of the engine: a step that fails with a
+terminal error (:func:`~workbench.core.errors.is_terminal`, e.g. a VACUUM retention Delta
+refuses) is logged with its code and not scheduled again for that table; any other failure is
+retried at the next round.
 
 Run from the CLI (``workbench maintain``) while the engine is up, every step is a Delta
 transaction: compaction and silver retention commit alongside the enrichment stream's appends.
@@ -16,13 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from workbench.catalog.records import Device
-from workbench.core.errors import EngineError
+from workbench.core.errors import EngineError, error_code, is_terminal
 from workbench.core.settings import Settings
 from workbench.maintenance.bronze_retention import apply_bronze_retention
 from workbench.maintenance.steps import (
@@ -96,6 +99,8 @@ def run_maintenance(
     now: datetime | None = None,
     on_start: Callable[[str, Step], None] | None = None,
     on_result: Callable[[MaintenanceResult], None] | None = None,
+    on_error: Callable[[str, Step, BaseException], None] | None = None,
+    skip: Collection[tuple[str, Step]] = (),
 ) -> list[MaintenanceResult]:
     """Run retention, compaction and VACUUM over the lake's layers, table by table.
 
@@ -113,6 +118,8 @@ def run_maintenance(
         now: the current time (UTC), for tests; default the clock.
         on_start: called with ``(table, step)`` before each step (progress display).
         on_result: called with each step's result as soon as it is known.
+        on_error: called with ``(table, step, error)`` for each step that failed.
+        skip: ``(table, step)`` pairs not to run (steps stopped by a terminal error).
 
     Returns:
         One result per table and step, in the order they ran.
@@ -127,6 +134,8 @@ def run_maintenance(
     results: list[MaintenanceResult] = []
 
     def run(table: str, step: Step, action: Callable[[], MaintenanceResult]) -> None:
+        if (table, step) in skip:
+            return
         if on_start is not None:
             on_start(table, step)
         started = time.monotonic()
@@ -134,7 +143,15 @@ def run_maintenance(
             result = _with_conflict_retries(action, table, step)
         except Exception as err:  # noqa: BLE001 - one table's failure must not stop the others
             message = _reason(err)
-            log.warning("maintenance step failed table=%s step=%s reason=%s", table, step, message)
+            log.warning(
+                "maintenance step failed table=%s step=%s code=%s reason=%s",
+                table,
+                step,
+                error_code(err),
+                message,
+            )
+            if on_error is not None:
+                on_error(table, step, err)
             result = MaintenanceResult(
                 step,
                 table,
@@ -296,15 +313,19 @@ def run_maintenance_job(
 class MaintenanceScheduler:
     """Runs :func:`run_maintenance` every ``maintenance.interval_seconds`` in a daemon thread.
 
-    A failed round (the catalog away, a Spark error) is logged with its reason and the next
-    round runs as usual: the thread never dies of an error. The first round runs one interval
-    after :meth:`start`, so an engine start is not slowed by maintenance.
+    A failed round (the catalog away, a Spark error) is logged with its reason and code and
+    the next round runs as usual. A terminal error stops what it failed: a step's (table, step)
+    is not run again (:attr:`stopped`), and a round that fails terminally as a whole (a broken
+    configuration) ends the schedule (:attr:`failed`). The first round runs one interval after
+    :meth:`start`, so an engine start is not slowed by maintenance.
 
     Args:
         spark: the engine's driver session.
         settings: ``maintenance`` (interval, retention, VACUUM, compaction) and ``lake``.
         devices: called at each round for the registered devices (``Catalog.list_devices``),
             so retention changes apply without a restart.
+        on_terminal: called with ``(component, code)`` when a terminal error stops a step
+            (``maintenance:<step>:<table>``) or the schedule (``maintenance``); metrics.
     """
 
     def __init__(
@@ -312,10 +333,13 @@ class MaintenanceScheduler:
         spark: SparkSession,
         settings: Settings,
         devices: Callable[[], Sequence[Device]],
+        *,
+        on_terminal: Callable[[str, str], None] | None = None,
     ) -> None:
         self._spark = spark
         self._settings = settings
         self._devices = devices
+        self._on_terminal = on_terminal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rounds = 0
@@ -324,6 +348,10 @@ class MaintenanceScheduler:
         """The results of the last completed round."""
         self.last_error: str | None = None
         """Why the last round failed as a whole, None if it completed."""
+        self.stopped: dict[tuple[str, Step], str] = {}
+        """Steps a terminal error stopped, ``(table, step)``: the error's code."""
+        self.failed: str | None = None
+        """The code of the terminal error that ended the schedule, None while it runs."""
 
     @property
     def interval(self) -> float:
@@ -358,10 +386,28 @@ class MaintenanceScheduler:
             self._settings,
             list(self._devices()),
             on_result=_log_result,
+            on_error=self._step_failed,
+            skip=set(self.stopped),
         )
         self.last_results = results
         self.rounds += 1
         return results
+
+    def _step_failed(self, table: str, step: Step, err: BaseException) -> None:
+        if not is_terminal(err):
+            return  # retried at the next round
+        code = error_code(err)
+        self.stopped[(table, step)] = code
+        log.error(
+            "maintenance step failed terminally, not scheduled again table=%s step=%s code=%s "
+            "reason=%s; fix the cause and restart the engine",
+            table,
+            step,
+            code,
+            _reason(err),
+        )
+        if self._on_terminal is not None:
+            self._on_terminal(f"maintenance:{step}:{table}", code)
 
     def _run_loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -371,17 +417,30 @@ class MaintenanceScheduler:
                 self.last_error = None
             except Exception as err:  # noqa: BLE001 - the schedule must outlive one bad round
                 self.last_error = f"{type(err).__name__}: {err}"
+                code = error_code(err)
+                if is_terminal(err):
+                    self.failed = code
+                    log.error(
+                        "maintenance round failed terminally; schedule stopped code=%s reason=%s",
+                        code,
+                        self.last_error,
+                    )
+                    if self._on_terminal is not None:
+                        self._on_terminal("maintenance", code)
+                    return
                 log.warning(
-                    "maintenance round failed; retrying in %ss reason=%s",
+                    "maintenance round failed; retrying in %ss code=%s reason=%s",
                     self.interval,
+                    code,
                     self.last_error,
                 )
                 continue
             failed = sum(1 for r in results if r.error)
             log.info(
-                "maintenance round done steps=%d failed=%d seconds=%.1f",
+                "maintenance round done steps=%d failed=%d stopped=%d seconds=%.1f",
                 len(results),
                 failed,
+                len(self.stopped),
                 time.monotonic() - started,
             )
 
