@@ -84,7 +84,7 @@ def test_poller_lands_each_record_once(settings: Settings, client: IngestClient,
     rows = read_bronze(settings).to_pylist()
     assert sorted(json.loads(r["payload"])["id"] for r in rows) == [0, 1, 2, 3]
     health = client.health("vendor")
-    assert health["connected"] and health["details"]["last_status"] == 304
+    assert health.connected and health.details["last_status"] == 304
 
 
 def test_poller_refuses_private_targets_unless_allowed(client: IngestClient, api: str) -> None:
@@ -98,7 +98,7 @@ def test_lifecycle_over_http(settings: Settings, client: IngestClient) -> None:
         client.create("bad", "mqtt", {"qos": 2, "port": "x"})
     assert len(info.value.fields["problems"]) == 3  # topic missing, qos, port: all at once
     plant = client.create("plant", "mqtt", {"topic": "plant/#"})
-    wait_for(lambda: client.health("plant")["connected"], what="plant subscribed")
+    wait_for(lambda: client.health("plant").connected, what="plant subscribed")
     publish(settings, readings(5), topic="plant/line1")
     wait_for(lambda: read_bronze(settings).num_rows >= 5, what="rows of the new source")
     rows = read_bronze(settings).to_pylist()
@@ -106,10 +106,10 @@ def test_lifecycle_over_http(settings: Settings, client: IngestClient) -> None:
     assert len(rows) == 5
 
     client.update("plant", {"topic": "other/#"})  # restarts with the new topic
-    assert client.health("plant")["details"]["topic"] == "other/#"
+    assert client.health("plant").details["topic"] == "other/#"
     client.stop("plant")
-    assert not client.health("plant")["running"]
-    client.start("plant")
+    assert not client.health("plant").running
+    assert client.start("plant").running  # start answers with the source's health
     client.delete("plant")
     with pytest.raises(NotFoundError, match="no source named 'plant'"):
         client.health("plant")

@@ -95,7 +95,7 @@ def test_every_aggregate_function_materializes_its_value(
     _check(spark, lake_settings, both)  # ("10:00", "s1") updated from the merged statistics
 
     # A running total per rule: two rows inserted, then one updated and one inserted.
-    status = {r["id"]: (r["status"], r["rows_affected"]) for r in catalog.value_rule_status()}
+    status = {r.id: (r.status, r.rows_affected) for r in catalog.value_rule_status()}
     assert {fn: status[i] for fn, i in ids.items()} == dict.fromkeys(FUNCTIONS, ("ok", 4))
 
     # Spark's own ``stddev`` is ``stddev_samp``: the rule's value is that, not the population

@@ -194,7 +194,7 @@ def test_rule_edit_applies_to_the_next_batch(
     silver = _silver(spark, lake_settings)
     assert silver["a1"].fields == {"sensorId": "s", "reading": "1.5", "timestamp": ts}
     assert silver["a2"].fields == {"sensorId": "s", "temperature": "2.5", "timestamp": ts}
-    usage = {u["id"]: u["rows_affected"] for u in catalog.rule_usage()}
+    usage = {u.id: u.rows_affected for u in catalog.rule_usage()}
     assert usage[rule.id] == 1
     catalog.close()
 
@@ -224,7 +224,7 @@ def test_replayed_batches_do_not_duplicate(
     silver = spark.read.format("delta").load(lake_settings.lake.silver_readings)
     assert silver.count() == 2
     # Usage is counted once: the replay committed nothing.
-    usage = {u["raw_key"]: u["rows_affected"] for u in catalog.rule_usage() if u["rows_affected"]}
+    usage = {u.rule.raw_key: u.rows_affected for u in catalog.rule_usage() if u.rows_affected}
     assert usage == {"sensor": 2, "temperature": 2, "ts": 2}
 
     ensure_gold_table(spark, lake_settings)

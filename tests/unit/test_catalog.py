@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from workbench.catalog.migrations import MIGRATIONS
-from workbench.catalog.records import Computation
+from workbench.catalog.records import Computation, NormalizationRule
 from workbench.catalog.schemas import (
     MAX_PATH_DEPTH,
     DatasetObservation,
@@ -64,10 +64,13 @@ def test_rules_scope_and_errors(catalog: Catalog) -> None:
     catalog.add_rule("tmp", "temperature")  # the same raw key globally is a different scope
     catalog.record_rule_usage({rule.id: 7})
     catalog.record_rule_usage({rule.id: 3})
-    usage = {r["id"]: r for r in catalog.rule_usage()}
-    assert usage[rule.id]["rows_affected"] == 10 and usage[rule.id]["last_applied"] is not None
+    usage = {r.id: r for r in catalog.rule_usage()}
+    assert usage[rule.id].rows_affected == 10 and usage[rule.id].last_applied is not None
     catalog.update_rule(rule.id, enabled=False)
     assert rule.id not in {r.id for r in catalog.list_rules()}
+    catalog.update_rule(rule.id, priority=1)  # the other options are kept
+    [changed] = [r.rule for r in catalog.rule_usage() if r.id == rule.id]
+    assert changed == NormalizationRule(rule.id, "tmp", "temperature", "ds1", 1, enabled=False)
     with pytest.raises(NotFoundError):
         catalog.update_rule(99999, priority=1)
 

@@ -7,9 +7,10 @@ from sqlalchemy import delete, inspect
 
 from workbench.catalog import tables as t
 from workbench.catalog.migrations import migrate
-from workbench.catalog.records import AlertRule, Device, StreamComputation
+from workbench.catalog.records import AlertRule, Device, RuleOutcome, StreamComputation, ValueRule
 from workbench.catalog.store import Catalog
 from workbench.core.errors import ConfigError, NotFoundError
+from workbench.ingest.loss import LossCounts
 
 
 def test_devices_upsert_and_exact_beats_longest_wildcard(catalog: Catalog) -> None:
@@ -56,24 +57,31 @@ def test_value_rules_order_scope_status(catalog: Catalog) -> None:
         catalog.add_value_rule("x", "explode", "temperature")
     with pytest.raises(ConfigError, match="unknown value rule kind"):
         catalog.update_value_rule(late, kind="explode")
-    with pytest.raises(ConfigError, match="cannot change"):
+    with pytest.raises(TypeError, match="rows_affected"):
         catalog.update_value_rule(late, rows_affected=5)
     with pytest.raises(NotFoundError):
         catalog.update_value_rule(99999, priority=1)
 
-    catalog.record_value_rule_status({late: ("ok", None, 10), early: ("failed", "bad cast", 0)})
-    catalog.record_value_rule_status({late: ("ok", None, 5)})
-    status = {r["id"]: r for r in catalog.value_rule_status()}
-    assert status[late]["rows_affected"] == 15 and status[late]["status"] == "ok"
-    assert status[early]["status"] == "failed" and status[early]["last_error"] == "bad cast"
-    assert status[late]["last_applied_at"] is not None
+    catalog.record_value_rule_status(
+        {late: RuleOutcome.ok(10), early: RuleOutcome.failed("bad cast")}
+    )
+    catalog.record_value_rule_status({late: RuleOutcome.ok(5)})
+    status = {r.id: r for r in catalog.value_rule_status()}
+    assert status[late].rows_affected == 15 and status[late].status == "ok"
+    assert status[early].status == "failed" and status[early].last_error == "bad cast"
+    assert status[late].last_applied_at is not None and status[late].rule.field == "temperature"
     with pytest.raises(ConfigError, match="unknown value rule status"):
-        catalog.record_value_rule_status({late: ("meh", None, 1)})
+        catalog.record_value_rule_status({late: RuleOutcome("meh", 1)})
 
     catalog.update_value_rule(late, enabled=False, ingestion_id="ds2")
     assert [r.id for r in catalog.list_value_rules()] == [early]
     [disabled] = [r for r in catalog.list_value_rules(include_disabled=True) if r.id == late]
     assert disabled.ingestion_id == "ds2" and not disabled.enabled
+    catalog.update_value_rule(late, ingestion_id=None)  # None: global, not "unchanged"
+    [moved] = [r for r in catalog.list_value_rules(include_disabled=True) if r.id == late]
+    assert moved == ValueRule(
+        late, "cap", "validate", "temperature", disabled.config, None, 100, False
+    )
     catalog.delete_value_rule(early)
     assert catalog.list_value_rules() == []
 
@@ -162,8 +170,8 @@ def test_rule_usage_counts_a_replayed_batch_once(catalog: Catalog) -> None:
     catalog.record_rule_usage({rule.id: 7}, batch_key="q1:4")  # the replay
     catalog.record_rule_usage({rule.id: 2}, batch_key="q1:5")
     catalog.record_rule_usage({rule.id: 1})  # no key: always counted
-    [row] = [r for r in catalog.rule_usage() if r["id"] == rule.id]
-    assert row["rows_affected"] == 10
+    [row] = [r for r in catalog.rule_usage() if r.id == rule.id]
+    assert row.rows_affected == 10
 
 
 def test_sources_and_loss_upserts(catalog: Catalog) -> None:
@@ -172,7 +180,8 @@ def test_sources_and_loss_upserts(catalog: Catalog) -> None:
     assert catalog.save_source("s", "mqtt", {"topic": "b"}) == iid
     [src] = catalog.list_sources()
     assert src["config"] == {"topic": "b"} and src["enabled"] is False  # replace keeps state
-    catalog.add_loss_counts({"ds": {"received": 3, "written": 2}})
-    catalog.add_loss_counts({"ds": {"received": 1, "gaps": 4}})
+    catalog.add_loss_counts({"ds": LossCounts(received=3, written=2)})
+    catalog.add_loss_counts({"ds": LossCounts(received=1, gaps=4)})
     [loss] = catalog.loss_accounting()
-    assert (loss["received"], loss["written"], loss["gaps"]) == (4, 2, 4)
+    assert (loss.ingestion_id, loss.received, loss.written, loss.gaps) == ("ds", 4, 2, 4)
+    assert loss.updated_at is not None

@@ -4,13 +4,14 @@ notebook or the CLI."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote
 
 import httpx
 
 from workbench.api.http_errors import answer_error
-from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
+from workbench.catalog.records import DatasetInfo, FieldInfo, LossRow, SchemaEvent
+from workbench.connectors.base import SourceHealth
 from workbench.core.errors import (
     ServiceUnavailableError,
 )
@@ -50,27 +51,34 @@ class IngestClient:
         """Stop and remove a source."""
         self._call("DELETE", f"/api/sources/{name}")
 
-    def start(self, name: str) -> dict[str, Any]:
+    def start(self, name: str) -> SourceHealth:
         """Start a source; returns its health."""
-        return self._call("POST", f"/api/sources/{name}/start")
+        return SourceHealth.from_dict(self._call("POST", f"/api/sources/{name}/start"))
 
-    def stop(self, name: str) -> dict[str, Any]:
+    def stop(self, name: str) -> SourceHealth:
         """Stop a source; returns its health."""
-        return self._call("POST", f"/api/sources/{name}/stop")
+        return SourceHealth.from_dict(self._call("POST", f"/api/sources/{name}/stop"))
 
-    def restart(self, name: str) -> dict[str, Any]:
+    def restart(self, name: str) -> SourceHealth:
         """Restart a source; returns its health."""
-        return self._call("POST", f"/api/sources/{name}/restart")
+        return SourceHealth.from_dict(self._call("POST", f"/api/sources/{name}/restart"))
 
-    def health(self, name: str | None = None) -> Any:
-        """Health of one source, or of the whole service."""
-        return self._call(
-            "GET", f"/api/sources/{name}/health" if name else "/health", ok=(200, 503)
-        )
+    @overload
+    def health(self, name: str) -> SourceHealth: ...
 
-    def loss(self) -> list[dict[str, Any]]:
+    @overload
+    def health(self, name: None = None) -> dict[str, Any]: ...
+
+    def health(self, name: str | None = None) -> SourceHealth | dict[str, Any]:
+        """Health of one source, or the whole service's report (the JSON of ``/health``:
+        ``status``, ``sources``, ``buffer``, ``last_error`` and ``spill``)."""
+        if name:
+            return SourceHealth.from_dict(self._call("GET", f"/api/sources/{name}/health"))
+        return dict(self._call("GET", "/health", ok=(200, 503)))
+
+    def loss(self) -> list[LossRow]:
         """Loss accounting per dataset: received, written, flagged, duplicates, gaps."""
-        return self._call("GET", "/api/loss")
+        return [LossRow.from_dict(row) for row in self._call("GET", "/api/loss")]
 
     # -- metadata: the same names and records as the Catalog's methods -----------
 

@@ -3,7 +3,8 @@
 ``GET /api/sources`` (with health), ``POST /api/sources`` ``{name, type, config}``,
 ``GET|PUT|DELETE /api/sources/{name}``, ``POST /api/sources/{name}/start|stop|restart``,
 ``GET /api/sources/{name}/health``, ``GET /api/connector-types`` (names and config schemas).
-Errors come back as ``{code, message, ...}`` with every config problem listed.
+Errors come back as ``{code, message, fields}`` with every config problem listed in
+``fields["problems"]``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def build_source_router(sources: SourceManager) -> APIRouter:
 
     @router.get("/sources")
     async def list_sources() -> list[dict[str, Any]]:
-        health = {h["name"]: h for h in await run_in_threadpool(sources.health)}
+        health = {h.name: h.to_dict() for h in await run_in_threadpool(sources.health)}
         return [
             {**_public(r), "health": health.get(n)}
             for n, r in (await run_in_threadpool(sources.records)).items()
@@ -89,11 +90,11 @@ def build_source_router(sources: SourceManager) -> APIRouter:
             raise ConfigError(f"unknown action {action!r}; use start, stop or restart")
         await run_in_threadpool(handlers[action], name)
         [health] = await run_in_threadpool(sources.health, name)
-        return health
+        return health.to_dict()
 
     @router.get("/sources/{name}/health")
     async def source_health(name: str) -> dict[str, Any]:
         [health] = await run_in_threadpool(sources.health, name)
-        return health
+        return health.to_dict()
 
     return router

@@ -8,6 +8,7 @@ module stays about one noun; it needs only ``self.engine``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -19,11 +20,15 @@ from workbench.catalog.dialect import upsert
 from workbench.catalog.records import (
     SENSITIVITIES,
     STREAM_COMPUTATION_NAME,
+    UNCHANGED,
     VALUE_RULE_KINDS,
     AlertRule,
     Device,
+    RuleOutcome,
     StreamComputation,
+    Unchanged,
     ValueRule,
+    ValueRuleStatus,
 )
 from workbench.core.clock import utcnow
 from workbench.core.errors import ConfigError, NotFoundError
@@ -132,23 +137,42 @@ class RegistryTables:
             )
             return int(result.inserted_primary_key[0])
 
-    def update_value_rule(self, rule_id: int, **changes: Any) -> None:
-        """Change any of a value rule's ``name``, ``kind``, ``field``, ``config``,
-        ``ingestion_id``, ``priority`` or ``enabled``.
+    def update_value_rule(
+        self,
+        rule_id: int,
+        *,
+        name: str | Unchanged = UNCHANGED,
+        kind: str | Unchanged = UNCHANGED,
+        field: str | Unchanged = UNCHANGED,
+        config: dict[str, Any] | Unchanged = UNCHANGED,
+        ingestion_id: str | None | Unchanged = UNCHANGED,
+        priority: int | Unchanged = UNCHANGED,
+        enabled: bool | Unchanged = UNCHANGED,
+    ) -> None:
+        """Change any of a value rule's attributes; those left :data:`UNCHANGED` are kept.
+
+        ``ingestion_id=None`` makes the rule global (hence the sentinel, not None, for
+        "unchanged").
 
         Raises:
-            ConfigError: for another attribute or an invalid value.
+            ConfigError: for an empty name or field, or a kind not in ``VALUE_RULE_KINDS``.
             NotFoundError: if there is no such rule.
         """
-        allowed = {"name", "kind", "field", "config", "ingestion_id", "priority", "enabled"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ConfigError(
-                f"cannot change {sorted(unknown)} of a value rule; allowed: {sorted(allowed)}"
-            )
+        options: dict[str, Any] = {
+            "name": name,
+            "kind": kind,
+            "field": field,
+            "config": config,
+            "ingestion_id": ingestion_id,
+            "priority": priority,
+            "enabled": enabled,
+        }
+        changes = {k: v for k, v in options.items() if v is not UNCHANGED}
         _check_value_rule(**{k: v for k, v in changes.items() if k in ("name", "kind", "field")})
         if "ingestion_id" in changes:
             changes["ingestion_id"] = changes["ingestion_id"] or ""
+        if not changes:
+            changes = {"id": rule_id}  # still tells a missing rule from an unchanged one
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(t.value_rules).where(t.value_rules.c.id == rule_id).values(**changes)
@@ -161,17 +185,18 @@ class RegistryTables:
         with self.engine.begin() as conn:
             conn.execute(delete(t.value_rules).where(t.value_rules.c.id == rule_id))
 
-    def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None:
-        """Record one batch's outcome per rule: ``{id: (status, reason, rows_affected)}``.
+    def record_value_rule_status(self, results: Mapping[int, RuleOutcome]) -> None:
+        """Record one batch's outcome per rule id.
 
-        ``status`` is ``ok`` or ``failed``; ``reason`` is kept as ``last_error`` (None clears
-        it); rows are added to the running total and ``last_applied_at`` is stamped. Rules
+        The status and error replace the stored ones (an ``ok`` outcome clears an earlier
+        error); rows are added to the running total and ``last_applied_at`` is stamped. Rules
         deleted meanwhile are ignored.
 
         Raises:
             ConfigError: for a status other than ``ok`` or ``failed``.
         """
-        bad = {s for s, _, _ in results.values()} - set(RULE_STATUSES)
+        # Checked at run time too: the status may come from untyped code.
+        bad = {str(o.status) for o in results.values()} - set(RULE_STATUSES)
         if bad:
             raise ConfigError(f"unknown value rule status {sorted(bad)}; use {RULE_STATUSES}")
         if not results:
@@ -179,24 +204,33 @@ class RegistryTables:
         now = utcnow()
         col = t.value_rules.c
         with self.engine.begin() as conn:
-            for rule_id, (status, reason, rows) in results.items():
+            for rule_id, outcome in results.items():
                 conn.execute(
                     update(t.value_rules)
                     .where(col.id == rule_id)
                     .values(
-                        status=status,
-                        last_error=reason,
-                        rows_affected=col.rows_affected + int(rows),
+                        status=outcome.status,
+                        last_error=outcome.last_error,
+                        rows_affected=col.rows_affected + int(outcome.rows_affected),
                         last_applied_at=now,
                     )
                 )
 
-    def value_rule_status(self) -> list[dict[str, Any]]:
-        """Every value rule as stored, with ``status``, ``last_error``, ``rows_affected`` and
-        ``last_applied_at`` (for the rule editor and the engine's status page)."""
+    def value_rule_status(self) -> list[ValueRuleStatus]:
+        """Every value rule, enabled or not, with its last status, error, rows affected and
+        when it last ran, by id (for the rule editor and the engine's status page)."""
         with self.engine.begin() as conn:
             rows = conn.execute(select(t.value_rules).order_by(t.value_rules.c.id)).mappings()
-            return [{**row, "ingestion_id": row["ingestion_id"] or None} for row in rows]
+            return [
+                ValueRuleStatus(
+                    rule=_value_rule(row),
+                    status=row["status"],
+                    last_error=row["last_error"],
+                    rows_affected=row["rows_affected"],
+                    last_applied_at=row["last_applied_at"],
+                )
+                for row in rows
+            ]
 
     # -- alert rules -------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Literal
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,36 @@ class NormalizationRule:
     ingestion_id: str | None = None
     priority: int = 100
     enabled: bool = True
+
+
+class Unchanged(enum.Enum):
+    """The type of :data:`UNCHANGED` (an enum, so type checkers know it has one value)."""
+
+    UNCHANGED = "UNCHANGED"
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+"""Default of every option of the catalog's ``update_*`` methods: keep what is stored. A
+sentinel, not None, because None is a value some options take (a global rule's scope)."""
+
+
+@dataclass(frozen=True)
+class RuleUsage:
+    """A normalization rule with its usage counters."""
+
+    rule: NormalizationRule
+    rows_affected: int = 0
+    """Rows the rule renamed a key in, over every batch so far."""
+    last_applied: datetime | None = None
+    """When a batch last had a row the rule applied to (None: never)."""
+
+    @property
+    def id(self) -> int:
+        """The rule's id."""
+        return self.rule.id
 
 
 @dataclass(frozen=True)
@@ -129,6 +161,44 @@ class ValueRule:
 
 
 @dataclass(frozen=True)
+class RuleOutcome:
+    """One value rule's outcome in one batch, as the engine reports it to the catalog."""
+
+    status: Literal["ok", "failed"]
+    rows_affected: int = 0
+    last_error: str | None = None
+    """Why the rule failed; None for a rule that ran (it clears an earlier error)."""
+
+    @classmethod
+    def ok(cls, rows_affected: int) -> RuleOutcome:
+        """The rule ran and changed, dropped or flagged ``rows_affected`` rows."""
+        return cls("ok", rows_affected)
+
+    @classmethod
+    def failed(cls, reason: str) -> RuleOutcome:
+        """The rule could not run (no rows affected)."""
+        return cls("failed", 0, reason)
+
+
+@dataclass(frozen=True)
+class ValueRuleStatus:
+    """A value rule with what its last batches did (for the rule editor and status pages)."""
+
+    rule: ValueRule
+    status: str | None = None
+    """``ok`` or ``failed`` after the last batch that ran the rule; None before any."""
+    last_error: str | None = None
+    rows_affected: int = 0
+    """Rows the rule affected, over every batch so far."""
+    last_applied_at: datetime | None = None
+
+    @property
+    def id(self) -> int:
+        """The rule's id."""
+        return self.rule.id
+
+
+@dataclass(frozen=True)
 class Device:
     """A registered source. ``ingestion_id`` may be an ``fnmatch`` wildcard."""
 
@@ -153,6 +223,43 @@ class AlertRule:
     threshold: float
     ingestion_id: str | None = None
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LossRow:
+    """One dataset's loss accounting: the counters ingest keeps (see ``workbench.ingest.loss``).
+
+    What ``Catalog.loss_accounting`` stores and ``GET /api/loss`` serves (with the counts not
+    yet written added).
+    """
+
+    ingestion_id: str
+    received: int = 0
+    written: int = 0
+    flagged: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    updated_at: datetime | None = None
+    """When the catalog last added counts (None: none written yet)."""
+
+    def adding(self, counts: Mapping[str, int]) -> LossRow:
+        """These counters plus ``counts`` (``{"received": n, ...}``; other counters unchanged)."""
+        return dataclasses.replace(self, **{k: getattr(self, k) + v for k, v in counts.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``updated_at`` as ISO 8601)."""
+        out = dataclasses.asdict(self)
+        out["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossRow:
+        """Rebuild one from :meth:`to_dict`'s form (unknown keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("updated_at"), str):
+            values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+        return cls(**values)
 
 
 #: What a stream computation's name must look like: it names the table ``gold.<name>``.

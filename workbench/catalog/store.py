@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
@@ -17,12 +18,22 @@ from workbench.catalog.definitions import RegistryTables
 from workbench.catalog.dialect import upsert
 from workbench.catalog.metadata import MetadataTables
 from workbench.catalog.migrations import migrate
-from workbench.catalog.records import Computation, NormalizationRule
+from workbench.catalog.records import (
+    UNCHANGED,
+    Computation,
+    LossRow,
+    NormalizationRule,
+    RuleUsage,
+    Unchanged,
+)
 from workbench.catalog.unmapped import UnmappedKey, find_unmapped
 from workbench.catalog.users import UserTables
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.ids import ingestion_id as make_ingestion_id
+
+if TYPE_CHECKING:
+    from workbench.ingest.loss import LossCounts
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +140,15 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
 
     # -- loss accounting ---------------------------------------------------------------------
 
-    def add_loss_counts(self, deltas: dict[str, dict[str, int]]) -> None:
+    def add_loss_counts(self, deltas: Mapping[str, LossCounts]) -> None:
         """Add per-dataset counter deltas (received, written, flagged, duplicates, gaps)."""
         if not deltas:
             return
         col = t.loss_accounting.c
         now = utcnow()
         with self.engine.begin() as conn:
-            for iid, delta in deltas.items():
+            for iid, counts in deltas.items():
+                delta = counts.to_dict()
                 # One atomic statement: ingest processes on several hosts share a PostgreSQL.
                 stmt = upsert(conn, t.loss_accounting).values(
                     ingestion_id=iid, updated_at=now, **delta
@@ -148,13 +160,13 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
                     )
                 )
 
-    def loss_accounting(self) -> list[dict[str, Any]]:
-        """Per-dataset loss counters, as stored."""
+    def loss_accounting(self) -> list[LossRow]:
+        """Per-dataset loss counters, as stored, by ``ingestion_id``."""
         with self.engine.begin() as conn:
             rows = conn.execute(
                 select(t.loss_accounting).order_by(t.loss_accounting.c.ingestion_id)
             )
-            return [dict(row) for row in rows.mappings()]
+            return [LossRow(**row) for row in rows.mappings()]
 
     # -- normalization rules ----------------------------------------------------------------
 
@@ -207,14 +219,26 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
             ) from err
         return NormalizationRule(rule_id, raw_key, canonical_key, ingestion_id, priority, True)
 
-    def update_rule(self, rule_id: int, **changes: Any) -> None:
-        """Change a rule's ``canonical_key``, ``priority`` or ``enabled`` flag."""
-        allowed = {"canonical_key", "priority", "enabled"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise CatalogError(
-                f"cannot change {sorted(unknown)} of a rule; allowed: {sorted(allowed)}"
-            )
+    def update_rule(
+        self,
+        rule_id: int,
+        *,
+        canonical_key: str | Unchanged = UNCHANGED,
+        priority: int | Unchanged = UNCHANGED,
+        enabled: bool | Unchanged = UNCHANGED,
+    ) -> None:
+        """Change a rule's ``canonical_key``, ``priority`` or ``enabled`` flag.
+
+        The raw key and scope are what identify a rule: to change them, delete it and add
+        another. Options left :data:`UNCHANGED` keep their stored value.
+
+        Raises:
+            NotFoundError: if there is no such rule.
+        """
+        options = {"canonical_key": canonical_key, "priority": priority, "enabled": enabled}
+        changes = {k: v for k, v in options.items() if v is not UNCHANGED}
+        if not changes:
+            changes = {"id": rule_id}  # still tells a missing rule from an unchanged one
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(t.normalization_rules)
@@ -268,11 +292,14 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
         maps, per dataset, most frequent first, each with a suggested canonical key."""
         return find_unmapped(self.list_datasets(), self.list_rules())
 
-    def rule_usage(self) -> list[dict[str, Any]]:
-        """Every rule with its usage counters."""
+    def rule_usage(self) -> list[RuleUsage]:
+        """Every rule, enabled or not, with its usage counters, by id."""
         with self.engine.begin() as conn:
             rows = conn.execute(select(t.normalization_rules).order_by(t.normalization_rules.c.id))
-            return [dict(row) for row in rows.mappings()]
+            return [
+                RuleUsage(_rule(row), row["rows_affected"], row["last_applied"])
+                for row in rows.mappings()
+            ]
 
     # -- computations ------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from workbench.connectors.envelope import Envelope
@@ -13,9 +13,9 @@ from workbench.connectors.envelope import Envelope
 Sink = Callable[[list[Envelope], Callable[[], None] | None], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceHealth:
-    """A running source's state, as shown by ``/health`` and ``workbench status``."""
+    """A source's state, as shown by ``/health`` and ``workbench sources health``."""
 
     name: str
     type: str
@@ -25,6 +25,17 @@ class SourceHealth:
     received: int = 0
     last_error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    """Connector-specific state (an MQTT topic, a poller's last HTTP status...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form served by the ingest API."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceHealth:
+        """Rebuild one from its JSON form (unknown keys are ignored, for newer servers)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Connector(Protocol):

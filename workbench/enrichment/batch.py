@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +38,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType, TimestampType
 
-from workbench.catalog.records import Device, NormalizationRule, ValueRule
+from workbench.catalog.records import Device, NormalizationRule, RuleOutcome, ValueRule
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze_schema import BRONZE_READ_SCHEMA
 from workbench.enrichment.devices import DeviceDecision, DevicePolicy, decide_devices
@@ -83,7 +83,7 @@ class EngineStore(Protocol):
 
     def record_rule_usage(self, usage: dict[int, int], batch_key: str | None = None) -> None: ...
 
-    def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None: ...
+    def record_value_rule_status(self, results: Mapping[int, RuleOutcome]) -> None: ...
 
 
 def ingestion_ids_of(paths: Sequence[str]) -> set[str] | None:
@@ -288,10 +288,8 @@ class BatchProcessor:
         self, compiled: CompiledRules, stats: dict[str, int], batch_id: int, rule_ids: list[int]
     ) -> None:
         runnable, skipped = compiled.runnable, compiled.skipped
-        results: dict[int, tuple[str, str | None, int]] = {
-            r.id: ("ok", None, int(stats.get(f"r{r.id}") or 0)) for r in runnable
-        }
-        results.update({rid: ("failed", reason, 0) for rid, reason in skipped.items()})
+        results = {r.id: RuleOutcome.ok(int(stats.get(f"r{r.id}") or 0)) for r in runnable}
+        results.update({rid: RuleOutcome.failed(reason) for rid, reason in skipped.items()})
         if results:
             self.store.record_value_rule_status(results)
         usage = {rid: int(stats.get(f"n{rid}") or 0) for rid in rule_ids}
@@ -299,11 +297,11 @@ class BatchProcessor:
         if self.metrics is not None:
             m = self.metrics
             self.metrics.record_rule_usage(usage)
-            for rid, (_status, _reason, affected) in results.items():
+            for rid, outcome in results.items():
                 if rid in skipped:
                     m.value_rule_failures.labels(m.pod, str(rid)).inc()
-                elif affected:
-                    m.value_rule_rows.labels(m.pod, str(rid)).inc(affected)
+                elif outcome.rows_affected:
+                    m.value_rule_rows.labels(m.pod, str(rid)).inc(outcome.rows_affected)
         for rid, reason in skipped.items():
             log.warning("value rule skipped rule_id=%s reason=%s", rid, reason)
 

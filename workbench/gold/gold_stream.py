@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from workbench.catalog.records import AlertRule, StreamComputation, ValueRule
+from workbench.catalog.records import AlertRule, RuleOutcome, StreamComputation, ValueRule
 from workbench.core.settings import Settings
 from workbench.gold import aggregates, alerts, averages, stream_computation
 from workbench.metrics.engine import EngineMetrics
@@ -59,7 +59,7 @@ class GoldStore(Protocol):
 
     def list_value_rules(self) -> list[ValueRule]: ...
 
-    def record_value_rule_status(self, results: dict[int, tuple[str, str | None, int]]) -> None: ...
+    def record_value_rule_status(self, results: Mapping[int, RuleOutcome]) -> None: ...
 
     def list_stream_computations(
         self, *, include_disabled: bool = True
@@ -181,9 +181,7 @@ class GoldProcessor:
         for computation in self.store.list_stream_computations():
             taken[computation.name] = f"stream computation {computation.name!r}"
         rules, skipped = aggregates.runnable(self.store.list_value_rules(), taken)
-        status: dict[int, tuple[str, str | None, int]] = {
-            rid: ("failed", reason, 0) for rid, reason in skipped.items()
-        }
+        status = {rid: RuleOutcome.failed(reason) for rid, reason in skipped.items()}
         written: dict[str, int] = {}
         for rule in rules:
             table = aggregates.table_of(rule)
@@ -202,10 +200,10 @@ class GoldProcessor:
                     partial.unpersist()
             except Exception as err:  # noqa: BLE001 - one failing rule must not fail gold
                 log.warning("aggregate rule failed rule_id=%s error=%s", rule.id, err)
-                status[rule.id] = ("failed", f"{type(err).__name__}: {err}"[:500], 0)
+                status[rule.id] = RuleOutcome.failed(f"{type(err).__name__}: {err}"[:500])
                 continue
             written[table] = written.get(table, 0) + rows
-            status[rule.id] = ("ok", None, rows)
+            status[rule.id] = RuleOutcome.ok(rows)
         if status:
             self.store.record_value_rule_status(status)
         return written

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from workbench.connectors.base import Connector
+from workbench.connectors.base import Connector, SourceHealth
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
 from workbench.core.errors import CatalogError, NotFoundError
 from workbench.core.masking import mask_text
@@ -81,7 +81,7 @@ class SourceManager:
             )
         return record["ingestion_id"], record["config"]
 
-    def health(self, name: str | None = None) -> list[dict[str, Any]]:
+    def health(self, name: str | None = None) -> list[SourceHealth]:
         """Health of one source or all: running connectors report their own state."""
         with self._lock:
             records = [self.record(name)] if name else list(self.records().values())
@@ -89,20 +89,18 @@ class SourceManager:
             for rec in records:
                 connector = self._running.get(rec["name"])
                 if connector is not None:
-                    out.append(vars(connector.health()))
+                    out.append(connector.health())
                 else:
+                    # An enabled push source has no connector: it runs whenever the API does.
                     passive = rec["type"] == "rest_push" and rec["enabled"]
                     out.append(
-                        {
-                            "name": rec["name"],
-                            "type": rec["type"],
-                            "ingestion_id": rec["ingestion_id"],
-                            "running": passive,
-                            "connected": passive,
-                            "received": 0,
-                            "last_error": None,
-                            "details": {},
-                        }
+                        SourceHealth(
+                            name=rec["name"],
+                            type=rec["type"],
+                            ingestion_id=rec["ingestion_id"],
+                            running=passive,
+                            connected=passive,
+                        )
                     )
             return out
 
