@@ -50,7 +50,9 @@ def test_unparsable_time_is_kept_raw_not_replaced() -> None:
 def test_deep_nesting_does_not_crash() -> None:
     body = ("[" * 5000 + "]" * 5000).encode()
     [env] = envelopes(body)
-    assert env.payload_kind in ("non_json", "scalar", "object")
+    # Deeper than the parser goes: kept whole, raw, with the reason, like any non-JSON body.
+    assert env.payload_kind == "non_json" and env.payload == body.decode()
+    assert env.error is not None and env.error.startswith("not JSON")
 
 
 def test_push_ndjson_gives_a_result_per_record() -> None:

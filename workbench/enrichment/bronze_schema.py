@@ -14,7 +14,8 @@ File columns (:data:`BRONZE_SCHEMA`; the writer's Arrow schema is :data:`BRONZE_
 - ``event_time`` timestamp, nullable: parsed from the payload, null if absent or unparsable.
 - ``event_time_raw`` string, nullable: the raw time value when it could not be parsed.
 - ``payload`` string: the record's JSON text verbatim, or the raw text for non-JSON payloads.
-- ``payload_kind`` string: ``object``, ``scalar``, ``non_json`` or ``invalid_utf8``.
+- ``payload_kind`` string: ``object``, ``scalar``, ``non_json`` or ``invalid_utf8`` (the
+  constants of :mod:`workbench.connectors.envelope`).
 - ``error`` string, nullable; ``meta`` string (JSON text of the connector's metadata).
 
 ``ingestion_id``, ``date`` and ``hour`` exist only in the path. The stream reader schema
@@ -55,5 +56,3 @@ BRONZE_READ_SCHEMA = StructType(
 
 #: The same file columns as an Arrow schema: the ingest writer's own, so there is one contract.
 BRONZE_ARROW_SCHEMA: pa.Schema = BRONZE_FILE_SCHEMA
-
-PAYLOAD_KINDS: tuple[str, ...] = ("object", "scalar", "non_json", "invalid_utf8")
