@@ -31,7 +31,7 @@ def test_metadata_api_matches_the_catalog_and_logs_evolution(
     client, catalog = IngestClient(settings), Catalog(settings.catalog.url)
     first = [{"sensor_id": f"s{i}", "temperature": 20 + i, "loc": {"x": i}} for i in range(5)]
     publish(settings, [json.dumps(r).encode() for r in first])
-    wait_for(lambda: client.totals()["records"] == 5, what="first batch in the catalog")
+    wait_for(lambda: client.totals().records == 5, what="first batch in the catalog")
     [dataset] = client.list_datasets()
     iid = dataset.ingestion_id
     publish(settings, [json.dumps({"sensor_id": "s9", "temperature": 21.5}).encode()])
@@ -64,8 +64,8 @@ def test_metadata_api_matches_the_catalog_and_logs_evolution(
     }
     # Distinct sensors (s0-s4, then s9), through the API as in Python.
     assert client.get_dataset(iid).distinct_sensors == 6
-    assert client.totals()["distinct_sensors"] == 6
-    assert [t["distinct_sensors"] for t in client.topics_summary()] == [6]
+    assert client.totals().distinct_sensors == 6
+    assert [t.distinct_sensors for t in client.topics_summary()] == [6]
     with pytest.raises(NotFoundError, match="no dataset 'nope'"):
         client.dataset_schema("nope")
     client.close()

@@ -14,13 +14,13 @@ def test_topics_totals_and_merged_schema(catalog: Catalog) -> None:
     observe(catalog, T0, {"t": 1, "ok": True, "loc": {"x": 1}}, {"t": 2}, iid=iid)
     observe(catalog, T0, {"t": "2026-11-26T10:00:00Z", "ok": False, "loc": "n/a"}, iid="bins")
     assert iid == ingestion_id("air", "mqtt")
-    topics = {t["ingestion_id"]: t for t in catalog.topics_summary()}
-    assert topics[iid]["source"] == "air" and topics[iid]["topic"] == "sensors/air/#"
-    assert (topics[iid]["records"], topics[iid]["fields"]) == (2, 3)
-    assert topics["bins"]["source"] is None and topics["bins"]["first_seen"] == T0
+    topics = {t.ingestion_id: t for t in catalog.topics_summary()}
+    assert topics[iid].source == "air" and topics[iid].topic == "sensors/air/#"
+    assert (topics[iid].records, topics[iid].fields) == (2, 3)
+    assert topics["bins"].source is None and topics["bins"].first_seen == T0
     totals = catalog.totals()
-    assert (totals["datasets"], totals["records"], totals["bytes"]) == (2, 3, 30)
-    assert (totals["field_paths"], totals["sources"], totals["schema_events"]) == (4, 1, 6)
+    assert (totals.datasets, totals.records, totals.bytes) == (2, 3, 30)
+    assert (totals.field_paths, totals.sources, totals.schema_events) == (4, 1, 6)
     schema = catalog.enrichment_schema()
     fields = {f["path"]: (f["type"], f["spark_type"], f["datasets"]) for f in schema["fields"]}
     assert fields == {
@@ -37,7 +37,7 @@ def test_unknown_dataset_is_not_found(catalog: Catalog) -> None:
     for call in (catalog.get_dataset, catalog.dataset_schema, catalog.schema_evolution):
         with pytest.raises(NotFoundError, match="no dataset 'nope'"):
             call("nope")
-    assert catalog.totals()["records"] == 0 and catalog.enrichment_schema()["ddl"] == ""
+    assert catalog.totals().records == 0 and catalog.enrichment_schema()["ddl"] == ""
 
 
 def test_spark_ddl_nests_and_quotes() -> None:

@@ -65,9 +65,9 @@ def test_extractor_counts_sensors_exactly_as_the_rules_name_them(catalog: Catalo
     extractor.write_pending()
     ds = catalog.get_dataset("ds")
     assert (ds.distinct_sensors, ds.record_count) == (4, len(records) + 2)
-    topics = {row["ingestion_id"]: row["distinct_sensors"] for row in catalog.topics_summary()}
+    topics = {row.ingestion_id: row.distinct_sensors for row in catalog.topics_summary()}
     assert topics == {"ds": 4, "meters": 2, "other": 1}
-    assert catalog.totals()["distinct_sensors"] == 7  # the union: s0-s2, s9, m0, m1, 7
+    assert catalog.totals().distinct_sensors == 7  # the union: s0-s2, s9, m0, m1, 7
 
     # A new rule is picked up at the next refresh, not per record.
     catalog.add_rule("node", "sensorId")
@@ -94,7 +94,7 @@ def test_sketch_round_trip_past_the_switch(catalog: Catalog) -> None:
     observe(catalog, T0, {"v": 1}, iid="quiet")  # no sensor ids: nothing stored
     quiet = catalog.get_dataset("quiet")
     assert quiet.distinct_sensors == 0
-    assert catalog.totals()["distinct_sensors"] == estimate
+    assert catalog.totals().distinct_sensors == estimate
 
 
 def test_concurrent_merges_lose_no_sensor(catalog_url: str) -> None:

@@ -10,7 +10,14 @@ from urllib.parse import quote
 import httpx
 
 from workbench.api.http_errors import answer_error
-from workbench.catalog.records import DatasetInfo, FieldInfo, LossRow, SchemaEvent
+from workbench.catalog.records import (
+    CatalogTotals,
+    DatasetInfo,
+    FieldInfo,
+    LossRow,
+    SchemaEvent,
+    TopicSummary,
+)
 from workbench.connectors.base import SourceHealth
 from workbench.core.errors import (
     ServiceUnavailableError,
@@ -101,13 +108,13 @@ class IngestClient:
         events = self._call("GET", path, params={"limit": limit})
         return [SchemaEvent(**{**e, "at": _time(e["at"])}) for e in events]
 
-    def topics_summary(self) -> list[dict[str, Any]]:
+    def topics_summary(self) -> list[TopicSummary]:
         """One line per dataset: source, topic, records, bytes, fields, schema version."""
-        return [_times(t) for t in self._call("GET", "/api/metadata/topics")]
+        return [TopicSummary(**_times(t)) for t in self._call("GET", "/api/metadata/topics")]
 
-    def totals(self) -> dict[str, Any]:
+    def totals(self) -> CatalogTotals:
         """Catalog-wide totals (datasets, records, bytes, field paths, sources, events)."""
-        return _times(self._call("GET", "/api/metadata/totals"))
+        return CatalogTotals(**_times(self._call("GET", "/api/metadata/totals")))
 
     def enrichment_schema(self) -> dict[str, Any]:
         """The merged flexible schema: ``{"fields": [...], "ddl": "..."}``."""

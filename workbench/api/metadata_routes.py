@@ -42,11 +42,11 @@ def build_metadata_router(catalog: Catalog) -> APIRouter:
 
     @router.get("/topics")
     async def topics() -> list[dict[str, Any]]:
-        return await run_in_threadpool(catalog.topics_summary)
+        return [asdict(s) for s in await run_in_threadpool(catalog.topics_summary)]
 
     @router.get("/totals")
     async def totals() -> dict[str, Any]:
-        return await run_in_threadpool(catalog.totals)
+        return asdict(await run_in_threadpool(catalog.totals))
 
     @router.get("/enrichment-schema")
     async def enrichment_schema() -> dict[str, Any]:

@@ -14,7 +14,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from workbench.catalog import tables as t
-from workbench.catalog.records import DatasetInfo, FieldInfo, SchemaEvent
+from workbench.catalog.records import (
+    CatalogTotals,
+    DatasetInfo,
+    FieldInfo,
+    SchemaEvent,
+    TopicSummary,
+)
 from workbench.catalog.schemas import DatasetObservation, merge_observation, widen
 from workbench.catalog.schemas import sweep_stale_fields as _sweep
 from workbench.catalog.sketch import DistinctSketch
@@ -99,7 +105,7 @@ class MetadataTables:
             rows = conn.execute(query).mappings().all()
         return [_event(row) for row in reversed(rows)]
 
-    def topics_summary(self) -> list[dict[str, Any]]:
+    def topics_summary(self) -> list[TopicSummary]:
         """One line per dataset: its source (name, type, topic when it has one), records,
         bytes, field count, schema version, distinct sensors, first and last seen."""
         ds, src, fc = t.datasets.c, t.sources.c, t.fields.c
@@ -117,23 +123,23 @@ class MetadataTables:
         with self.engine.begin() as conn:
             rows = conn.execute(query).mappings().all()
         return [
-            {
-                "ingestion_id": row["ingestion_id"],
-                "source": row["name"],
-                "source_type": row["source_type"],
-                "topic": (row["config"] or {}).get("topic"),
-                "records": row["record_count"],
-                "bytes": row["bytes"],
-                "fields": row["field_count"],
-                "schema_version": row["schema_version"],
-                "distinct_sensors": row["distinct_sensors"],
-                "first_seen": _aware(row["first_seen"]),
-                "last_seen": _aware(row["last_seen"]),
-            }
+            TopicSummary(
+                ingestion_id=row["ingestion_id"],
+                source=row["name"],
+                source_type=row["source_type"],
+                topic=(row["config"] or {}).get("topic"),
+                records=row["record_count"],
+                bytes=row["bytes"],
+                fields=row["field_count"],
+                schema_version=row["schema_version"],
+                distinct_sensors=row["distinct_sensors"],
+                first_seen=_aware(row["first_seen"]),
+                last_seen=_aware(row["last_seen"]),
+            )
             for row in rows
         ]
 
-    def totals(self) -> dict[str, Any]:
+    def totals(self) -> CatalogTotals:
         """Catalog-wide totals: datasets, records, bytes, distinct field paths, sources,
         schema events, first and last seen, and ``distinct_sensors``: sensor ids distinct across
         all datasets (the union of their sketches, so an id in two datasets counts once)."""
@@ -155,17 +161,17 @@ class MetadataTables:
             sketches = select(ds.sensor_sketch).where(ds.sensor_sketch.is_not(None))
             for blob in conn.execute(sketches).scalars():
                 sensors.merge(DistinctSketch.from_bytes(blob))
-        return {
-            "datasets": datasets,
-            "records": int(records),
-            "bytes": int(size),
-            "field_paths": paths,
-            "sources": sources,
-            "schema_events": events,
-            "distinct_sensors": sensors.estimate(),
-            "first_seen": _aware(first),
-            "last_seen": _aware(last),
-        }
+        return CatalogTotals(
+            datasets=datasets,
+            records=int(records),
+            bytes=int(size),
+            field_paths=paths,
+            sources=sources,
+            schema_events=events,
+            distinct_sensors=sensors.estimate(),
+            first_seen=_aware(first),
+            last_seen=_aware(last),
+        )
 
     def enrichment_schema(self) -> dict[str, Any]:
         """The merged flexible schema one stream reads every source with.

@@ -124,6 +124,43 @@ class DatasetInfo:
     catalog's migration 7; records without a sensor id do not count."""
 
 
+@dataclass(frozen=True)
+class TopicSummary:
+    """One line of the catalog's topic summary: a dataset and the source that feeds it."""
+
+    ingestion_id: str
+    source: str | None
+    """The source's name; None for a dataset whose source was deleted."""
+    source_type: str
+    topic: str | None
+    """The source's topic, for sources that have one (MQTT)."""
+    records: int
+    bytes: int
+    fields: int
+    """How many field paths the dataset has."""
+    schema_version: int
+    distinct_sensors: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class CatalogTotals:
+    """Catalog-wide totals."""
+
+    datasets: int
+    records: int
+    bytes: int
+    field_paths: int
+    """Distinct field paths across datasets."""
+    sources: int
+    schema_events: int
+    distinct_sensors: int
+    """Sensor ids distinct across all datasets (an id in two datasets counts once)."""
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
 #: Value-rule kinds, applied in this order of meaning but sorted by priority, id.
 VALUE_RULE_KINDS = ("filter", "convert", "validate", "aggregate")
 
