@@ -19,7 +19,10 @@ durations are driver time (rule reads, compilation) and ``write`` holds the exec
 counts come from ``DataFrame.observe`` on the written frame and latencies from two columns of
 the files the commit added (read with Arrow), so the batch is computed once (twice, from a
 cache, only when it has rows to hold).
-Exceptions propagate: the query fails, the stream manager restarts it from its checkpoint.
+Each step is a method that returns a small frozen result (:class:`Admission`,
+:class:`Selection`, :class:`Filtered`, :class:`Transformed`, :class:`Written`) the next steps
+read. Exceptions propagate: the query fails, the stream manager restarts it from its
+checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -120,6 +123,65 @@ class BatchReport:
     skipped_rules: dict[int, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Step 1's answer: the batch's datasets, those with held rows, and the registry's say."""
+
+    ids: frozenset[str]
+    """Datasets with rows in this batch."""
+    waiting: frozenset[str]
+    """Datasets with rows in the held table."""
+    decision: DeviceDecision
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Step 2's answer for a batch with data: the rows to write and what was held."""
+
+    rows: DataFrame
+    """Rows of allowed datasets, this batch's and released ones."""
+    rules: list[NormalizationRule]
+    release: tuple[str, ...]
+    """Datasets whose held rows are in ``rows`` (deleted from the held table once written)."""
+    held: int
+    """Rows this batch appended to the held table."""
+    cached: bool
+    """The batch is persisted (it was read twice)."""
+
+
+@dataclass(frozen=True)
+class Filtered:
+    """Step 3's answer: the rows through the value-rule chain, and which rules ran."""
+
+    chain: DataFrame
+    compiled: CompiledRules
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """Step 4's answer: the silver frame and the observation that counts it as it is written."""
+
+    silver: DataFrame
+    observation: Observation
+    usage_ids: tuple[int, ...]
+    """Normalization rules whose rows affected the observation counts."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """Step 5's answer: the files the append committed."""
+
+    files: tuple[str, ...] | None
+    """None: an earlier attempt of the batch had committed it (the append was skipped)."""
+    committed_at: float
+    """When the append returned (epoch seconds), for the latencies."""
+
+    @property
+    def committed(self) -> bool:
+        """This attempt committed the batch."""
+        return self.files is not None
+
+
 class BatchProcessor:
     """Runs enrichment micro-batches; one instance per running query.
 
@@ -163,81 +225,137 @@ class BatchProcessor:
         # The query's own session (a clone per streaming query): every read and write of the
         # batch goes through it, so frames of two sessions never meet in one plan.
         self._session = batch.sparkSession
-        cached = False
-        try:
+        # Whatever the outcome, a batch cached to be read twice is released at the end.
+        with ExitStack() as cleanup:
             with self._step(report, "allowed_ids"):
-                ids = self._ingestion_ids(batch, batch_id)
-                # Datasets with held rows are decided too: a registration since releases them.
-                waiting = self._held(set())
-                decision = self._decide(sorted(ids | waiting))
+                admission = self._allowed_ids(batch, batch_id)
             with self._step(report, "should_process"):
-                release = sorted(waiting & set(decision.allowed))
-                if not ids and not release:
-                    return report  # a batch without data (Spark runs them to move watermarks)
-                hold = sorted(decision.held & ids)
-                if hold:
-                    # Read twice (held rows, then silver rows): keep the de-duplicated batch.
-                    batch.persist()
-                    cached = True
-                    report.held = self._hold(batch, hold, batch_id)
-                rows = batch.where(F.col("ingestion_id").isin(sorted(decision.allowed)))
-                if release:
-                    rows = rows.unionByName(self._held_rows(release))
-                rules = self.store.list_rules()
+                selected = self._should_process(batch, batch_id, admission, cleanup)
+            if selected is None:
+                return report  # a batch without data (Spark runs them to move watermarks)
+            report.held = selected.held
             with self._step(report, "filter"):
-                compiled = compile_rules(self.store.list_value_rules(), self._regex)
-                report.skipped_rules = dict(compiled.skipped)
-                chain = enrich(rows, rules, compiled.runnable, sensitivity=decision.allowed)
+                filtered = self._filter(selected, admission.decision)
+            report.skipped_rules = dict(filtered.compiled.skipped)
             with self._step(report, "transform"):
-                usage = usage_aggregates(rules)
-                observation = Observation(f"silver-{batch_id}-{uuid.uuid4().hex[:8]}")
-                observed = chain.observe(
-                    observation,
-                    F.count(F.lit(1)).alias("rows"),
-                    F.sum(F.when(F.col(DROPPED).isNotNull(), 1).otherwise(0)).alias("dropped"),
-                    *(
-                        F.sum(F.col(hit_column(r.id)).cast("int")).alias(f"r{r.id}")
-                        for r in compiled.runnable
-                    ),
-                    *usage.values(),
-                )
-                enriched_at = datetime.now(UTC)
-                silver = to_silver(observed, enriched_at=enriched_at)
+                transformed = self._transform(filtered, selected.rules, batch_id)
             with self._step(report, "write"):
-                written = self._write(silver, batch_id)
-                committed_at = time.time()
-                report.committed = written is not None
-                if not report.committed and not cached:
-                    # Delta skipped the replayed append without computing the batch; a
-                    # stateful source (the de-duplication) must still run once per batch.
-                    batch.count()
-            if report.committed:
-                stats = observation.get
-                report.dropped = int(stats.get("dropped") or 0)
-                report.written = int(stats.get("rows") or 0) - report.dropped
-                self._report_rules(compiled, stats, batch_id, list(usage))
-                self._observe_latencies(written or [], committed_at)
-            if release:
-                report.released = self._release(release)
-            if self.metrics is not None:
-                self.metrics.held_records.labels(self.metrics.pod).inc(report.held)
-                if report.committed:
-                    self.metrics.enrichment_records.labels(self.metrics.pod).inc(report.written)
-            log.info(
-                "enrichment batch batch_id=%s committed=%s written=%s dropped=%s held=%s "
-                "released=%s steps=%s",
-                batch_id,
-                report.committed,
-                report.written,
-                report.dropped,
-                report.held,
-                report.released,
-                {k: round(v, 3) for k, v in report.steps.items()},
-            )
+                written = self._write_silver(batch, transformed.silver, batch_id, selected.cached)
+            report.committed = written.committed
+            if written.committed:
+                self._account(report, filtered.compiled, transformed, written, batch_id)
+            if selected.release:
+                report.released = self._release(list(selected.release))
+            self._count(report)
             return report
-        finally:
-            if cached:
-                batch.unpersist()
+
+    # -- the five steps -----------------------------------------------------------------
+
+    def _allowed_ids(self, batch: DataFrame, batch_id: int) -> Admission:
+        """Step 1: the batch's datasets and those with held rows, against the registry."""
+        ids = self._ingestion_ids(batch, batch_id)
+        # Datasets with held rows are decided too: a registration since releases them.
+        waiting = self._held(set())
+        decision = self._decide(sorted(ids | waiting))
+        return Admission(frozenset(ids), frozenset(waiting), decision)
+
+    def _should_process(
+        self, batch: DataFrame, batch_id: int, admission: Admission, cleanup: ExitStack
+    ) -> Selection | None:
+        """Step 2: hold the rows of held datasets; the rows to write (allowed + released).
+
+        None for a batch without data: nothing to hold, write or release. A batch cached
+        here is unpersisted by ``cleanup`` when the batch ends.
+        """
+        decision = admission.decision
+        release = sorted(admission.waiting & set(decision.allowed))
+        if not admission.ids and not release:
+            return None
+        hold = sorted(decision.held & admission.ids)
+        held = 0
+        if hold:
+            # Read twice (held rows, then silver rows): keep the de-duplicated batch.
+            batch.persist()
+            cleanup.callback(batch.unpersist)
+            held = self._hold(batch, hold, batch_id)
+        rows = batch.where(F.col("ingestion_id").isin(sorted(decision.allowed)))
+        if release:
+            rows = rows.unionByName(self._held_rows(release))
+        return Selection(rows, self.store.list_rules(), tuple(release), held, cached=bool(hold))
+
+    def _filter(self, selected: Selection, decision: DeviceDecision) -> Filtered:
+        """Step 3: the value-rule chain (and normalization) over the rows to write."""
+        compiled = compile_rules(self.store.list_value_rules(), self._regex)
+        chain = enrich(
+            selected.rows, selected.rules, compiled.runnable, sensitivity=decision.allowed
+        )
+        return Filtered(chain, compiled)
+
+    def _transform(
+        self, filtered: Filtered, rules: list[NormalizationRule], batch_id: int
+    ) -> Transformed:
+        """Step 4: the silver columns, observed for the per-rule counts of what is written."""
+        usage = usage_aggregates(rules)
+        observation = Observation(f"silver-{batch_id}-{uuid.uuid4().hex[:8]}")
+        observed = filtered.chain.observe(
+            observation,
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.when(F.col(DROPPED).isNotNull(), 1).otherwise(0)).alias("dropped"),
+            *(
+                F.sum(F.col(hit_column(r.id)).cast("int")).alias(f"r{r.id}")
+                for r in filtered.compiled.runnable
+            ),
+            *usage.values(),
+        )
+        silver = to_silver(observed, enriched_at=datetime.now(UTC))
+        return Transformed(silver, observation, tuple(usage))
+
+    def _write_silver(
+        self, batch: DataFrame, silver: DataFrame, batch_id: int, cached: bool
+    ) -> Written:
+        """Step 5: the idempotent Delta append (the batch's whole computation runs here)."""
+        files = self._write(silver, batch_id)
+        committed_at = time.time()
+        if files is None and not cached:
+            # Delta skipped the replayed append without computing the batch; a stateful
+            # source (the de-duplication) must still run once per batch.
+            batch.count()
+        return Written(None if files is None else tuple(files), committed_at)
+
+    # -- after the commit ---------------------------------------------------------------
+
+    def _account(
+        self,
+        report: BatchReport,
+        compiled: CompiledRules,
+        transformed: Transformed,
+        written: Written,
+        batch_id: int,
+    ) -> None:
+        """Counts, rule outcomes and latencies of a committed batch."""
+        stats = transformed.observation.get
+        report.dropped = int(stats.get("dropped") or 0)
+        report.written = int(stats.get("rows") or 0) - report.dropped
+        self._report_rules(compiled, stats, batch_id, list(transformed.usage_ids))
+        self._observe_latencies(list(written.files or ()), written.committed_at)
+
+    def _count(self, report: BatchReport) -> None:
+        """The batch's record metrics and its log line."""
+        if self.metrics is not None:
+            self.metrics.held_records.labels(self.metrics.pod).inc(report.held)
+            if report.committed:
+                self.metrics.enrichment_records.labels(self.metrics.pod).inc(report.written)
+        log.info(
+            "enrichment batch batch_id=%s committed=%s written=%s dropped=%s held=%s "
+            "released=%s steps=%s",
+            report.batch_id,
+            report.committed,
+            report.written,
+            report.dropped,
+            report.held,
+            report.released,
+            {k: round(v, 3) for k, v in report.steps.items()},
+        )
 
     def _ingestion_ids(self, batch: DataFrame, batch_id: int) -> set[str]:
         """The datasets in ``batch``: from its files when known, else one ``distinct`` query.
