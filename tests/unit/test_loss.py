@@ -1,8 +1,9 @@
 import json
 from datetime import UTC, datetime
 
+from workbench.catalog.records import LossRow
 from workbench.connectors.envelope import build_envelopes
-from workbench.ingest.loss import LossLedger
+from workbench.ingest.loss import LossCounts, LossLedger
 from workbench.metrics.ingestor import IngestMetrics
 
 
@@ -44,3 +45,12 @@ def test_counts_survive_a_failed_catalog_write() -> None:
     ledger.received("ds", 1)
     ledger.give_back(pending)
     assert ledger.peek()["ds"].received == 3
+
+
+def test_a_loss_row_adds_pending_counts_and_survives_json() -> None:
+    stored = LossRow("ds", received=5, written=4, updated_at=datetime(2026, 11, 26, 10, tzinfo=UTC))
+    merged = stored.adding(LossCounts(received=2, gaps=1).to_dict())
+    assert (merged.received, merged.written, merged.gaps) == (7, 4, 1)
+    assert merged.updated_at == stored.updated_at and stored.received == 5  # a new row
+    assert LossRow.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
+    assert LossRow.from_dict(LossRow("new").to_dict()) == LossRow("new")  # never written yet
