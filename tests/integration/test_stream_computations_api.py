@@ -13,7 +13,7 @@ from tests.fixtures.engine import start_engine, stop_engine
 from tests.fixtures.services import make_settings
 from tests.integration.conftest import wait_for
 from tests.spark.conftest import WriteBronze, bronze_row, write_bronze  # noqa: F401
-from workbench.core.errors import CatalogError, ConfigError, NotFoundError
+from workbench.core.errors import CatalogError, ComputationError, NotFoundError
 
 pytestmark = pytest.mark.spark
 
@@ -58,7 +58,7 @@ def test_stream_computation_lifecycle_over_http(
         assert created["query"]["state"] == "running"
 
         # Refused before anything runs, with the engine's reason.
-        with pytest.raises(ConfigError, match="add `sensitivity` to the SELECT and GROUP BY"):
+        with pytest.raises(ComputationError, match="add `sensitivity` to the SELECT and GROUP BY"):
             client.create_stream_computation("nosens", "SELECT sensor_id FROM silver")
         answer = httpx.post(
             f"{base}/api/stream-computations",
@@ -69,7 +69,7 @@ def test_stream_computation_lifecycle_over_http(
         )
         assert answer.status_code == 422
         assert "cannot run as a stream in append mode" in answer.json()["message"]
-        with pytest.raises(ConfigError, match="cannot name the table"):
+        with pytest.raises(ComputationError, match="cannot name the table"):
             client.create_stream_computation("bad-name", HOT)
         with pytest.raises(CatalogError, match="exists"):
             client.create_stream_computation("HOT", HOT)  # table names ignore case

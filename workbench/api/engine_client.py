@@ -75,7 +75,7 @@ class EngineClient:
         """Add a stream computation over ``silver``; it runs at once into ``gold.<name>``.
 
         Raises:
-            ConfigError: the name or SQL is refused (the engine's reason in the message).
+            ComputationError: the name or SQL is refused (the engine's reason in the message).
             CatalogError: one of that name exists.
         """
         body = {"name": name, "sql": sql, "description": description, "enabled": enabled}
@@ -92,7 +92,7 @@ class EngineClient:
         """Change any of ``sql`` (restarts from scratch), ``description``, ``enabled``.
 
         Raises:
-            ConfigError: the SQL is refused.
+            ComputationError: the SQL is refused.
             NotFoundError: if there is none of that name.
         """
         changes = {"sql": sql, "description": description, "enabled": enabled}
