@@ -69,12 +69,12 @@ def _kernel_install(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.bench import run_benchmark
+    from workbench.bench import benchmark
 
     # Each benchmark has its own defaults; pass only what was given on the command line.
     options = {k: getattr(args, k) for k in ("seconds", "records", "rate")}
     given = {k: v for k, v in options.items() if v is not None}
-    outcome = run_benchmark(args.name, settings, **given)
+    outcome = benchmark(args.name)(settings, **given)
     print(json.dumps(outcome), flush=True)
     return 0
 

@@ -73,3 +73,11 @@ def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
         "filter": {"p50": 0.05, "p95": 0.05},
     }
     assert batch_profile(tmp_path / "missing.log") == {}
+
+
+def test_every_listed_benchmark_has_a_run_function_and_no_other_name_does() -> None:
+    from workbench.bench import BENCHMARKS, benchmark
+
+    assert all(callable(benchmark(name)) for name in BENCHMARKS)
+    with pytest.raises(KeyError, match="choose one of ingest-mqtt"):
+        benchmark("enrich_data")

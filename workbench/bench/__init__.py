@@ -10,35 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from workbench.core.settings import Settings
-
 Benchmark = Callable[..., dict[str, Any]]
 
-#: Benchmark name → its module under ``workbench.bench`` (imported only when run).
-BENCHMARKS: dict[str, str] = {
-    "ingest-mqtt": "ingest_mqtt",
-    "ingest-rest": "ingest_rest",
-    "enrich": "enrich",
-    "latency": "sensor_latency",
-}
+#: Every benchmark's name, as ``workbench bench`` takes it.
+BENCHMARKS = ("ingest-mqtt", "ingest-rest", "enrich", "latency")
 
 
-def run_benchmark(name: str, settings: Settings, **options: Any) -> dict[str, Any]:
-    """Run the benchmark called ``name`` with the options given; returns its result.
+def benchmark(name: str) -> Benchmark:
+    """The ``run`` function of the benchmark called ``name``, its module imported only now.
 
     Raises:
         KeyError: for a name not in :data:`BENCHMARKS`.
     """
     # Explicit imports, so the architecture contracts see every benchmark module.
     if name == "ingest-mqtt":
-        from workbench.bench import ingest_mqtt as module
+        from workbench.bench.ingest_mqtt import run
     elif name == "ingest-rest":
-        from workbench.bench import ingest_rest as module  # type: ignore[no-redef]
+        from workbench.bench.ingest_rest import run
     elif name == "enrich":
-        from workbench.bench import enrich as module  # type: ignore[no-redef]
+        from workbench.bench.enrich import run
     elif name == "latency":
-        from workbench.bench import sensor_latency as module  # type: ignore[no-redef]
+        from workbench.bench.sensor_latency import run
     else:
         raise KeyError(f"no benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
-    run: Benchmark = module.run
-    return run(settings, **options)
+    return run
