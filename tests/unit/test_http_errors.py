@@ -53,6 +53,13 @@ def _app() -> FastAPI:
     def bug() -> None:
         raise ZeroDivisionError("division by zero")
 
+    @app.get("/leak/{how}")
+    def leak(how: str) -> None:
+        url = "https://ana:s3cret-pw@api.example.test/v1?api_key=k3y-value&page=2"
+        if how == "workbench":
+            raise ConfigError(f"cannot poll {url}", url=url, header="Bearer t0ken-value-123")
+        raise RuntimeError(f"GET {url} failed with Authorization: Bearer t0ken-value-123")
+
     @app.post("/body")
     def body(_body: Body) -> None:
         return None
@@ -94,6 +101,19 @@ def test_an_unexpected_exception_is_an_internal_error() -> None:
     assert response.status_code == 500
     rebuilt = answer_error(response)
     assert isinstance(rebuilt, InternalError) and "ZeroDivisionError" in rebuilt.message
+
+
+@pytest.mark.parametrize("how", ["workbench", "unexpected"])
+def test_no_error_answer_or_log_line_carries_a_credential(
+    how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    response = TestClient(_app(), raise_server_exceptions=False).get(f"/leak/{how}")
+    assert response.status_code in (422, 500)
+    shown = response.text + caplog.text
+    for secret in ("s3cret-pw", "k3y-value", "t0ken-value-123"):
+        assert secret not in shown
+    assert "api.example.test" in response.text and "page=2" in response.text
 
 
 def test_an_answer_without_a_code_falls_back_to_its_status() -> None:

@@ -27,15 +27,25 @@ from workbench.core.errors import (
     error_class,
     is_terminal,
 )
+from workbench.core.masking import mask_text
 
 log = logging.getLogger(__name__)
 
 
 def error_response(err: WorkbenchError) -> JSONResponse:
-    """The HTTP answer for ``err``: its class's status, ``{code, message, fields}``."""
+    """The HTTP answer for ``err``: its class's status, ``{code, message, fields}``.
+
+    Every text in it is masked (:func:`~workbench.core.masking.mask_text`): a message may
+    quote a URL or a header that carries credentials, and this is the one place every error
+    answer passes through.
+    """
     # Fields are context (paths, times, ids): whatever JSON cannot hold goes as text.
-    body = json.loads(json.dumps(err.to_dict(), default=str))
+    body = json.loads(json.dumps(err.to_dict(), default=str), object_hook=_masked)
     return JSONResponse(body, status_code=err.status)
+
+
+def _masked(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: mask_text(v) if isinstance(v, str) else v for k, v in mapping.items()}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -44,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WorkbenchError)
     async def workbench_error(_request: Request, err: WorkbenchError) -> JSONResponse:
         if not is_terminal(err):
-            log.warning("request failed code=%s error=%s", err.code, err.message)
+            log.warning("request failed code=%s error=%s", err.code, mask_text(err.message))
         return error_response(err)
 
     @app.exception_handler(RequestValidationError)
@@ -58,7 +68,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, err: Exception) -> JSONResponse:
-        log.error("request failed unexpectedly code=internal_error error=%r", err)
+        log.error(
+            "request failed unexpectedly code=internal_error error=%s",
+            mask_text(f"{type(err).__name__}: {err}"),
+        )
         return error_response(InternalError(f"{type(err).__name__}: {err}"))
 
 
