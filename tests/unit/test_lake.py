@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures.services import make_settings
-from workbench.core.errors import StorageError
+from workbench.core.errors import StorageError, is_transient
 from workbench.core.settings import Settings
 from workbench.lake.browser import (
     LakeBrowser,
@@ -216,12 +216,15 @@ def test_errors_say_what_is_missing_and_what_to_do(
     (Path(settings.lake.root) / "bronze/notes.parquet").write_text("not parquet")
     with pytest.raises(LakeFileError, match="not a readable Parquet file") as info:
         browser.schema("bronze/notes.parquet")
-    assert isinstance(info.value, StorageError)
+    # Reading the same bytes again cannot help: not a transient storage error.
+    assert not isinstance(info.value, StorageError)
+    assert not is_transient(info.value) and info.value.status == 422
 
     missing = LakeBrowser(make_settings(tmp_path, lake={"root": str(tmp_path / "nope")}))
     with pytest.raises(LakeNotFoundError, match=r"does not exist.*WORKBENCH__LAKE__ROOT") as info:
         missing.layers()
     assert info.value.code == "lake_not_found"
+    assert not is_transient(info.value) and info.value.status == 404
 
 
 def test_widget_shows_the_newest_file_of_the_newest_partition(

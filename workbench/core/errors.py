@@ -108,7 +108,7 @@ class CatalogError(WorkbenchError, Terminal):
 
 
 class NotFoundError(CatalogError):
-    """A named object does not exist in the catalog."""
+    """A named object (in the catalog, or a file or layer of the lake) does not exist."""
 
     code = "not_found"
     status = 404

@@ -30,7 +30,7 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from workbench.core.errors import StorageError
+from workbench.core.errors import NotFoundError, StorageError, Terminal, WorkbenchError
 from workbench.core.settings import Settings
 from workbench.lake.s3 import S3Storage
 from workbench.lake.storage import is_object_store_root
@@ -57,16 +57,17 @@ _READ_BUFFER = 64 * 1024
 _S3_FAILURES = (S3Error, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
 
 
-class LakeNotFoundError(StorageError):
-    """The lake root, its bucket, a layer or a file does not exist."""
+class LakeNotFoundError(NotFoundError):
+    """The lake root, its bucket, a layer or a file does not exist (waiting will not help)."""
 
     code = "lake_not_found"
 
 
-class LakeFileError(StorageError):
-    """A lake file exists but cannot be read as Parquet."""
+class LakeFileError(WorkbenchError, Terminal):
+    """A lake file exists but cannot be read as Parquet (retrying reads the same bytes)."""
 
     code = "lake_file_error"
+    status = 422
 
 
 @dataclass(frozen=True)
