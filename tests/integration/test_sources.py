@@ -123,6 +123,9 @@ def test_push_token(settings: Settings, client: IngestClient) -> None:
     client.create("secure", "rest_push", {"token": "t" * 20})
     url = f"{client.url}/api/push/secure"
     assert httpx.post(url, content=b'{"a": 1}').status_code == 401
+    for wrong in (f"Bearer {'t' * 19}", f"Bearer {'t' * 21}", f"bearer {'t' * 20}", "t" * 20):
+        denied = httpx.post(url, content=b'{"a": 1}', headers={"Authorization": wrong})
+        assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
     ok = httpx.post(url, content=b'{"a": 1}', headers={"Authorization": f"Bearer {'t' * 20}"})
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
 

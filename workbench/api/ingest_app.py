@@ -10,6 +10,7 @@ JVM is ever loaded here.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -98,7 +99,9 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         # In the thread pool: the catalog read can wait on SQLite's lock, never on the loop.
         iid, config = await run_in_threadpool(service.sources.push_ingestion_id, source)
         token = config.get("token")
-        if token and request.headers.get("authorization") != f"Bearer {token}":
+        presented = request.headers.get("authorization", "").encode()
+        # Compared in constant time: a byte-by-byte compare tells an attacker how much matched.
+        if token and not hmac.compare_digest(presented, f"Bearer {token}".encode()):
             return error_response(
                 UnauthorizedError(
                     f"source {source!r} needs 'Authorization: Bearer <token>'", source=source
