@@ -24,6 +24,21 @@ def test_a_token_identifies_its_user_and_role(catalog: Catalog) -> None:
     assert listed.label == "laptop" and listed.last_used_at is not None
 
 
+def test_identifying_writes_last_use_at_most_once_a_minute(catalog: Catalog) -> None:
+    catalog.add_user("ana", "user")
+    issued = catalog.issue_token("ana")
+    assert catalog.identify(issued.value) is not None
+    [first] = catalog.list_tokens("ana")
+    assert catalog.identify(issued.value) is not None
+    assert catalog.list_tokens("ana")[0].last_used_at == first.last_used_at  # no second write
+    with catalog.engine.begin() as conn:
+        conn.execute(update(t.api_tokens).values(last_used_at=utcnow() - timedelta(minutes=2)))
+    assert catalog.identify(issued.value) is not None
+    [later] = catalog.list_tokens("ana")
+    assert later.last_used_at is not None
+    assert later.last_used_at > utcnow() - timedelta(seconds=30)  # written again
+
+
 def test_only_the_hash_of_a_token_is_stored(catalog: Catalog) -> None:
     catalog.add_user("ana", "admin")
     issued = catalog.issue_token("ana")

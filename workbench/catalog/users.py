@@ -37,6 +37,8 @@ ROLES: tuple[Role, ...] = get_args(Role)
 TOKEN_PREFIX = "wbt_"
 #: How long a token lives unless its issuer says otherwise.
 DEFAULT_TOKEN_DAYS = 90
+#: How precisely a token's ``last_used_at`` is kept (see :meth:`UserTables.identify`).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _HASHER = PasswordHasher()
@@ -243,12 +245,23 @@ class UserTables:
             raise NotFoundError(f"no live token {token_id}", token=token_id)
 
     def identify(self, value: str) -> Identity | None:
-        """The identity a token value stands for; ``None`` when unknown, expired or revoked."""
+        """The identity a token value stands for; ``None`` when unknown, expired or revoked.
+
+        Every request asks this, so it reads one indexed row and writes only when the token's
+        ``last_used_at`` is older than :data:`LAST_USED_RESOLUTION` (a write per request would
+        queue every reader behind SQLite's write lock).
+        """
         if not value.startswith(TOKEN_PREFIX):
             return None
         now = utcnow()
         query = (
-            select(t.api_tokens.c.id, t.users.c.name, t.users.c.role, t.api_tokens.c.expires_at)
+            select(
+                t.api_tokens.c.id,
+                t.users.c.name,
+                t.users.c.role,
+                t.api_tokens.c.expires_at,
+                t.api_tokens.c.last_used_at,
+            )
             .join(t.users, t.users.c.name == t.api_tokens.c.user)
             .where(t.api_tokens.c.token_hash == token_hash(value))
             .where(t.api_tokens.c.revoked_at.is_(None))
@@ -257,12 +270,16 @@ class UserTables:
             row = conn.execute(query).mappings().first()
             if row is None:
                 return None
-            expires = row["expires_at"]
-            if expires is not None and _aware(expires) <= now:
+            expires = _optional(row["expires_at"])
+            if expires is not None and expires <= now:
                 return None
-            conn.execute(
-                update(t.api_tokens).where(t.api_tokens.c.id == row["id"]).values(last_used_at=now)
-            )
+            used = _optional(row["last_used_at"])
+            if used is None or now - used >= LAST_USED_RESOLUTION:
+                conn.execute(
+                    update(t.api_tokens)
+                    .where(t.api_tokens.c.id == row["id"])
+                    .values(last_used_at=now)
+                )
         return Identity(user=row["name"], role=row["role"], token_id=row["id"])
 
 
