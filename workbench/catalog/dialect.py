@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,3 +30,18 @@ def upsert(conn: Connection, table: Table) -> Any:
     raise ConfigError(
         f"catalog database {name!r} is not supported; use sqlite:/// or postgresql+psycopg://"
     )
+
+
+@overload
+def stored_utc(value: datetime) -> datetime: ...
+@overload
+def stored_utc(value: None) -> None: ...
+def stored_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from the catalog, UTC-aware on both databases.
+
+    SQLite hands back naive datetimes even for timezone-aware columns; everything the catalog
+    stores is UTC, so a naive value is UTC.
+    """
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

@@ -7,13 +7,14 @@ A mixin of :class:`workbench.catalog.store.Catalog`; it needs only ``self.engine
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from workbench.catalog import tables as t
+from workbench.catalog.dialect import stored_utc
 from workbench.catalog.records import (
     CatalogTotals,
     DatasetInfo,
@@ -133,8 +134,8 @@ class MetadataTables:
                 fields=row["field_count"],
                 schema_version=row["schema_version"],
                 distinct_sensors=row["distinct_sensors"],
-                first_seen=_aware(row["first_seen"]),
-                last_seen=_aware(row["last_seen"]),
+                first_seen=stored_utc(row["first_seen"]),
+                last_seen=stored_utc(row["last_seen"]),
             )
             for row in rows
         ]
@@ -169,8 +170,8 @@ class MetadataTables:
             sources=sources,
             schema_events=events,
             distinct_sensors=sensors.estimate(),
-            first_seen=_aware(first),
-            last_seen=_aware(last),
+            first_seen=stored_utc(first),
+            last_seen=stored_utc(last),
         )
 
     def enrichment_schema(self) -> dict[str, Any]:
@@ -254,8 +255,8 @@ def _dataset(row: RowMapping, fields: list[FieldInfo]) -> DatasetInfo:
         source_type=row["source_type"],
         record_count=row["record_count"],
         bytes=row["bytes"],
-        first_seen=_aware(row["first_seen"]),
-        last_seen=_aware(row["last_seen"]),
+        first_seen=stored_utc(row["first_seen"]),
+        last_seen=stored_utc(row["last_seen"]),
         schema_version=row["schema_version"],
         fields=fields,
         distinct_sensors=row["distinct_sensors"],
@@ -270,8 +271,8 @@ def _field(row: RowMapping) -> FieldInfo:
         samples=list(row["samples"] or []),
         min=row["min_value"],
         max=row["max_value"],
-        first_seen=_aware(row["first_seen"]),
-        last_seen=_aware(row["last_seen"]),
+        first_seen=stored_utc(row["first_seen"]),
+        last_seen=stored_utc(row["last_seen"]),
         count=row["records"],
         stale=row["stale"],
     )
@@ -286,12 +287,5 @@ def _event(row: RowMapping) -> SchemaEvent:
         new_type=row["new_type"],
         sample=row["sample"],
         schema_version=row["schema_version"],
-        at=_aware(row["at"]),  # type: ignore[arg-type]  # never NULL in this table
+        at=stored_utc(row["at"]),  # never NULL in this table
     )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """UTC-aware on both databases (SQLite hands back naive datetimes; all stored are UTC)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from workbench.catalog import tables as t
-from workbench.catalog.dialect import upsert
+from workbench.catalog.dialect import stored_utc, upsert
 from workbench.catalog.sketch import DistinctSketch
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError
@@ -404,11 +404,4 @@ def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a or b
-    return min(_aware(a), _aware(b))
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; everything stored is UTC.
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return min(stored_utc(a), stored_utc(b))

@@ -17,7 +17,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from argon2 import PasswordHasher
@@ -27,6 +27,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
+from workbench.catalog.dialect import stored_utc
 from workbench.core.clock import utcnow
 from workbench.core.errors import CatalogError, ConfigError, NotFoundError
 
@@ -270,10 +271,10 @@ class UserTables:
             row = conn.execute(query).mappings().first()
             if row is None:
                 return None
-            expires = _optional(row["expires_at"])
+            expires = stored_utc(row["expires_at"])
             if expires is not None and expires <= now:
                 return None
-            used = _optional(row["last_used_at"])
+            used = stored_utc(row["last_used_at"])
             if used is None or now - used >= LAST_USED_RESOLUTION:
                 conn.execute(
                     update(t.api_tokens)
@@ -297,20 +298,11 @@ def _check_role(role: str) -> None:
         raise ConfigError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}", role=role)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back naive; the catalog stores UTC only.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _optional(moment: datetime | None) -> datetime | None:
-    return _aware(moment) if moment is not None else None
-
-
 def _user(row: RowMapping) -> User:
     return User(
         name=row["name"],
         role=row["role"],
-        created_at=_aware(row["created_at"]),
+        created_at=stored_utc(row["created_at"]),
         has_password=row["password_hash"] is not None,
     )
 
@@ -320,8 +312,8 @@ def _token(m: RowMapping) -> TokenInfo:
         id=m["id"],
         user=m["user"],
         label=m["label"],
-        created_at=_aware(m["created_at"]),
-        expires_at=_optional(m["expires_at"]),
-        revoked_at=_optional(m["revoked_at"]),
-        last_used_at=_optional(m["last_used_at"]),
+        created_at=stored_utc(m["created_at"]),
+        expires_at=stored_utc(m["expires_at"]),
+        revoked_at=stored_utc(m["revoked_at"]),
+        last_used_at=stored_utc(m["last_used_at"]),
     )
