@@ -104,6 +104,7 @@ def test_a_terminal_batch_failure_is_not_restarted(spark: Any, tmp_path: Any) ->
             trigger="processing_time",
             interval_seconds=0.1,
             attempts=3,
+            failures=manager.failures,
         )
 
     stopped: list[tuple[str, str]] = []

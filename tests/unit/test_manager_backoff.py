@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from workbench.core.errors import ConfigError
-from workbench.streams.queries import _note_failure
 from workbench.streams.supervisor import HEALTHY_SECONDS, ManagedQuery, StreamManager
 
 BASE, CAP = 10.0, 45.0
@@ -159,7 +158,7 @@ def test_a_terminal_batch_failure_stops_the_query_for_good() -> None:
     manager.register("q", start)
     manager.start("q")
     # What start_batch_query keeps when a batch raises: the error as raised, by query name.
-    _note_failure("q", ConfigError("value rule 3 names no field", rule_id=3))
+    manager.failures.note("q", ConfigError("value rule 3 names no field", rule_id=3))
 
     manager.check()  # finds it failed, terminally
     for _ in range(3):

@@ -248,14 +248,18 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         checkpoints = settings.lake.checkpoints
         manager.register(
             enrichment.QUERY_NAME,
-            lambda: enrichment.start_enrichment(spark, settings, catalog, metrics=metrics),
+            lambda: enrichment.start_enrichment(
+                spark, settings, catalog, metrics=metrics, failures=manager.failures
+            ),
             lag=FileSourceLag(
                 settings.lake.bronze, checkpoint_path(checkpoints, enrichment.QUERY_NAME), spark
             ),
         )
         manager.register(
             gold.QUERY_NAME,
-            lambda: gold.start_gold(spark, settings, catalog, metrics=metrics),
+            lambda: gold.start_gold(
+                spark, settings, catalog, metrics=metrics, failures=manager.failures
+            ),
             lag=DeltaSourceLag(
                 settings.lake.silver_readings,
                 checkpoint_path(checkpoints, gold.QUERY_NAME),

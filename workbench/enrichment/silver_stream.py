@@ -24,6 +24,7 @@ from workbench.enrichment.normalization import (
 from workbench.metrics.engine import EngineMetrics
 from workbench.spark.delta import ensure_delta_table
 from workbench.streams.queries import (
+    BatchFailures,
     BatchFiles,
     TriggerMode,
     await_query,
@@ -84,6 +85,7 @@ def start_enrichment(
     *,
     trigger: TriggerMode = "processing_time",
     metrics: EngineMetrics | None = None,
+    failures: BatchFailures | None = None,
 ) -> StreamingQuery:
     """Start the bronze → silver query (named :data:`QUERY_NAME`).
 
@@ -93,6 +95,7 @@ def start_enrichment(
         store: where rules and devices are read and usage recorded (the catalog).
         trigger: ``processing_time`` for the service, ``available_now`` to drain and stop.
         metrics: the engine's metrics (step durations, counts, latencies).
+        failures: where a failing batch's error is kept (the stream manager's).
     """
     ensure_silver_table(spark, settings)
     files = BatchFiles(checkpoint_path(settings.lake.checkpoints, QUERY_NAME), spark)
@@ -106,6 +109,7 @@ def start_enrichment(
         trigger=trigger,
         interval_seconds=settings.engine.enrichment_trigger_seconds,
         attempts=settings.engine.batch_attempts,
+        failures=failures,
     )
 
 
@@ -121,4 +125,8 @@ def run_enrichment_once(
     Raises:
         EngineError: if a batch failed.
     """
-    await_query(start_enrichment(spark, settings, store, trigger="available_now", metrics=metrics))
+    failures = BatchFailures()
+    query = start_enrichment(
+        spark, settings, store, trigger="available_now", metrics=metrics, failures=failures
+    )
+    await_query(query, failures)

@@ -40,6 +40,7 @@ from workbench.metrics.engine import EngineMetrics
 from workbench.spark.delta import committed_since, latest_version
 from workbench.spark.files import LakeFiles
 from workbench.streams.queries import (
+    BatchFailures,
     TriggerMode,
     await_query,
     start_batch_query,
@@ -180,6 +181,7 @@ def start_computation(
     trigger: TriggerMode = "processing_time",
     metrics: EngineMetrics | None = None,
     on_batch: OnBatch | None = None,
+    failures: BatchFailures | None = None,
 ) -> StreamingQuery:
     """Start computation ``computation`` as query ``computation:<name>``.
 
@@ -212,6 +214,7 @@ def start_computation(
         trigger=trigger,
         interval_seconds=settings.engine.gold_trigger_seconds,
         attempts=settings.engine.batch_attempts,
+        failures=failures,
     )
 
 
@@ -228,9 +231,11 @@ def run_computation_once(
         ComputationError: the computation cannot be built.
         EngineError: if a batch failed.
     """
-    await_query(
-        start_computation(spark, settings, computation, trigger="available_now", on_batch=on_batch)
+    failures = BatchFailures()
+    query = start_computation(
+        spark, settings, computation, trigger="available_now", on_batch=on_batch, failures=failures
     )
+    await_query(query, failures)
 
 
 def drop_computation(spark: SparkSession, settings: Settings, name: str) -> None:

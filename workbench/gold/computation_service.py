@@ -213,6 +213,7 @@ class StreamComputations:
                 computation,
                 metrics=self.metrics,
                 on_batch=self._on_batch,
+                failures=self.manager.failures,
             ),
             lag=DeltaSourceLag(
                 self.settings.lake.silver_readings,

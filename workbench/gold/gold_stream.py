@@ -39,6 +39,7 @@ from workbench.spark.delta import (
 )
 from workbench.streams.latency import bucket_counts, frame_epoch_seconds
 from workbench.streams.queries import (
+    BatchFailures,
     BatchWatermark,
     TriggerMode,
     await_query,
@@ -270,6 +271,7 @@ def start_gold(
     *,
     trigger: TriggerMode = "processing_time",
     metrics: EngineMetrics | None = None,
+    failures: BatchFailures | None = None,
 ) -> StreamingQuery:
     """Start the silver → gold query (named :data:`QUERY_NAME`), watermarked on ``event_time``
     by ``engine.watermark``."""
@@ -286,6 +288,7 @@ def start_gold(
         trigger=trigger,
         interval_seconds=settings.engine.gold_trigger_seconds,
         attempts=settings.engine.batch_attempts,
+        failures=failures,
     )
 
 
@@ -301,7 +304,11 @@ def run_gold_once(
     Raises:
         EngineError: if a batch failed.
     """
-    await_query(start_gold(spark, settings, store, trigger="available_now", metrics=metrics))
+    failures = BatchFailures()
+    query = start_gold(
+        spark, settings, store, trigger="available_now", metrics=metrics, failures=failures
+    )
+    await_query(query, failures)
 
 
 __all__ = ["QUERY_NAME", "GoldProcessor", "run_gold_once", "start_gold"]

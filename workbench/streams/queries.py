@@ -68,8 +68,12 @@ def start_query(
     return query
 
 
-def await_query(query: StreamingQuery) -> None:
+def await_query(query: StreamingQuery, failures: BatchFailures | None = None) -> None:
     """Wait for a query to finish.
+
+    Args:
+        query: the query.
+        failures: where its batches' failures were kept (see :func:`start_batch_query`).
 
     Raises:
         WorkbenchError: the terminal error that failed one of its batches, as raised.
@@ -78,7 +82,7 @@ def await_query(query: StreamingQuery) -> None:
     try:
         query.awaitTermination()
     except StreamingQueryException as err:
-        failure = batch_failure(query.name)
+        failure = failures.take(query.name) if failures is not None else None
         if failure is not None and is_terminal(failure):
             raise failure from err
         raise EngineError(f"stream {query.name} failed: {err}", query=query.name) from err
@@ -86,25 +90,32 @@ def await_query(query: StreamingQuery) -> None:
 
 # -- why a batch failed ------------------------------------------------------------------------
 
-# An error raised in ``foreachBatch`` reaches the query's ``exception()`` as JVM text only; its
-# class (terminal or not) and code are kept here, by query name, for the stream manager.
-_failures: dict[str, BaseException] = {}
-_failures_lock = threading.Lock()
 
+class BatchFailures:
+    """The error that failed each query's last batch, by query name.
 
-def _note_failure(query: str, err: BaseException) -> None:
-    with _failures_lock:
-        _failures[query] = err
-
-
-def batch_failure(query: str) -> BaseException | None:
-    """Take the error that failed the last batch of ``query`` in this process (None if none).
-
-    Each failure is given out once: the stream manager takes it when it finds the query
-    stopped, and before it starts the query again (a stale one must not stop the new run).
+    An error raised in ``foreachBatch`` reaches the query's ``exception()`` as JVM text only;
+    its class (terminal or not) and code are kept here for whoever waits for or supervises the
+    query. The stream manager owns one and hands it to every query it starts.
     """
-    with _failures_lock:
-        return _failures.pop(query, None)
+
+    def __init__(self) -> None:
+        self._errors: dict[str, BaseException] = {}
+        self._lock = threading.Lock()
+
+    def note(self, query: str, err: BaseException) -> None:
+        """Keep ``err`` as the reason the last batch of ``query`` failed."""
+        with self._lock:
+            self._errors[query] = err
+
+    def take(self, query: str) -> BaseException | None:
+        """Take the error that failed the last batch of ``query`` (None if none).
+
+        Each failure is given out once: the stream manager takes it when it finds the query
+        stopped, and before it starts the query again (a stale one must not stop the new run).
+        """
+        with self._lock:
+            return self._errors.pop(query, None)
 
 
 # -- lag behind the input ----------------------------------------------------------------------
@@ -444,12 +455,13 @@ def start_batch_query(
     interval_seconds: float,
     attempts: int,
     checkpoint: str | None = None,
+    failures: BatchFailures | None = None,
 ) -> StreamingQuery:
     """Start ``source`` as query ``name`` whose micro-batches go to a handler.
 
     The handler is made on the first batch with the query's Delta ``txnAppId``
     (:func:`query_app_id`) and each batch runs through :func:`run_batch_with_retries`; the
-    error that fails a batch is kept for :func:`batch_failure`. ``checkpoint`` is as for
+    error that fails a batch is kept in ``failures``. ``checkpoint`` is as for
     :func:`start_query`.
     """
     handlers: dict[str, BatchHandler] = {}
@@ -458,7 +470,8 @@ def start_batch_query(
         try:
             _run(batch, batch_id)
         except Exception as err:
-            _note_failure(name, err)
+            if failures is not None:
+                failures.note(name, err)
             raise
 
     def _run(batch: DataFrame, batch_id: int) -> None:

@@ -11,8 +11,8 @@ nothing of what each query does, so the engine manages enrichment and gold strea
   ``min(cap, base * 2**(failures-1))`` seconds first, so a query that keeps failing does not
   spin; a query that ran :data:`HEALTHY_SECONDS` before failing starts the backoff afresh.
   A query whose batch (or start) failed with a terminal error
-  (:func:`~workbench.core.errors.is_terminal`, kept by
-  :func:`~workbench.streams.queries.batch_failure`) is not restarted: its status says
+  (:func:`~workbench.core.errors.is_terminal`, kept in the manager's
+  :class:`~workbench.streams.queries.BatchFailures`) is not restarted: its status says
   ``failed`` with the error's code and ``restart_scheduled`` false until it is started by
   name. Transient and unknown failures (a lost executor looks like any Spark error) are
   restarted with the capped backoff.
@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from pyspark.sql.streaming import StreamingQuery
 
 from workbench.core.errors import EngineError, NotFoundError, error_code, is_terminal
-from workbench.streams.queries import batch_failure
+from workbench.streams.queries import BatchFailures
 from workbench.streams.status import Lag, State, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ class StreamManager:
         on_failure: Callable[[str, str], None] | None = None,
         on_terminal: Callable[[str, str], None] | None = None,
     ) -> None:
+        #: Hand this to every query registered here (``start_batch_query(failures=...)``): it is
+        #: how the manager tells a terminal batch failure from one worth a restart.
+        self.failures = BatchFailures()
         self._queries: dict[str, ManagedQuery] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -238,7 +241,7 @@ class StreamManager:
         return risen
 
     def _start(self, managed: ManagedQuery) -> None:
-        batch_failure(managed.name)  # a failure of an earlier run must not stop this one
+        self.failures.take(managed.name)  # a failure of an earlier run must not stop this one
         managed.query = managed.start()
         managed.started_at = time.monotonic()
 
@@ -279,7 +282,7 @@ class StreamManager:
         if query is not None:
             # Newly found stopped: record why, schedule the restart (unless it was terminal).
             error = query.exception()
-            failure = batch_failure(managed.name)
+            failure = self.failures.take(managed.name)
             managed.last_error = (
                 str(failure)
                 if failure is not None
