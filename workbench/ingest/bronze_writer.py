@@ -14,8 +14,10 @@ more, keeps every buffered row in memory unacknowledged (senders still hold them
 redelivers, a push sender gets no answer), ``add`` blocks like a full buffer, and
 :attr:`BronzeWriter.failure` holds the error with its code for health, metrics
 (``workbench_component_failures_total{component="bronze_writer"}``) and logs.
-:meth:`BronzeWriter.resume` retries the kept rows once the cause is fixed. The flusher thread
-never dies.
+An operator recovers by fixing the cause and restarting the ingest service: nothing kept was
+acknowledged, so the broker redelivers it and push senders, who got no answer, send it again.
+(:meth:`BronzeWriter.resume` retries the kept rows in-process; no route calls it yet.) The
+flusher thread never dies.
 """
 
 from __future__ import annotations
