@@ -295,6 +295,28 @@ class MaintenanceSettings(BaseModel):
         return self
 
 
+class AuthSettings(BaseModel):
+    """Who may call the services, and the secrets services hold (never printed).
+
+    Every HTTP route but the bare liveness ``/health`` needs an API token
+    (``Authorization: Bearer wbt_...``); users and tokens live in the catalog
+    (``workbench users``). Clients (the CLI, kernels, Voila apps) take theirs from ``token`` or,
+    when unset, from ``token_file`` (written by ``workbench login``).
+    """
+
+    token: SecretStr | None = None
+    """The API token this client sends (``WORKBENCH__AUTH__TOKEN``)."""
+    token_file: str = "~/.config/workbench/token"
+    """Where ``workbench login`` keeps the token (mode 0600)."""
+    scrape_token: SecretStr | None = None
+    """Bearer token Prometheus presents to ``/metrics`` (admin API tokens work too)."""
+    connect_token: SecretStr | None = None
+    """Spark Connect's own token: held by the services and admins only. ``workbench up``
+    generates one when unset; an engine serving Spark Connect without one refuses to start."""
+    api_docs: bool = False
+    """Serve the OpenAPI docs (``/docs``, ``/openapi.json``) to admins."""
+
+
 class Settings(BaseSettings):
     """Every setting of the workbench, grouped by section."""
 
@@ -317,6 +339,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     """Retention per layer, compaction, VACUUM and their schedule."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     log_level: str = "INFO"
 
     @model_validator(mode="after")
