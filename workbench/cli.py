@@ -80,7 +80,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sources(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.api.ingest_client import IngestClient
+    from workbench.client.ingest_client import IngestClient
 
     client = IngestClient(settings)
     action, name = args.sources_command, str(getattr(args, "name", None) or "")
@@ -106,7 +106,7 @@ def _sources(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _streams(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.api.engine_client import EngineClient
+    from workbench.client.engine_client import EngineClient
 
     client = EngineClient(settings)
     action = args.streams_command
@@ -116,6 +116,40 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
         result = getattr(client, action)(args.name).to_dict()
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _sql(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.client.engine_client import EngineClient
+
+    params = dict(_pair(p) for p in args.param)
+    text = sys.stdin.read() if args.query == "-" else args.query
+    client = EngineClient(settings)
+    try:
+        if args.computation:
+            answer = client.run_computation(text, parameters=params, limit=args.limit)
+        else:
+            answer = client.query(text, parameters=params, limit=args.limit)
+    finally:
+        client.close()
+    if args.json:
+        rows = [dict(zip([n for n, _ in answer.columns], r, strict=True)) for r in answer.rows]
+        print(json.dumps(rows, default=str))
+    else:
+        frame = answer.to_pandas()
+        print(frame.to_string(index=False) if not frame.empty else "(no rows)")
+    more = f", truncated at {answer.limit} (--limit)" if answer.truncated else ""
+    print(
+        f"{len(answer.rows)} rows, sensitivity {answer.sensitivity}{more}, {answer.seconds:.2f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"-p takes NAME=VALUE, got {text!r}")
+    return key, value
 
 
 def _maintain(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,6 +167,79 @@ def _maintain(settings: Settings, args: argparse.Namespace) -> int:
         on_result=lambda result: print(result.summary(), flush=True),
     )
     return 1 if any(r.error for r in results) else 0
+
+
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    """Users and tokens, straight in the catalog: whoever may open the catalog administers it
+    (this is how the first admin is made)."""
+    from dataclasses import asdict
+
+    from workbench.catalog.store import Catalog
+
+    catalog = Catalog(settings.catalog.url)
+    try:
+        action = args.users_command
+        if action == "list":
+            print(json.dumps([asdict(u) for u in catalog.list_users()], indent=2, default=str))
+            return 0
+        if action == "tokens":
+            infos = catalog.list_tokens(args.name)
+            print(json.dumps([asdict(i) for i in infos], indent=2, default=str))
+            return 0
+        if action == "delete":
+            catalog.delete_user(args.name)
+            print(json.dumps({"deleted": args.name}))
+            return 0
+        if action == "revoke":
+            catalog.revoke_token(args.token_id)
+            print(json.dumps({"revoked": args.token_id}))
+            return 0
+        if action == "add":
+            password = _read_password(args) if args.password else None
+            user = catalog.add_user(args.name, args.role, password=password)
+            print(f"created user {user.name!r} with role {user.role!r}", file=sys.stderr)
+        days = None if args.days == 0 else args.days
+        token = catalog.issue_token(args.name, label=args.label, days=days)
+        until = token.info.expires_at.isoformat() if token.info.expires_at else "revoked"
+        print(f"token {token.info.id} for {args.name!r}, valid until {until}:", file=sys.stderr)
+        print(token.value)  # the last line, alone, so scripts can take it
+        return 0
+    finally:
+        catalog.close()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if first != getpass.getpass("again: "):
+        raise ConfigError("the two passwords differ; nothing was created")
+    return first
+
+
+def _login(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from pydantic import SecretStr
+
+    from workbench.client.credentials import save_token, sign_in, who_am_i
+
+    if args.token_stdin:
+        token = SecretStr(sys.stdin.readline().strip())
+    else:
+        user = args.user or input("user: ")
+        password = (
+            sys.stdin.readline().rstrip("\n")
+            if not sys.stdin.isatty()
+            else getpass.getpass(f"password for {user}: ")
+        )
+        token = sign_in(settings, user, SecretStr(password), days=args.days)
+    identity = who_am_i(settings, token)  # never save a token the services refuse
+    path = save_token(settings, token)
+    print(f"signed in as {identity['user']!r} ({identity['role']}); token saved to {path}")
+    return 0
 
 
 def _settings_show(settings: Settings, _args: argparse.Namespace) -> int:
@@ -213,6 +320,42 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("start", "stop", "restart"):
         st.add_parser(action, help=f"{action} a query by name").add_argument("name")
     streams.set_defaults(handler=_streams)
+    users = sub.add_parser("users", help="users, roles and API tokens (on the catalog)")
+    us = users.add_subparsers(dest="users_command", required=True)
+    us.add_parser("list", help="every user with role")
+    new_user = us.add_parser("add", help="create a user; prints a first token as the last line")
+    new_user.add_argument("name")
+    new_user.add_argument("--role", required=True, choices=["viewer", "user", "admin"])
+    new_user.add_argument(
+        "--password", action="store_true", help="also set a password (prompted, or from stdin)"
+    )
+    us.add_parser("delete", help="delete a user and every token of theirs").add_argument("name")
+    issue = us.add_parser("token", help="issue a token for a user; printed as the last line")
+    issue.add_argument("name")
+    for p in (new_user, issue):
+        p.add_argument("--days", type=float, default=90, help="lifetime (0: until revoked)")
+        p.add_argument("--label", default="cli", help="what the token is for")
+    us.add_parser("tokens", help="issued tokens (never their values)").add_argument(
+        "name", nargs="?"
+    )
+    us.add_parser("revoke", help="revoke a token by id").add_argument("token_id", type=int)
+    users.set_defaults(handler=_users)
+    login = add("login", _login, "sign in and save the token for the CLI and kernels")
+    login.add_argument("--user", default=None, help="user name (prompted when left out)")
+    login.add_argument("--days", type=float, default=30, help="token lifetime in days")
+    login.add_argument(
+        "--token-stdin", action="store_true", help="save a token read from stdin instead"
+    )
+    sql = add("sql", _sql, "run one read-only query on the engine's query service")
+    sql.add_argument("query", help="Spark SQL text ('-' reads it from stdin)")
+    sql.add_argument("--limit", type=int, default=1000, help="most rows (default 1000)")
+    sql.add_argument(
+        "-p", "--param", action="append", default=[], help="NAME=VALUE for :NAME (repeatable)"
+    )
+    sql.add_argument(
+        "--computation", action="store_true", help="QUERY names a saved computation to run"
+    )
+    sql.add_argument("--json", action="store_true", help="print rows as JSON objects")
     add("settings", _settings_show, "print the effective settings as JSON (secrets masked)")
     maintain = add("maintain", _maintain, "lake maintenance: retention, compaction, VACUUM")
     maintain.add_argument(

@@ -10,7 +10,7 @@ import pytest
 from tests.fixtures.services import IngestProcess, make_settings
 from tests.integration.conftest import wait_for
 from tests.integration.test_ingest import publish
-from workbench.api.ingest_client import IngestClient
+from workbench.client.ingest_client import IngestClient
 from workbench.catalog.store import Catalog
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 from tests.fixtures.services import Broker, IngestProcess, make_settings
 from tests.integration.conftest import read_bronze, wait_for
 from tests.integration.test_ingest import publish, readings
-from workbench.api.ingest_client import IngestClient
+from workbench.client.ingest_client import IngestClient
 from workbench.core.errors import CatalogError, ConfigError, NotFoundError
 from workbench.core.settings import Settings
 

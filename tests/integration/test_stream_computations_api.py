@@ -28,7 +28,7 @@ def test_stream_computation_lifecycle_over_http(
     write_bronze: WriteBronze,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from workbench.api.engine_client import EngineClient
+    from workbench.client.engine_client import EngineClient
     from workbench.spark.session import connect_session
 
     # A Connect session sets SPARK_CONNECT_MODE_ENABLED for the whole process; scoped to this

@@ -74,7 +74,7 @@ def test_by_name_over_http_and_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from workbench import cli
-    from workbench.api.engine_client import EngineClient
+    from workbench.client.engine_client import EngineClient
 
     manager.register("ticks", lambda: _rate_query(spark, "ticks"))
     manager.start_all(poll_seconds=3600)  # the test drives the monitor with check()

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from tests.fixtures.services import make_settings
-from workbench.api.http_errors import answer_error, install_error_handlers
+from workbench.api.http_errors import install_error_handlers
+from workbench.client.answers import answer_error
 from workbench.core.errors import (
     CatalogError,
     ComputationError,

@@ -1,7 +1,7 @@
 """Turn a computation's result into a plotly figure, and tell how fresh the data is.
 
 Pure functions on small pandas frames: no Spark, no widgets, no I/O. The widgets and the
-dashboard call these after :func:`workbench.analytics.computations.run_computation`.
+dashboard call these on the rows the query service answered.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The engine process: Spark driver, enrichment and gold streams, Spark Connect, HTTP API.
 
 Run as ``python -m workbench.api.engine_app`` (settings from ``WORKBENCH__*`` variables) or via
-:func:`run_engine`. Endpoints: ``GET /health`` (ok + the Spark Connect URL), ``GET /status``
-(per query: state, progress, rows/s, last batch duration, restarts, error and its code, lag
-behind its input), ``GET /metrics`` (Prometheus), the stream controls of
+:func:`run_engine`. Endpoints: ``GET /health`` (open liveness: the status word only),
+``GET /status`` (per query: state, progress, rows/s, last batch duration, restarts, error and
+its code, lag behind its input), ``GET /metrics`` (Prometheus, scrape token), the stream
+controls of
 :mod:`workbench.api.engine_routes` and the stream computations of
 :mod:`workbench.api.stream_computation_routes` (one managed query ``computation:<name>``
 each). SIGTERM or SIGINT stops the HTTP server, then each query after its running batch
@@ -28,10 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
-from workbench.api.computation_routes import build_computation_router
+from workbench.analytics.computation_runner import Computations
+from workbench.analytics.query_service import QueryService
+from workbench.api.auth import Gate
 from workbench.api.engine_routes import build_stream_router
 from workbench.api.http_errors import install_error_handlers
+from workbench.api.query_routes import build_query_router
 from workbench.api.stream_computation_routes import build_stream_computation_router
+from workbench.api.user_routes import build_user_router
 from workbench.catalog.store import Catalog
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
@@ -183,30 +188,44 @@ def build_engine_app(
     settings: Settings,
     manager: StreamManager,
     metrics: EngineMetrics,
+    catalog: Catalog,
     computations: StreamComputations | None = None,
+    queries: Computations | None = None,
 ) -> FastAPI:
-    """The engine's HTTP API over a running stream manager (and its stream computations)."""
-    app = FastAPI(title="workbench engine")
+    """The engine's HTTP API over a running stream manager (and its stream computations);
+    every route but ``/health`` passes ``gate`` (:mod:`workbench.api.auth`)."""
+    app = FastAPI(title="workbench engine", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
+    gate = Gate(catalog.identify, scrape_token=settings.auth.scrape_token)
+    gate.install_docs(app, enabled=settings.auth.api_docs)
+    app.include_router(build_user_router(catalog, gate))
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
-    app.include_router(build_stream_router(manager))
-    app.include_router(build_computation_router(metrics))
+    app.include_router(build_stream_router(manager, gate))
+    if queries is not None:
+        app.include_router(
+            build_query_router(
+                queries.service,
+                queries,
+                gate,
+                timeout_seconds=settings.engine.query_timeout_seconds,
+            )
+        )
     if computations is not None:
-        app.include_router(build_stream_computation_router(computations))
+        app.include_router(build_stream_computation_router(computations, gate))
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        """Liveness for probes: the status word, nothing else."""
+        return {"status": "ok"}
+
+    @app.get("/status", dependencies=[gate.role("user")])
+    def status() -> dict[str, Any]:
         return {
-            "status": "ok",
-            "connect_url": settings.engine.connect_url,
             "active_streams": manager.active_count(),
+            "queries": [s.to_dict() for s in manager.status()],
         }
 
-    @app.get("/status")
-    def status() -> dict[str, Any]:
-        return {"queries": [s.to_dict() for s in manager.status()]}
-
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[gate.scraper()])
     def prometheus() -> Response:
         for query in manager.status():
             metrics.stream_status.labels(metrics.pod, query.name).set(int(query.active))
@@ -266,6 +285,15 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
                 spark,
             ),
         )
+        queries = Computations(
+            QueryService(
+                spark,
+                catalog,
+                max_limit=settings.engine.query_max_rows,
+                observer=metrics.computation_executed,
+            ),
+            catalog,
+        )
         computations = StreamComputations(spark, settings, catalog, manager, metrics=metrics)
         computations.register_all()
         manager.watch_schema(
@@ -277,7 +305,14 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
         maintenance.start()
         server = uvicorn.Server(
             uvicorn.Config(
-                build_engine_app(settings, manager, metrics, computations),
+                build_engine_app(
+                    settings,
+                    manager,
+                    metrics,
+                    catalog,
+                    computations,
+                    queries,
+                ),
                 host=settings.engine.host,
                 port=settings.engine.port,
                 log_level="warning",

@@ -5,8 +5,8 @@ A service answers a :class:`WorkbenchError` with the class's ``status`` and the 
 :func:`install_error_handlers` installs that on an app, for FastAPI's request validation too
 (:class:`InvalidRequestError`, 422, the problems in ``fields["problems"]``) and for an
 unexpected exception (:class:`InternalError`, 500). A client rebuilds the same class from the
-code with :func:`answer_error` (from the status when the code is unknown), so a transient error
-on the service is a transient error for the caller.
+code with :func:`workbench.client.answers.answer_error` (from the status when the code is
+unknown), so a transient error on the service is a transient error for the caller.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import logging
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,7 +23,6 @@ from workbench.core.errors import (
     InternalError,
     InvalidRequestError,
     WorkbenchError,
-    error_class,
     is_terminal,
 )
 from workbench.core.masking import mask_text
@@ -73,23 +71,3 @@ def install_error_handlers(app: FastAPI) -> None:
             mask_text(f"{type(err).__name__}: {err}"),
         )
         return error_response(InternalError(f"{type(err).__name__}: {err}"))
-
-
-def answer_error(response: httpx.Response) -> WorkbenchError:
-    """The :class:`WorkbenchError` an unsuccessful answer stands for: the class of its code,
-    or of its status when the body has no known code (a proxy's page, a route not found)."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {"message": response.text}
-    message = body.get("message") or body.get("detail") or response.text
-    fields = body.get("fields")
-    if not isinstance(fields, dict):
-        fields = {}
-    cls = error_class(body.get("code"), response.status_code)
-    try:
-        return cls(str(message), **fields)
-    except TypeError:  # a class with a constructor of its own: keep the code's meaning in text
-        return WorkbenchError(str(message), **fields)

@@ -1,10 +1,12 @@
 """The ingest process: sources, bronze writer, metadata extraction, and its HTTP API.
 
-Endpoints: ``POST /api/push/{source}`` (REST push, answers once the records are durable),
-``GET /health`` (503 while ``degraded`` or ``failed``), ``GET /ready``, ``GET /metrics``
-(Prometheus), the metadata API (``/api/metadata/...``, see ``metadata_routes``). Errors answer
-``{code, message, fields}`` with their class's status (:mod:`workbench.api.http_errors`). No
-JVM is ever loaded here.
+Endpoints: ``POST /api/push/{source}`` (REST push, answers once the records are durable;
+the source's own token, or an API token of a user), ``GET /health`` (open liveness: the status
+word only, 503 while ``degraded`` or ``failed``), ``GET /api/health`` (the full report),
+``GET /api/loss``, ``GET /metrics`` (Prometheus, scrape token), the source routes and the
+metadata API (``/api/metadata/...``, see ``metadata_routes``). Every route but ``/health``
+needs a token (:mod:`workbench.api.auth`). Errors answer ``{code, message, fields}`` with their
+class's status (:mod:`workbench.api.http_errors`). No JVM is ever loaded here.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from workbench.api.auth import Gate, bearer_token
 from workbench.api.http_errors import error_response, install_error_handlers
 from workbench.api.metadata_routes import build_metadata_router
 from workbench.api.source_routes import build_source_router
+from workbench.api.user_routes import build_user_router
 from workbench.catalog.extraction import MetadataExtractor
 from workbench.catalog.records import LossRow
 from workbench.catalog.store import Catalog
 from workbench.connectors.registry import default_registry
 from workbench.connectors.rest_push import RecordResult
-from workbench.core.errors import PayloadTooLargeError, UnauthorizedError
+from workbench.core.errors import ForbiddenError, PayloadTooLargeError, UnauthorizedError
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.ingest.service import IngestService, prepare_ingest_process
 from workbench.ingest.spill import build_storage
@@ -83,11 +87,21 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             catalog.close()
             log.info("ingest service stopped flushed_all=%s", clean)
 
-    app = FastAPI(title="workbench ingest", lifespan=lifespan)
+    app = FastAPI(
+        title="workbench ingest",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     install_error_handlers(app)
+    gate = Gate(catalog.identify, scrape_token=settings.auth.scrape_token)
+    gate.install_docs(app, enabled=settings.auth.api_docs)
     app.state.service = service
-    app.include_router(build_source_router(service.sources))
-    app.include_router(build_metadata_router(catalog))
+    app.include_router(build_source_router(service.sources, gate))
+    app.include_router(build_metadata_router(catalog, gate))
+    app.include_router(build_user_router(catalog, gate))
+    user = gate.role("user")
 
     # Parsing a body is CPU work under the GIL: more bodies parsed at once than there are cores
     # only adds memory (their envelopes) and thread switching, never throughput. Waiting for
@@ -99,14 +113,18 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         # In the thread pool: the catalog read can wait on SQLite's lock, never on the loop.
         iid, config = await run_in_threadpool(service.sources.push_ingestion_id, source)
         token = config.get("token")
-        presented = request.headers.get("authorization", "").encode()
-        # Compared in constant time: a byte-by-byte compare tells an attacker how much matched.
-        if token and not hmac.compare_digest(presented, f"Bearer {token}".encode()):
-            return error_response(
-                UnauthorizedError(
-                    f"source {source!r} needs 'Authorization: Bearer <token>'", source=source
+        if token:
+            presented = (bearer_token(request) or "").encode()
+            # Constant time: a byte-by-byte compare tells an attacker how much matched.
+            if not hmac.compare_digest(presented, str(token).encode()):
+                return error_response(
+                    UnauthorizedError(
+                        f"source {source!r} needs 'Authorization: Bearer <the source's token>'",
+                        source=source,
+                    )
                 )
-            )
+        else:  # a source without a token of its own takes readings from users only
+            await run_in_threadpool(_push_allowed, gate, request)
         limit = int(config.get("max_body_bytes") or settings.ingest.max_body_bytes)
         declared = int(request.headers.get("content-length") or 0)
         if declared > limit:
@@ -139,7 +157,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         await durable
         return Response(push_answer(results), media_type="application/json")
 
-    @app.get("/api/loss")
+    @app.get("/api/loss", dependencies=[user])
     async def loss() -> list[dict[str, Any]]:
         """Per-dataset loss accounting: stored counters plus those not yet written."""
         stored = {r.ingestion_id: r for r in await run_in_threadpool(catalog.loss_accounting)}
@@ -149,10 +167,16 @@ def build_ingest_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
+        """Liveness for probes and load balancers: the status word, nothing else."""
+        status = service.health()["status"]
+        return JSONResponse({"status": status}, status_code=200 if status == "ok" else 503)
+
+    @app.get("/api/health", dependencies=[user])
+    async def health_report() -> JSONResponse:
         report = service.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
-    @app.get("/ready")
+    @app.get("/api/ready", dependencies=[user])
     async def ready() -> JSONResponse:
         """Ready once every running source is connected (a load balancer's question)."""
         sources = service.sources.health()
@@ -161,12 +185,21 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             {"ready": not waiting, "waiting_for": waiting}, status_code=503 if waiting else 200
         )
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[gate.scraper()])
     async def prometheus() -> Response:
         service.health()  # refreshes the spill gauges
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _push_allowed(gate: Gate, request: Request) -> None:
+    identity = gate.identity(request)
+    if not identity.has_role("user"):
+        raise ForbiddenError(
+            "pushing readings to a source without a token of its own needs the role 'user'",
+            needs="user",
+        )
 
 
 def _write_loss(service: IngestService, catalog: Catalog) -> None:

@@ -14,12 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
+from workbench.api.auth import Gate
 from workbench.catalog.store import Catalog
 
 
-def build_metadata_router(catalog: Catalog) -> APIRouter:
+def build_metadata_router(catalog: Catalog, gate: Gate) -> APIRouter:
     """The routes, reading ``catalog`` (each call on a worker thread: the DB is blocking)."""
-    router = APIRouter(prefix="/api/metadata")
+    router = APIRouter(prefix="/api/metadata", dependencies=[gate.role("user")])
 
     @router.get("/datasets")
     async def datasets() -> list[dict[str, Any]]:

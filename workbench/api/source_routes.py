@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from workbench.api.auth import Gate
 from workbench.ingest.sources import SourceManager
 
 
@@ -32,7 +33,7 @@ class ConfigIn(BaseModel):
     config: dict[str, Any]
 
 
-def build_source_router(sources: SourceManager) -> APIRouter:
+def build_source_router(sources: SourceManager, gate: Gate) -> APIRouter:
     """The routes, bound to this process's source manager.
 
     Every answer carrying a config masks its secrets (fields the type's schema marks secret,
@@ -40,12 +41,14 @@ def build_source_router(sources: SourceManager) -> APIRouter:
     masks unchanged keeps the stored secrets.
     """
     router = APIRouter(prefix="/api")
+    # Users read sources and their health (configs masked); only admins change them.
+    read, admin = gate.role("user"), gate.role("admin")
 
     def _public(record: dict[str, Any]) -> dict[str, Any]:
         config = record.get("config") or {}
         return {**record, "config": sources.registry.public_config(record["type"], config)}
 
-    @router.get("/connector-types")
+    @router.get("/connector-types", dependencies=[read])
     async def connector_types() -> list[dict[str, Any]]:
         return [
             {
@@ -56,7 +59,7 @@ def build_source_router(sources: SourceManager) -> APIRouter:
             for n in sources.registry.names()
         ]
 
-    @router.get("/sources")
+    @router.get("/sources", dependencies=[read])
     async def list_sources() -> list[dict[str, Any]]:
         health = {h.name: h.to_dict() for h in await run_in_threadpool(sources.health)}
         return [
@@ -64,24 +67,24 @@ def build_source_router(sources: SourceManager) -> APIRouter:
             for n, r in (await run_in_threadpool(sources.records)).items()
         ]
 
-    @router.post("/sources", status_code=201)
+    @router.post("/sources", status_code=201, dependencies=[admin])
     async def create_source(body: SourceIn) -> dict[str, Any]:
         return _public(await run_in_threadpool(sources.create, body.name, body.type, body.config))
 
-    @router.get("/sources/{name}")
+    @router.get("/sources/{name}", dependencies=[read])
     async def get_source(name: str) -> dict[str, Any]:
         return _public(await run_in_threadpool(sources.record, name))
 
-    @router.put("/sources/{name}")
+    @router.put("/sources/{name}", dependencies=[admin])
     async def update_source(name: str, body: ConfigIn) -> dict[str, Any]:
         return _public(await run_in_threadpool(sources.update, name, body.config))
 
-    @router.delete("/sources/{name}")
+    @router.delete("/sources/{name}", dependencies=[admin])
     async def delete_source(name: str) -> dict[str, str]:
         await run_in_threadpool(sources.delete, name)
         return {"deleted": name}
 
-    @router.post("/sources/{name}/{action}")
+    @router.post("/sources/{name}/{action}", dependencies=[admin])
     async def act(name: str, action: str) -> dict[str, Any]:
         handlers = {"start": sources.start, "stop": sources.stop, "restart": sources.restart}
         if action not in handlers:
@@ -92,7 +95,7 @@ def build_source_router(sources: SourceManager) -> APIRouter:
         [health] = await run_in_threadpool(sources.health, name)
         return health.to_dict()
 
-    @router.get("/sources/{name}/health")
+    @router.get("/sources/{name}/health", dependencies=[read])
     async def source_health(name: str) -> dict[str, Any]:
         [health] = await run_in_threadpool(sources.health, name)
         return health.to_dict()

@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from workbench.api.auth import Gate
 from workbench.gold.computation_service import StreamComputations
 
 
@@ -39,15 +40,17 @@ class StreamComputationChange(BaseModel):
     enabled: bool | None = None
 
 
-def build_stream_computation_router(computations: StreamComputations) -> APIRouter:
+def build_stream_computation_router(computations: StreamComputations, gate: Gate) -> APIRouter:
     """The routes, bound to this engine's stream computations."""
     router = APIRouter(prefix="/api/stream-computations")
+    # Users read and write computations; deleting one drops its table: admins only.
+    user, admin = gate.role("user"), gate.role("admin")
 
-    @router.get("")
+    @router.get("", dependencies=[user])
     async def list_computations() -> list[dict[str, Any]]:
         return await run_in_threadpool(computations.list)
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, dependencies=[user])
     async def create_computation(body: StreamComputationIn) -> dict[str, Any]:
         return await run_in_threadpool(
             computations.create,
@@ -57,11 +60,11 @@ def build_stream_computation_router(computations: StreamComputations) -> APIRout
             enabled=body.enabled,
         )
 
-    @router.get("/{name}")
+    @router.get("/{name}", dependencies=[user])
     async def get_computation(name: str) -> dict[str, Any]:
         return await run_in_threadpool(computations.get, name)
 
-    @router.put("/{name}")
+    @router.put("/{name}", dependencies=[user])
     async def update_computation(name: str, body: StreamComputationChange) -> dict[str, Any]:
         return await run_in_threadpool(
             computations.update,
@@ -71,7 +74,7 @@ def build_stream_computation_router(computations: StreamComputations) -> APIRout
             enabled=body.enabled,
         )
 
-    @router.delete("/{name}")
+    @router.delete("/{name}", dependencies=[admin])
     async def delete_computation(name: str) -> dict[str, str]:
         await run_in_threadpool(computations.delete, name)
         return {"deleted": name}

@@ -120,6 +120,21 @@ def _users_and_tokens(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _audit_and_computation_labels(conn: Connection) -> None:
+    t.audit_log.create(conn, checkfirst=True)
+    columns = {c["name"] for c in inspect(conn).get_columns(t.computations.name)}
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    added = {
+        "parameters": "JSON",
+        "sensitivity": "VARCHAR(20)",
+        "declassified": f"BOOLEAN NOT NULL DEFAULT {false}",
+        "owner": "VARCHAR(64)",
+    }
+    for name, kind in added.items():
+        if name not in columns:
+            conn.execute(text(f"ALTER TABLE computations ADD COLUMN {name} {kind}"))
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -135,6 +150,9 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "user-defined stream computations", _stream_computations),
     Migration(7, "distinct sensors per dataset (sketch and estimate)", _distinct_sensors),
     Migration(8, "users and API tokens", _users_and_tokens),
+    Migration(
+        9, "audit log; computation parameters, labels, owners", _audit_and_computation_labels
+    ),
 ]
 
 

@@ -56,6 +56,31 @@ class RuleUsage:
         return self.rule.id
 
 
+#: The types a computation parameter may have (bound as Spark SQL parameters).
+PARAMETER_TYPES = ("string", "int", "double", "boolean", "date", "timestamp")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed parameter of a computation, written ``:name`` in its SQL."""
+
+    name: str
+    type: str = "string"
+    """One of :data:`PARAMETER_TYPES`."""
+    default: Any = None
+    """Used when a run gives no value; ``None``: the run must give one."""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored and answered."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "description": self.description,
+        }
+
+
 @dataclass(frozen=True)
 class Computation:
     """A saved Spark SQL query over the catalog tables, with how to show it."""
@@ -67,6 +92,14 @@ class Computation:
     """Recommended viz: ``table``, ``stat``, ``timeseries``, ``bar`` or ``gauge``."""
     tile_config: dict[str, Any] = field(default_factory=dict)
     """Viz options, for a timeseries: ``{"x": col, "y": col, "color": col}``."""
+    parameters: tuple[Parameter, ...] = ()
+    sensitivity: str | None = None
+    """The computation's own label (``None``: derived at every run). It raises the derived
+    label; it replaces it only when ``declassified``."""
+    declassified: bool = False
+    """An admin saved ``sensitivity`` below the derived label (say, an aggregate over every
+    device made public): runs use it as it is."""
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

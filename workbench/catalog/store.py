@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
+from workbench.catalog.audit import AuditTables
 from workbench.catalog.definitions import RegistryTables
 from workbench.catalog.dialect import upsert
 from workbench.catalog.metadata import MetadataTables
@@ -23,6 +24,7 @@ from workbench.catalog.records import (
     Computation,
     LossRow,
     NormalizationRule,
+    Parameter,
     RuleUsage,
     Unchanged,
 )
@@ -84,7 +86,7 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog(MetadataTables, RegistryTables, UserTables):
+class Catalog(MetadataTables, RegistryTables, UserTables, AuditTables):
     """Sources, normalization rules and computations; datasets, schemas and their evolution
     (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`).
 
@@ -311,6 +313,10 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
             "sql": computation.sql,
             "tile_type": computation.tile_type,
             "tile_config": computation.tile_config,
+            "parameters": [p.to_dict() for p in computation.parameters],
+            "sensitivity": computation.sensitivity,
+            "declassified": computation.declassified,
+            "owner": computation.owner,
             "updated_at": now,
         }
         with self.engine.begin() as conn:
@@ -335,6 +341,17 @@ class Catalog(MetadataTables, RegistryTables, UserTables):
             known = ", ".join(c.name for c in self.list_computations()) or "none"
             raise NotFoundError(f"no computation named {name!r}; known: {known}", name=name)
         return _computation(row)
+
+    def delete_computation(self, name: str) -> None:
+        """Delete a saved computation.
+
+        Raises:
+            NotFoundError: there is none of that name.
+        """
+        with self.engine.begin() as conn:
+            done = conn.execute(delete(t.computations).where(t.computations.c.name == name))
+        if done.rowcount == 0:
+            raise NotFoundError(f"no computation named {name!r}", name=name)
 
     def list_computations(self) -> list[Computation]:
         """Every saved computation, by name."""
@@ -361,4 +378,8 @@ def _computation(row: RowMapping) -> Computation:
         description=row["description"],
         tile_type=row["tile_type"],
         tile_config=dict(row["tile_config"] or {}),
+        parameters=tuple(Parameter(**p) for p in row["parameters"] or []),
+        sensitivity=row["sensitivity"],
+        declassified=bool(row["declassified"]),
+        owner=row["owner"],
     )

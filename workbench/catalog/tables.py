@@ -102,6 +102,14 @@ computations = Table(
     Column("tile_config", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Typed parameters: [{"name", "type", "default", "description"}], bound by Spark.
+    Column("parameters", JSON),
+    # The computation's own label, used instead of the derived one; NULL: derived per run.
+    Column("sensitivity", String(20)),
+    # True when an admin saved a label below the derived one: runs then use it as it is;
+    # otherwise a label can only raise the derived one.
+    Column("declassified", Boolean, nullable=False, default=False),
+    Column("owner", String(64)),
 )
 
 loss_accounting = Table(
@@ -223,4 +231,19 @@ api_tokens = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user", String(64), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("sensitivity", String(20), nullable=False),
+    Column("computation", String(200)),
+    Column("sql", Text, nullable=False),
+    Column("tables", JSON, nullable=False),
+    Column("devices", JSON, nullable=False),
+    Column("rows", Integer, nullable=False),
 )

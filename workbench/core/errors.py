@@ -142,6 +142,13 @@ class UnauthorizedError(WorkbenchError, Terminal):
     status = 401
 
 
+class ForbiddenError(WorkbenchError, Terminal):
+    """The caller is known but its role or clearance does not allow this."""
+
+    code = "forbidden"
+    status = 403
+
+
 class PayloadTooLargeError(WorkbenchError, Terminal):
     """A request body exceeds its size limit; split it."""
 

@@ -195,6 +195,10 @@ class EngineSettings(BaseModel):
     let it flow, or hold it in ``silver/_held`` until someone registers it."""
     batch_attempts: Annotated[int, Field(ge=1)] = 3
     """Tries of a failing micro-batch (with backoff) before its query fails and is restarted."""
+    query_max_rows: Annotated[int, Field(ge=1)] = 100_000
+    """The most rows any query returns (a query's own limit defaults to 1,000)."""
+    query_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    """How long a query may run unless it asks for less; its Spark jobs are then cancelled."""
     dedupe_minutes: Annotated[float, Field(ge=0)] = 15.0
     """Bronze rows repeating a ``message_id`` seen within this many minutes of processing time
     are dropped before silver (redeliveries after an ingest crash); 0 disables."""

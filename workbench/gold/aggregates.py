@@ -27,6 +27,7 @@ from pyspark.sql.types import (
 
 from workbench.catalog.records import ValueRule
 from workbench.gold.averages import stddev_sql
+from workbench.gold.labels import highest_label, highest_label_sql
 
 FUNCTIONS = ("avg", "sum", "min", "max", "count", "stddev")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -96,7 +97,7 @@ def partial_rule_aggregate(silver: DataFrame, rule: ValueRule) -> DataFrame:
         F.sum(F.col("v") * F.col("v")).alias("sum_sq"),
         F.min("v").alias("min_value"),
         F.max("v").alias("max_value"),
-        F.max("sensitivity").alias("sensitivity"),
+        highest_label("sensitivity").alias("sensitivity"),
     )
     return grouped.select(
         F.lit(rule.id).cast(LongType()).alias("rule_id"),
@@ -139,7 +140,7 @@ def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
             count = {n}, sum_value = {total}, sum_sq = {squares},
             min_value = {lo}, max_value = {hi},
             value = {value_sql("t.function", n, total, squares, lo, hi)},
-            sensitivity = coalesce(s.sensitivity, t.sensitivity),
+            sensitivity = {highest_label_sql("s.sensitivity", "t.sensitivity")},
             updated_at = s.updated_at
         WHEN NOT MATCHED THEN INSERT (
             rule_id, window_start, window_end, group_key, groups, field, function, value, count,

@@ -24,6 +24,7 @@ from pyspark.sql.types import (
 )
 
 from workbench.core.settings import Settings
+from workbench.gold.labels import highest_label, highest_label_sql
 from workbench.spark.constants import batch_timestamp
 from workbench.spark.delta import ensure_delta_table
 
@@ -87,7 +88,7 @@ def partial_averages(
             F.sum(F.col("value") * F.col("value")).alias("sum_sq"),
             F.min("value").alias("min_value"),
             F.max("value").alias("max_value"),
-            F.max("sensitivity").alias("sensitivity"),
+            highest_label("sensitivity").alias("sensitivity"),
         )
     )
     count = F.col("count").cast(DoubleType())
@@ -150,7 +151,7 @@ def merge_sql(target: str, source_view: str, earliest: datetime) -> str:
             min_value = least(t.min_value, s.min_value),
             max_value = greatest(t.max_value, s.max_value),
             stddev_value = {stddev_sql(n, total, squares)},
-            sensitivity = coalesce(s.sensitivity, t.sensitivity),
+            sensitivity = {highest_label_sql("s.sensitivity", "t.sensitivity")},
             updated_at = s.updated_at
         WHEN NOT MATCHED THEN INSERT *
     """

@@ -21,7 +21,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from workbench.analytics.sql_guard import check_query
+from workbench.analytics.sql_checker import SqlChecker
 from workbench.catalog.records import STREAM_COMPUTATION_NAME, StreamComputation, ValueRule
 from workbench.core.errors import ComputationError
 from workbench.gold import aggregates, alerts, averages
@@ -113,8 +113,11 @@ def build_computation(
     """
     name = computation.name
     check_name(name)
-    sql = check_query(computation.sql, name=name, what=WHAT)
+    sql = computation.sql.strip().rstrip(";").strip()
     session = silver.sparkSession
+    # Checked on Spark's parsed plan before the session resolves anything: one read-only query
+    # over the view alone (no command runs in the engine's session, no file or table is read).
+    SqlChecker(session).check(sql, frozenset({(SILVER_VIEW,)}), what=f"{WHAT} {name!r}")
     silver_view(silver, watermark=watermark).createOrReplaceTempView(SILVER_VIEW)
     try:
         out = session.sql(sql)

@@ -1,20 +1,23 @@
 """The ``wb`` handle: one object per kernel giving the settings, the engine and the catalog.
 
-Nothing connects at construction: the Spark Connect session and the catalog open on first use,
-so a kernel starts instantly even when the engine is down, and says so clearly when asked.
+Every read of data goes through the engine's query service over HTTP, with the user's API
+token (``WORKBENCH__AUTH__TOKEN`` or the file ``workbench login`` wrote): the service checks
+the SQL, derives the result's sensitivity and refuses what the user may not see. Spark
+Connect (``wb.spark``) is for admins holding the engine's Connect token. Nothing connects at
+construction, so a kernel starts instantly even when the engine is down, and says so clearly
+when asked.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from workbench.analytics.computations import DEFAULT_LIMIT, run_computation
-from workbench.analytics.reporting import EngineReporter
 from workbench.catalog.records import Computation
-from workbench.core.errors import ServiceUnavailableError
+from workbench.client.engine_client import DEFAULT_LIMIT, EngineClient
+from workbench.client.results import QueryAnswer
+from workbench.core.errors import ForbiddenError, WorkbenchError
 from workbench.core.masking import mask_url
 from workbench.core.settings import Settings
 
@@ -29,8 +32,6 @@ __all__ = ["Workbench"]
 
 logger = logging.getLogger(__name__)
 
-_PROBE_SECONDS = 2.0
-
 
 class Workbench:
     """The analyst's entry point, pushed into the kernel's namespace as ``wb``.
@@ -43,35 +44,37 @@ class Workbench:
         self.settings = settings
         self._spark: SparkSession | None = None
         self._catalog: Catalog | None = None
+        self._engine: EngineClient | None = None
         self._lock = threading.Lock()
-        # Every computation run is reported to the engine's metrics, in the background.
-        self.reporter = EngineReporter(settings)
 
     def __repr__(self) -> str:
-        state = "connected" if self._spark is not None else "not connected"
-        return f"<workbench engine={self.settings.engine.connect_url} ({state})>"
+        e = self.settings.engine
+        return f"<workbench engine=http://{e.host}:{e.port}>"
 
     # -- connections ----------------------------------------------------------------------------
 
     @property
+    def engine(self) -> EngineClient:
+        """The engine's HTTP client, with this user's token."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = EngineClient(self.settings)
+            return self._engine
+
+    @property
     def spark(self) -> SparkSession:
-        """The Spark Connect session to the engine, connected on first use.
+        """A Spark Connect session to the engine: for admins, with the engine's Connect token
+        (``WORKBENCH__AUTH__CONNECT_TOKEN``). It bypasses the query service's checks, so
+        analysts use :meth:`sql` instead.
 
         Raises:
-            ServiceUnavailableError: the engine's Connect endpoint does not answer.
+            ForbiddenError: this kernel holds no Connect token.
         """
-        return self.spark_factory()
-
-    def spark_factory(self) -> SparkSession:
-        """Return the session, checking first that the engine still answers.
-
-        Tiles call this on every refresh. The check is a plain TCP connect with a short timeout:
-        the Connect client itself retries an absent server for minutes before failing.
-
-        Raises:
-            ServiceUnavailableError: the engine's Connect endpoint does not answer.
-        """
-        self._probe_engine()
+        if self.settings.auth.connect_token is None:
+            raise ForbiddenError(
+                "Spark Connect is for admins and the services: it needs the engine's Connect "
+                "token (WORKBENCH__AUTH__CONNECT_TOKEN). Run queries with wb.sql(...) or %%sql"
+            )
         with self._lock:
             if self._spark is None:
                 from workbench.spark.session import connect_session
@@ -90,95 +93,77 @@ class Workbench:
             return self._catalog
 
     def engine_reachable(self) -> bool:
-        """Whether the engine's Spark Connect port accepts connections right now."""
-        try:
-            self._probe_engine()
-        except ServiceUnavailableError:
-            return False
-        return True
+        """Whether the engine's HTTP API answers right now."""
+        import httpx
 
-    def reset_session(self) -> None:
-        """Forget the engine session; the next use connects anew (after an engine restart)."""
-        with self._lock:
-            self._spark = None
+        e = self.settings.engine
+        try:
+            return httpx.get(f"http://{e.host}:{e.port}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def close(self) -> None:
-        """Release the engine session (if the engine still answers) and close the catalog."""
+        """Release the HTTP client, the Connect session and the catalog."""
         with self._lock:
             spark, self._spark = self._spark, None
-        # Only a live engine can release the session: against a dead one the client would
-        # retry for minutes.
-        if spark is not None and self.engine_reachable():
+            engine, self._engine = self._engine, None
+            catalog, self._catalog = self._catalog, None
+        if engine is not None:
+            engine.close()
+        if spark is not None:
             try:
                 spark.stop()
             except Exception as err:  # noqa: BLE001 - e.g. the engine restarted and no longer knows it
                 logger.debug("closing spark connect session failed: %r", err)
-        with self._lock:
-            if self._catalog is not None:
-                self._catalog.close()
-                self._catalog = None
-
-    def _probe_engine(self) -> None:
-        host, port = self.settings.engine.host, self.settings.engine.connect_port
-        try:
-            with socket.create_connection((host, port), timeout=_PROBE_SECONDS):
-                return
-        except OSError as err:
-            self.reset_session()  # the engine went away: its server-side session is gone too
-            raise ServiceUnavailableError(
-                f"the engine's Spark Connect endpoint {self.settings.engine.connect_url} does not"
-                f" answer ({err.strerror or err}); start it with `workbench engine` or"
-                " `workbench up`",
-                url=self.settings.engine.connect_url,
-            ) from err
+        if catalog is not None:
+            catalog.close()
 
     # -- queries ------------------------------------------------------------------------------
 
-    def sql(self, query: str, *, limit: int = DEFAULT_LIMIT) -> pd.DataFrame:
-        """Run one read-only query (``SELECT``/``WITH``) on the engine.
+    def query(
+        self, query: str, *, limit: int = DEFAULT_LIMIT, params: dict[str, Any] | None = None
+    ) -> QueryAnswer:
+        """Run one read-only query and keep everything the service answered (rows, column
+        types, sensitivity label, the devices and tables behind it)."""
+        return self.engine.query(query, parameters=params, limit=limit)
+
+    def sql(
+        self, query: str, *, limit: int = DEFAULT_LIMIT, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Run one read-only query on the engine's query service.
 
         Args:
-            query: Spark SQL over the catalog tables (``silver.readings``, ``gold.*``).
+            query: Spark SQL over the workbench's tables (``silver.readings``, ``gold.*``,
+                ``devices``); ``:name`` markers take ``params``.
             limit: the most rows to return.
+            params: values of the query's parameters, bound by Spark (never spliced in).
 
         Returns:
-            The result as a pandas frame.
+            The result as a pandas frame; ``frame.attrs["sensitivity"]`` is its label.
         """
-        return self._run(Computation(name="query", sql=query), limit)
+        return self.query(query, limit=limit, params=params).to_pandas()
 
     def computation(self, name: str) -> Computation:
-        """A saved computation from the catalog, by name."""
-        return self.catalog.get_computation(name)
+        """A saved computation, by name."""
+        return self.engine.computation(name)
 
-    def run(self, name: str, *, limit: int = DEFAULT_LIMIT) -> pd.DataFrame:
-        """Run a saved computation by name.
+    def computations(self) -> list[Computation]:
+        """Every saved computation."""
+        return self.engine.computations()
 
-        Args:
-            name: the computation's name in the catalog (``wb.catalog.list_computations()``).
-            limit: the most rows to return.
-        """
-        return self._run(self.computation(name), limit)
-
-    def _run(self, computation: Computation, limit: int) -> pd.DataFrame:
-        try:
-            return run_computation(self.spark, computation, limit=limit, observer=self.reporter)
-        except ServiceUnavailableError:
-            # The engine restarted under a live session: reconnect once, transparently.
-            self.reset_session()
-            return run_computation(self.spark, computation, limit=limit, observer=self.reporter)
+    def run(self, name: str, *, limit: int = DEFAULT_LIMIT, **params: Any) -> pd.DataFrame:
+        """Run a saved computation by name, with its parameters as keywords."""
+        return self.engine.run_computation(name, parameters=params, limit=limit).to_pandas()
 
     def tables(self) -> pd.DataFrame:
-        """The tables the engine serves, one row per table: database, table, type."""
+        """The tables queries may read, one row per table with its columns."""
         import pandas as pd
 
-        spark = self.spark
-        rows: list[dict[str, Any]] = []
-        for database in spark.catalog.listDatabases():
-            for table in spark.catalog.listTables(database.name):
-                rows.append(
-                    {"database": database.name, "table": table.name, "type": table.tableType}
-                )
-        return pd.DataFrame(rows, columns=["database", "table", "type"])
+        rows = [
+            {"table": t["table"], "columns": ", ".join(c["name"] for c in t["columns"])}
+            for t in self.engine.tables()
+        ]
+        return pd.DataFrame(rows, columns=["table", "columns"])
 
     def tile(
         self,
@@ -190,7 +175,7 @@ class Workbench:
         """A live tile for a saved computation.
 
         Args:
-            name: the computation's name in the catalog.
+            name: the computation's name.
             refresh_seconds: auto-refresh interval; defaults to ``settings.voila.refresh_seconds``.
             limit: the most rows per refresh.
         """
@@ -198,26 +183,24 @@ class Workbench:
 
         interval = refresh_seconds or self.settings.voila.refresh_seconds
         return build_tile(
-            self.spark_factory,
+            lambda: self.engine.run_computation(name, limit=limit),
             self.computation(name),
             refresh_seconds=interval,
-            limit=limit,
-            on_session_lost=self.reset_session,
-            observer=self.reporter,
         )
 
     def status(self) -> dict[str, Any]:
         """Where things are and whether they answer (nothing here raises)."""
-        reachable = self.engine_reachable()
+        e = self.settings.engine
         status: dict[str, Any] = {
-            "engine": self.settings.engine.connect_url,
-            "engine_reachable": reachable,
-            "session": "connected" if self._spark is not None else "not connected",
+            "engine": f"http://{e.host}:{e.port}",
+            "engine_reachable": self.engine_reachable(),
             "catalog": mask_url(self.settings.catalog.url),  # shown in notebooks: no password
             "lake": self.settings.lake.root,
         }
         try:
-            status["computations"] = [c.name for c in self.catalog.list_computations()]
-        except Exception as err:  # noqa: BLE001 - status reports problems, it does not raise them
-            status["computations"] = f"catalog error: {err}"
+            me = self.engine.me()
+            status["user"] = f"{me['user']} ({me['role']})"
+            status["computations"] = [c.name for c in self.engine.computations()]
+        except WorkbenchError as err:  # status reports problems, it does not raise them
+            status["user"] = f"not signed in: {err.message}"
         return status

@@ -4,11 +4,22 @@
 :func:`connect_session` gives thin clients (kernels, Voila apps) a Spark Connect session to the
 engine without a JVM of their own. A lake on ``s3a://bucket/prefix`` gets the S3A settings of
 :func:`s3a_conf` (MinIO or any S3 endpoint, from ``settings.s3``).
+
+Spark Connect runs SQL and JVM code for whoever reaches its port, so the engine serves it only
+with Spark's pre-shared token (:data:`CONNECT_TOKEN_KEY`, from ``settings.auth.connect_token``),
+on ``settings.engine.host`` (loopback by default); clients present the same token
+(:func:`connect_url_with_token`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from workbench.core.errors import ConfigError
@@ -22,6 +33,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
+#: Spark Connect's pre-shared token (Spark 4.0's ``Connect.CONNECT_AUTHENTICATE_TOKEN``): set,
+#: the server installs ``PreSharedKeyAuthenticationInterceptor`` and answers every call without
+#: ``Authorization: Bearer <token>`` with UNAUTHENTICATED.
+CONNECT_TOKEN_KEY = "spark.connect.authenticate.token"
+#: The environment variable Spark's server reads the token from when the conf key is unset (and
+#: pyspark's client too, when its URL has no ``token``).
+CONNECT_TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+#: Spark's default for ``spark.redaction.regex``: option names it matches are redacted in the
+#: UI, event logs and ``SET`` output. It covers :data:`CONNECT_TOKEN_KEY` ("token").
+SPARK_REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key"
+_REDACTION_KEY = "spark.redaction.regex"
 
 #: Retries of one S3 request inside the AWS SDK, then attempts of one S3A operation around
 #: them. Few on purpose: an operation on a store that is down fails within seconds (connection
@@ -93,16 +115,40 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def _connect_token(settings: Settings, *, purpose: str) -> str:
+    """``settings.auth.connect_token``'s value; ConfigError (never showing it) when unset."""
+    token = settings.auth.connect_token
+    value = token.get_secret_value() if token is not None else ""
+    if not value.strip():
+        raise ConfigError(
+            f"{purpose}: set WORKBENCH__AUTH__CONNECT_TOKEN (`workbench up` generates one)",
+            setting="auth.connect_token",
+        )
+    return value
+
+
+def _redacts(regex: str, key: str) -> bool:
+    try:
+        return re.search(regex, key) is not None
+    except re.error:  # Java-only syntax: assume the worst and add the key
+        return False
+
+
 def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]:
     """The Spark configuration :func:`build_session` applies, as plain strings.
 
+    With ``connect``, the result holds the Spark Connect token (:data:`CONNECT_TOKEN_KEY`):
+    never log or show it (Spark redacts the key in its UI and logs).
+
     Args:
         settings: the workbench settings.
-        connect: also serve Spark Connect on ``settings.engine.connect_port``.
+        connect: also serve Spark Connect on ``settings.engine.connect_port``, bound to
+            ``settings.engine.host`` and protected by ``settings.auth.connect_token``.
 
     Raises:
         ConfigError: if the jar cache is missing (see :func:`workbench.spark.jars.jar_paths`),
-            or the lake is on ``s3a://`` without credentials (see :func:`s3a_conf`).
+            the lake is on ``s3a://`` without credentials (see :func:`s3a_conf`), or Connect
+            is asked for without a token (or with ``spark.extra_conf`` setting the token).
     """
     conf: dict[str, str] = {
         # Jars come from the local cache only. Nothing sets spark.jars.packages, so Ivy never
@@ -158,10 +204,50 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         conf["spark.plugins"] = CONNECT_PLUGIN
         conf["spark.connect.grpc.binding.port"] = str(settings.engine.connect_port)
         conf["spark.connect.grpc.binding.address"] = settings.engine.host
+        conf[CONNECT_TOKEN_KEY] = _connect_token(
+            settings, purpose="the engine serves Spark Connect only with a token"
+        )
+        if CONNECT_TOKEN_KEY in settings.spark.extra_conf:
+            # One token, the one clients take from auth.connect_token (and which is masked in
+            # every listing of the settings).
+            raise ConfigError(
+                f"spark.extra_conf must not set {CONNECT_TOKEN_KEY}; set "
+                "WORKBENCH__AUTH__CONNECT_TOKEN instead",
+                setting="spark.extra_conf",
+            )
     conf.update(s3a_conf(settings))
     # Last, so an operator can override anything above from workbench.toml.
     conf.update(settings.spark.extra_conf)
+    redaction = conf.get(_REDACTION_KEY)
+    if connect and redaction is not None and not _redacts(redaction, CONNECT_TOKEN_KEY):
+        # An operator's own redaction pattern still hides the token.
+        conf[_REDACTION_KEY] = f"{redaction}|spark[.]connect[.]authenticate[.]token"
     return conf
+
+
+@contextmanager
+def _token_in_environment(conf: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``conf`` without the Connect token, which is in the environment meanwhile.
+
+    pyspark starts the driver JVM as ``spark-submit --conf key=value ...``: a token in the conf
+    would sit in the JVM's command line, which every local user can read (``ps``,
+    ``/proc/<pid>/cmdline``). Spark's server falls back to :data:`CONNECT_TOKEN_ENV` when the
+    key is unset, and a process's environment is readable by its owner only; the variable is
+    removed again once the session is built (the JVM keeps its copy).
+    """
+    token = conf.get(CONNECT_TOKEN_KEY)
+    if token is None:
+        yield conf
+        return
+    saved = os.environ.get(CONNECT_TOKEN_ENV)
+    os.environ[CONNECT_TOKEN_ENV] = token
+    try:
+        yield {key: value for key, value in conf.items() if key != CONNECT_TOKEN_KEY}
+    finally:
+        if saved is None:
+            os.environ.pop(CONNECT_TOKEN_ENV, None)
+        else:
+            os.environ[CONNECT_TOKEN_ENV] = saved
 
 
 def build_session(settings: Settings, *, app_name: str, connect: bool = False) -> SparkSession:
@@ -176,36 +262,72 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
         The session. Static options only take effect if this call starts the JVM.
 
     Raises:
-        ConfigError: if the jar cache is missing, or an ``s3a://`` lake has no credentials.
+        ConfigError: if the jar cache is missing, an ``s3a://`` lake has no credentials, or
+            ``connect`` is asked for without ``settings.auth.connect_token``.
     """
     from pyspark.sql import SparkSession
 
-    conf = session_conf(settings, connect=connect)
-    builder: Any = SparkSession.builder.master(settings.spark.master).appName(app_name)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    log.info(
-        "building spark session app=%s master=%s connect=%s jars=%d lake=%s",
-        app_name,
-        settings.spark.master,
-        connect,
-        len(conf["spark.jars"].split(",")),
-        settings.lake.root,
-    )
-    session: SparkSession = builder.getOrCreate()
+    with _token_in_environment(session_conf(settings, connect=connect)) as conf:
+        builder: Any = SparkSession.builder.master(settings.spark.master).appName(app_name)
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        # Counts and names only: the conf holds secrets (S3 keys).
+        log.info(
+            "building spark session app=%s master=%s connect=%s jars=%d lake=%s",
+            app_name,
+            settings.spark.master,
+            connect,
+            len(conf["spark.jars"].split(",")),
+            settings.lake.root,
+        )
+        session: SparkSession = builder.getOrCreate()
     return session
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def connect_url_with_token(settings: Settings) -> str:
+    """The Spark Connect URL of the engine, carrying ``settings.auth.connect_token``.
+
+    The result is a secret: hand it to pyspark only, never log or show it (show
+    ``settings.engine.connect_url``). pyspark sends a token over local gRPC credentials only
+    when the host is literally ``localhost`` and demands TLS anywhere else, so an engine on a
+    loopback address is reached as ``localhost`` (which must resolve to that address) and any
+    other host with ``use_ssl=true`` (a TLS proxy in front of the engine).
+
+    Raises:
+        ConfigError: if the client has no connect token (the message never holds one).
+    """
+    engine = settings.engine
+    token = urllib.parse.quote(
+        _connect_token(settings, purpose="a Spark Connect client needs the engine's token"), safe=""
+    )
+    if _is_loopback(engine.host):
+        return f"sc://localhost:{engine.connect_port}/;token={token}"
+    return f"sc://{engine.host}:{engine.connect_port}/;use_ssl=true;token={token}"
 
 
 def connect_session(settings: Settings) -> SparkSession:
     """A thin Spark Connect session to the engine service (no local JVM).
 
     Args:
-        settings: the workbench settings (``settings.engine.connect_url``).
+        settings: the workbench settings (``settings.engine``, ``settings.auth.connect_token``;
+            see :func:`connect_url_with_token`).
+
+    Raises:
+        ConfigError: if ``settings.auth.connect_token`` is unset.
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-    url = settings.engine.connect_url
+    url = connect_url_with_token(settings)
     if SparkContext._active_spark_context is not None:
         # This process already runs a driver (tests, the engine). The generic builder refuses
         # a remote session then (and would switch the whole process into Connect mode), so

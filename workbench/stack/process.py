@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from workbench.core.errors import ServiceUnavailableError
+from workbench.core.errors import ServiceUnavailableError, UnauthorizedError
 from workbench.core.settings import Settings, settings_env
 
 #: Set by a Spark Connect client session for its whole process; a child engine inheriting them
@@ -48,8 +48,10 @@ def wait_healthy(
     what: str,
     ready: Callable[[Any], bool] = lambda _body: True,
     log_path: Path | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
-    """Poll ``url`` until it answers below 500 with a JSON body that ``ready`` accepts.
+    """Poll ``url`` until it answers below 500 with a JSON body that ``ready`` accepts
+    (sending ``headers``, e.g. a route's ``Authorization``).
 
     Returns:
         The accepted JSON body.
@@ -65,7 +67,9 @@ def wait_healthy(
                 f"{what} exited with code {proc.returncode} while starting{_tail(log_path)}"
             )
         try:
-            response = httpx.get(url, timeout=1)
+            response = httpx.get(url, timeout=1, headers=headers)
+            if response.status_code in (401, 403):  # waiting cannot mend a refused token
+                raise UnauthorizedError(f"{what} refused the token at {url}: {response.text}")
             if response.status_code < 500:
                 body = response.json()
                 if ready(body):

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.catalog.store import Catalog
+from workbench.client.credentials import client_token, save_token
 from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
+from workbench.stack.demo_access import DEMO_TOKEN_DAYS, DemoUser, demo_users, with_service_secrets
 from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,13 @@ def plan(settings: Settings) -> list[Child]:
 def run_stack(settings: Settings) -> int:
     """Run the demo stack until Ctrl-C; returns the exit code."""
     ensure_local_dirs(settings)
-    Catalog(settings.catalog.url).close()  # migrate once, before services race to do it
+    settings = with_service_secrets(settings)
+    catalog = Catalog(settings.catalog.url)  # migrated once, before services race to do it
+    try:
+        users = demo_users(catalog)
+        saved = _save_admin_token(settings, catalog, users[0])
+    finally:
+        catalog.close()
     logs = Path(settings.home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = child_env(settings)
@@ -107,6 +115,7 @@ def run_stack(settings: Settings) -> int:
             _start(child, env, logs)
             print(f"  started {child.name:<9} log: {child.log_path}", flush=True)
         _print_urls(settings)
+        _print_sign_in(settings, users, saved)
         while not stopping:
             for child in children:
                 if child.proc and child.proc.poll() is not None:
@@ -153,6 +162,31 @@ def _start(child: Child, env: dict[str, str], logs: Path) -> None:
         )
 
 
+def _save_admin_token(settings: Settings, catalog: Catalog, admin: DemoUser) -> Path | None:
+    """Give the CLI and kernels the admin's token, unless the login file holds a token that
+    still works (someone signed in on purpose); returns the path written, if any."""
+    current = client_token(settings)
+    if current is not None and catalog.identify(current.get_secret_value()) is not None:
+        return None
+    return save_token(settings, admin.token)
+
+
+def _print_sign_in(settings: Settings, users: list[DemoUser], saved: Path | None) -> None:
+    v = settings.voila
+    lines = [
+        f"\nSign in (new tokens at every start, valid {DEMO_TOKEN_DAYS:.0f} days; "
+        "`workbench users` manages them):"
+    ]
+    for user in users:
+        token = user.token.get_secret_value()
+        lines.append(f"  {user.name:<8} ({user.role:<6}) http://{v.host}:{v.port}/?token={token}")
+    if saved is not None:
+        lines.append(f"  the CLI and the Workbench kernel use the admin's token, saved to {saved}")
+    else:
+        lines.append("  the CLI and kernels keep the token `workbench login` saved")
+    print("\n".join(lines), flush=True)
+
+
 def _print_urls(settings: Settings) -> None:
     v, i, e, m = settings.voila, settings.ingest, settings.engine, settings.mqtt
     print(
@@ -160,7 +194,7 @@ def _print_urls(settings: Settings) -> None:
         f"  dashboard (Voila)   http://{v.host}:{v.port}/\n"
         f"  ingest API          http://{i.host}:{i.port}/health   push: POST /api/push/http\n"
         f"  engine API          http://{e.host}:{e.port}/status\n"
-        f"  Spark Connect       {e.connect_url}\n"
+        f"  Spark Connect       {e.connect_url}   (token: admins and services only)\n"
         f"  MQTT broker         mqtt://{m.host}:{m.port}  topic {m.topic}\n"
         f"  JupyterLab          make lab   (kernel: Workbench)\n"
         "The dashboard fills with live gold data within about a minute.",

@@ -1,8 +1,9 @@
 """A dashboard tile: one computation drawn with plotly, refreshed on the kernel's event loop.
 
-The query runs in a worker thread so the kernel keeps answering widget messages while Spark
-works; at most one refresh of a tile is in flight at any time (a refresh that finds the previous
-one still running is skipped, even after the previous one timed out).
+The tile draws what its ``fetch`` answers (the engine's query service, through the user's
+token); the fetch runs in a worker thread so the kernel keeps answering widget messages while
+the engine works; at most one refresh of a tile is in flight at any time (a refresh that finds
+the previous one still running is skipped, even after the previous one timed out).
 """
 
 from __future__ import annotations
@@ -16,25 +17,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.analytics.computations import DEFAULT_LIMIT, ExecutionObserver, run_computation
 from workbench.analytics.tiles import EMPTY_MESSAGE, build_tile_figure, data_age, format_age
 from workbench.catalog.records import Computation
-from workbench.core.errors import ServiceUnavailableError, WorkbenchError
+from workbench.client.results import QueryAnswer
+from workbench.core.errors import WorkbenchError
 
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
-__all__ = ["PLOTLY_MIME", "SparkFactory", "TileWidget", "build_tile"]
+__all__ = ["PLOTLY_MIME", "Fetch", "TileWidget", "build_tile"]
 
 logger = logging.getLogger(__name__)
 
-SparkFactory = Callable[[], "SparkSession"]
-"""Returns a connected Spark (Connect) session, or raises ServiceUnavailableError."""
+Fetch = Callable[[], QueryAnswer]
+"""Runs the tile's computation (on the engine) and answers its rows; raises a
+:class:`WorkbenchError` the tile shows (refused, denied, engine away...)."""
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 """Rendered by the jupyterlab-plotly extension in JupyterLab and Voila; no plotly.js download."""
@@ -45,7 +44,7 @@ TileState = Literal["loading", "ok", "empty", "error"]
 @dataclass(frozen=True)
 class _Result:
     frame: pd.DataFrame | None = None
-    timezone: str = "UTC"
+    sensitivity: str | None = None
     error: str | None = None
 
 
@@ -58,27 +57,22 @@ class TileWidget(widgets.VBox):
 
     def __init__(
         self,
-        spark_factory: SparkFactory,
+        fetch: Fetch,
         computation: Computation,
         *,
         refresh_seconds: float,
-        limit: int = DEFAULT_LIMIT,
         query_timeout: float = 60.0,
-        on_session_lost: Callable[[], None] | None = None,
-        observer: ExecutionObserver | None = None,
     ) -> None:
         self.computation = computation
         self.refresh_seconds = refresh_seconds
-        self.limit = limit
         self.query_timeout = query_timeout
         self.state: TileState = "loading"
         self.message = ""
         self.freshness = "loading…"
         self.frame: pd.DataFrame | None = None
         self.refreshed_at: datetime | None = None
-        self._spark_factory = spark_factory
-        self._on_session_lost = on_session_lost
-        self._observer = observer
+        self.sensitivity: str | None = None
+        self._fetch_answer = fetch
         # One worker per tile: its queries never queue behind another tile's.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile")
         self._in_flight: Future[_Result] | None = None
@@ -186,38 +180,17 @@ class TileWidget(widgets.VBox):
         )
 
     def _fetch(self) -> _Result:
-        """Runs in the worker thread: connect, query, never touch widgets."""
-        try:
-            return self._query()
-        except ServiceUnavailableError as err:
-            if self._on_session_lost is None:
-                return _Result(error=f"engine unreachable: {err.message}")
-            # An engine restart ends our session: drop it and try once more on a new one.
-            self._on_session_lost()
-            try:
-                return self._query()
-            except ServiceUnavailableError as again:
-                self._on_session_lost()
-                return _Result(error=f"engine unreachable: {again.message}")
-
-    def _query(self) -> _Result:
+        """Runs in the worker thread: fetch, never touch widgets."""
         name = self.computation.name
         try:
-            spark = self._spark_factory()
-            frame = run_computation(
-                spark, self.computation, limit=self.limit, observer=self._observer
-            )
-            # After the query: a lost session fails there, as a ServiceUnavailableError.
-            timezone = spark.conf.get("spark.sql.session.timeZone") or "UTC"
-        except ServiceUnavailableError:
-            raise
+            answer = self._fetch_answer()
         except WorkbenchError as err:
             return _Result(error=err.message)
-        except Exception as err:  # noqa: BLE001 - Spark/gRPC failures of any kind: show them on the tile
+        except Exception as err:  # noqa: BLE001 - any failure is shown on the tile, not raised
             logger.warning("tile=%s refresh error=%r", name, err)
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             return _Result(error=f"{type(err).__name__}: {first}")
-        return _Result(frame=frame, timezone=timezone)
+        return _Result(frame=answer.to_pandas(), sensitivity=answer.sensitivity)
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -239,6 +212,7 @@ class TileWidget(widgets.VBox):
         frame = result.frame
         assert frame is not None
         self.frame = frame
+        self.sensitivity = result.sensitivity
         if frame.empty:
             self.state, self.message = "empty", EMPTY_MESSAGE
             self._message.value = _message_html(EMPTY_MESSAGE, "#5d4037")
@@ -255,21 +229,18 @@ class TileWidget(widgets.VBox):
         figure.update_layout(title_text="", margin={"t": 16})
         self.state, self.message = "ok", ""
         self._message.value = ""
-        age = data_age(frame, self.computation, now=now, timezone=result.timezone)
+        age = data_age(frame, self.computation, now=now, timezone="UTC")
         self._set_badge(*_freshness(age, self.refresh_seconds))
         self._plot.outputs = (_figure_output(figure, self.computation.name, len(frame)),)
 
 
 def build_tile(
-    spark_factory: SparkFactory,
+    fetch: Fetch,
     computation: Computation,
     *,
     refresh_seconds: float,
-    limit: int = DEFAULT_LIMIT,
     query_timeout: float = 60.0,
     auto_refresh: bool = True,
-    on_session_lost: Callable[[], None] | None = None,
-    observer: ExecutionObserver | None = None,
 ) -> TileWidget:
     """Build a tile and fill it once, then keep it fresh.
 
@@ -279,29 +250,17 @@ def build_tile(
     as an asyncio task on the kernel's loop.
 
     Args:
-        spark_factory: returns a connected Spark Connect session; called on every refresh, so it
-            can reconnect after an engine restart. Raises ServiceUnavailableError when the
-            engine is away.
+        fetch: runs the computation on the engine; called on every refresh.
         computation: what to run and how to draw it.
         refresh_seconds: seconds between the end of one refresh and the start of the next.
-        limit: the most rows fetched per refresh.
         query_timeout: seconds a refresh waits for the engine before reporting it.
         auto_refresh: start the refresh loop (needs a running event loop, as in a kernel).
-        on_session_lost: called when the engine is gone or lost the session (it restarted),
-            so the factory can drop its session and reconnect on the next refresh.
-        observer: told each refresh's query time and outcome (engine metrics).
 
     Returns:
         The tile widget.
     """
     tile = TileWidget(
-        spark_factory,
-        computation,
-        refresh_seconds=refresh_seconds,
-        limit=limit,
-        query_timeout=query_timeout,
-        on_session_lost=on_session_lost,
-        observer=observer,
+        fetch, computation, refresh_seconds=refresh_seconds, query_timeout=query_timeout
     )
     tile.refresh_now()
     if auto_refresh:

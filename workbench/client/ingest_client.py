@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 import httpx
 
-from workbench.api.http_errors import answer_error
 from workbench.catalog.records import (
     CatalogTotals,
     DatasetInfo,
@@ -18,6 +17,8 @@ from workbench.catalog.records import (
     SchemaEvent,
     TopicSummary,
 )
+from workbench.client.answers import answer_error
+from workbench.client.credentials import auth_headers
 from workbench.connectors.base import SourceHealth
 from workbench.core.errors import (
     ServiceUnavailableError,
@@ -30,7 +31,9 @@ class IngestClient:
 
     def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
         self.url = f"http://{settings.ingest.host}:{settings.ingest.port}"
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, headers=auth_headers(settings)
+        )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -77,11 +80,11 @@ class IngestClient:
     def health(self, name: None = None) -> dict[str, Any]: ...
 
     def health(self, name: str | None = None) -> SourceHealth | dict[str, Any]:
-        """Health of one source, or the whole service's report (the JSON of ``/health``:
+        """Health of one source, or the whole service's report (the JSON of ``/api/health``:
         ``status``, ``sources``, ``buffer``, ``last_error`` and ``spill``)."""
         if name:
             return SourceHealth.from_dict(self._call("GET", f"/api/sources/{name}/health"))
-        return dict(self._call("GET", "/health", ok=(200, 503)))
+        return dict(self._call("GET", "/api/health", ok=(200, 503)))
 
     def loss(self) -> list[LossRow]:
         """Loss accounting per dataset: received, written, flagged, duplicates, gaps."""

@@ -1,0 +1,1 @@
+"""Python clients of the two services, and the token they present."""

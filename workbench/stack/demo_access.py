@@ -1,0 +1,69 @@
+"""Access for the demo: fresh service secrets and three users, none of them a default.
+
+Every ``workbench up`` generates the secrets the services share (Spark Connect's token, the
+scrape token) unless they are configured, and gives the demo's users — ``admin``, ``analyst``
+(role ``user``) and ``viewer`` — new random tokens, revoking the ones the last run printed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from workbench.catalog.store import Catalog
+from workbench.catalog.users import Role
+from workbench.core.errors import NotFoundError
+from workbench.core.settings import Settings
+
+__all__ = ["DEMO_TOKEN_DAYS", "DEMO_USERS", "DemoUser", "demo_users", "with_service_secrets"]
+
+#: The demo's users and their roles, from most to least privileged.
+DEMO_USERS: tuple[tuple[str, Role], ...] = (
+    ("admin", "admin"),
+    ("analyst", "user"),
+    ("viewer", "viewer"),
+)
+#: Demo tokens live a week; the next ``workbench up`` replaces them anyway.
+DEMO_TOKEN_DAYS = 7.0
+#: The label of demo tokens, so the next run knows which to revoke.
+DEMO_LABEL = "demo"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """A demo user and the token issued to them for this run."""
+
+    name: str
+    role: Role
+    token: SecretStr
+
+
+def with_service_secrets(settings: Settings) -> Settings:
+    """``settings`` with a random Spark Connect token and scrape token where none is set."""
+    auth = settings.auth
+    generated = {
+        key: SecretStr(secrets.token_urlsafe(32))
+        for key in ("connect_token", "scrape_token")
+        if getattr(auth, key) is None
+    }
+    return settings.model_copy(update={"auth": auth.model_copy(update=generated)})
+
+
+def demo_users(catalog: Catalog) -> list[DemoUser]:
+    """Make sure the demo users exist with their roles; issue each a new token, revoking the
+    demo tokens of earlier runs."""
+    issued = []
+    for name, role in DEMO_USERS:
+        try:
+            if catalog.get_user(name).role != role:
+                catalog.set_role(name, role)
+        except NotFoundError:
+            catalog.add_user(name, role)
+        for info in catalog.list_tokens(name):
+            if info.label == DEMO_LABEL and info.revoked_at is None:
+                catalog.revoke_token(info.id)
+        token = catalog.issue_token(name, label=DEMO_LABEL, days=DEMO_TOKEN_DAYS)
+        issued.append(DemoUser(name, role, SecretStr(token.value)))
+    return issued
