@@ -10,8 +10,8 @@ import pytest
 from tests.fixtures.services import IngestProcess, make_settings
 from tests.integration.conftest import wait_for
 from tests.integration.test_ingest import publish
-from workbench.client.ingest_client import IngestClient
 from workbench.catalog.store import Catalog
+from workbench.client.ingest_client import IngestClient
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.fixtures.services import ROOT, IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
-from workbench.client.ingest_client import IngestClient
 from workbench.catalog.store import Catalog
+from workbench.client.ingest_client import IngestClient
 from workbench.core.errors import ConfigError
 from workbench.core.settings import Settings
 from workbench.stack.process import child_env

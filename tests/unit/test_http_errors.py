@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from tests.fixtures.services import make_settings
 from workbench.api.http_errors import install_error_handlers
+from workbench.catalog.store import Catalog
 from workbench.client.answers import answer_error
+from workbench.client.credentials import auth_headers
 from workbench.core.errors import (
     CatalogError,
     ComputationError,
@@ -133,14 +135,18 @@ def test_both_services_answer_with_the_shared_table(tmp_path: Path) -> None:
     from workbench.streams.supervisor import StreamManager
 
     settings = make_settings(tmp_path)
-    engine = TestClient(build_engine_app(settings, StreamManager(), EngineMetrics(pod="test")))
+    catalog = Catalog(settings.catalog.url)
+    app = build_engine_app(settings, StreamManager(), EngineMetrics(pod="test"), catalog)
+    engine = TestClient(app, headers=auth_headers(settings))
     missing = engine.post("/api/streams/nope/stop")
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert missing.json()["fields"] == {"stream": "nope"}
-    invalid = engine.post("/api/computations/executions", json={"name": "x"})
+    invalid = engine.post("/api/users", json={"name": "x"})
     assert isinstance(answer_error(invalid), InvalidRequestError)
+    catalog.close()
 
-    ingest = TestClient(build_ingest_app(settings))  # no lifespan: nothing is started
+    # no lifespan: nothing is started
+    ingest = TestClient(build_ingest_app(settings), headers=auth_headers(settings))
     push = ingest.post("/api/push/nope", content=b"{}")
     assert push.status_code == 404 and push.json()["code"] == "not_found"
     assert isinstance(answer_error(push), NotFoundError)

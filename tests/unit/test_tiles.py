@@ -1,4 +1,4 @@
-"""Tile figures on small frames, the SQL guard, and a tile facing an absent engine."""
+"""Tile figures on small frames, and a tile facing an absent engine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.services import make_settings
-from workbench.analytics.computations import check_sql, run_computation
 from workbench.analytics.tiles import (
     EMPTY_MESSAGE,
     build_tile_figure,
@@ -120,63 +119,18 @@ def test_freshness_is_the_age_of_the_newest_x() -> None:
     assert format_age(None) == "unknown"
 
 
-@pytest.mark.parametrize(
-    ("sql", "runs"),
-    [
-        ("SELECT 1", "SELECT 1"),
-        (
-            "  with t AS (SELECT 1 AS x) SELECT x FROM t;  ",
-            "with t AS (SELECT 1 AS x) SELECT x FROM t",
-        ),
-        ("SELECT 1;;\n", "SELECT 1"),
-        ("(SELECT 1)", "(SELECT 1)"),
-        (
-            "-- a comment; with a semicolon\nSELECT ';' AS s",
-            "-- a comment; with a semicolon\nSELECT ';' AS s",
-        ),
-        (
-            "/* DROP TABLE x; */ SELECT `a;b` FROM gold.t",
-            "/* DROP TABLE x; */ SELECT `a;b` FROM gold.t",
-        ),
-    ],
-)
-def test_guard_accepts_one_query(sql: str, runs: str) -> None:
-    # What Spark runs: the query itself, only the trailing semicolons and whitespace removed.
-    assert check_sql(Computation(name="ok", sql=sql)) == runs
-
-
-@pytest.mark.parametrize(
-    ("sql", "message"),
-    [
-        ("", "has no SQL"),
-        ("-- only a comment", "has no SQL"),
-        ("SELECT 1; SELECT 2", "more than one statement .';' at line 1, offset 8"),
-        ("SELECT 1;\nDROP TABLE gold.x", "more than one statement .';' at line 1"),
-        ("DROP TABLE gold.sensor_averages", "starts with 'DROP': only read-only queries"),
-        ("INSERT INTO t SELECT 1", "starts with 'INSERT'"),
-        ("SET spark.sql.x=1", "starts with 'SET'"),
-    ],
-)
-def test_guard_rejects_with_a_located_message(sql: str, message: str) -> None:
-    with pytest.raises(ComputationError, match=message) as caught:
-        check_sql(Computation(name="bad", sql=sql))
-    assert caught.value.fields["computation"] == "bad"
-
-
-@pytest.mark.parametrize("limit", [0, -1, 10**9])
-def test_limit_out_of_range_is_refused_before_spark(limit: int) -> None:
-    # No session is needed to refuse: the check comes before any query is sent.
-    with pytest.raises(ComputationError, match="out of range"):
-        run_computation(None, TIMESERIES, limit=limit)  # type: ignore[arg-type]
-
-
 def test_tile_says_when_the_engine_is_unreachable(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)  # nothing listens on its free Connect port
     wb = Workbench(settings)
-    tile = build_tile(wb.spark_factory, TIMESERIES, refresh_seconds=15, auto_refresh=False)
+    tile = build_tile(
+        lambda: wb.engine.run_computation(TIMESERIES.name),
+        TIMESERIES,
+        refresh_seconds=15,
+        auto_refresh=False,
+    )
     assert tile.state == "error"
-    assert tile.message.startswith("engine unreachable:")
-    assert settings.engine.connect_url in tile.message
+    assert f"http://127.0.0.1:{settings.engine.port}" in tile.message
+    assert "is not answering" in tile.message
     assert "workbench up" in tile.message
     assert tile.freshness == "no data"
     tile.close()

@@ -26,7 +26,9 @@ import httpx
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
+from workbench.stack.demo_access import with_admin_token
 from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,11 @@ def isolated_settings(settings: Settings, home: Path, *, client_id: str) -> Sett
     """``settings`` moved into ``home``: own lake, catalog, free loopback ports.
 
     Everything else (flush thresholds, buffers, time fields) stays as configured, so a benchmark
-    measures the settings the user runs with.
+    measures the settings the user runs with. The benchmark calls the services as an admin of
+    that fresh catalog (:func:`~workbench.stack.demo_access.with_admin_token`).
     """
-    return settings.model_copy(
+    home.mkdir(parents=True, exist_ok=True)
+    moved = settings.model_copy(
         update={
             "home": str(home),
             "lake": settings.lake.model_copy(update={"root": str(home / "lake")}),
@@ -62,6 +66,7 @@ def isolated_settings(settings: Settings, home: Path, *, client_id: str) -> Sett
             "log_level": "WARNING",
         }
     )
+    return with_admin_token(moved, user="bench")
 
 
 def spawn(
@@ -162,12 +167,13 @@ class IngestService:
             return not need_mqtt or all(s["connected"] for s in mqtt)
 
         wait_healthy(
-            f"{self.url}/health",
+            f"{self.url}/api/health",
             self.proc,
             timeout=timeout,
             what="ingest",
             ready=subscribed,
             log_path=self.log,
+            headers=auth_headers(self.settings),
         )
         self._start_profiler()
 
@@ -202,7 +208,7 @@ class IngestService:
 
     def metric(self, name: str) -> float:
         """Sum of every sample of metric ``name`` on ``/metrics`` (0 when absent)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        text = httpx.get(f"{self.url}/metrics", timeout=5, headers=auth_headers(self.settings)).text
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name) and (line[len(name)] in " {"):

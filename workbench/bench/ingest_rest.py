@@ -12,6 +12,7 @@ distinct record ids in bronze.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from tqdm import tqdm
 
 from workbench.bench.harness import (
@@ -30,6 +32,7 @@ from workbench.bench.harness import (
     result,
     spawn,
 )
+from workbench.bench.rest_client import TOKEN_ENV
 from workbench.core.settings import Settings
 from workbench.stack.process import stop_process
 
@@ -39,8 +42,10 @@ SENDERS = 8
 BATCH = 1000
 
 
-def _post_for(url: str, seconds: float, home: Path, bar: tqdm) -> dict[str, Any]:
-    """Run the client against ``url`` for ``seconds``, advancing ``bar``."""
+def _post_for(
+    url: str, seconds: float, home: Path, bar: tqdm, token: SecretStr | None
+) -> dict[str, Any]:
+    """Run the client against ``url`` for ``seconds`` with ``token``, advancing ``bar``."""
     proc = spawn(
         [
             "-m",
@@ -55,11 +60,12 @@ def _post_for(url: str, seconds: float, home: Path, bar: tqdm) -> dict[str, Any]
             str(BATCH),
         ],
         log_path=home / "rest_client.log",
+        env={**os.environ, TOKEN_ENV: token.get_secret_value()} if token else None,
     )
     return follow(proc, seconds, bar, 60)
 
 
-def _baseline(home: Path, seconds: float, bar: tqdm) -> dict[str, Any]:
+def _baseline(home: Path, seconds: float, bar: tqdm, token: SecretStr | None) -> dict[str, Any]:
     port = free_port()
     server = spawn(
         ["-m", "workbench.bench.echo_server", "--port", str(port)], log_path=home / "echo.log"
@@ -75,7 +81,8 @@ def _baseline(home: Path, seconds: float, bar: tqdm) -> dict[str, Any]:
                     raise RuntimeError("echo server did not start") from None
                 time.sleep(0.1)
         bar.set_description("baseline: trivial endpoint")
-        return _post_for(f"http://127.0.0.1:{port}/push", seconds, home, bar)
+        # The same header goes to the baseline: equal requests, only the server differs.
+        return _post_for(f"http://127.0.0.1:{port}/push", seconds, home, bar, token)
     finally:
         stop_process(server)
 
@@ -85,13 +92,15 @@ def run(settings: Settings, *, seconds: float = 20.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wb-bench-rest-") as tmp:
         home = Path(tmp)
         with tqdm(total=int(seconds) * 2, unit="s", file=sys.stderr) as bar:
-            base = _baseline(home, seconds, bar)
             bench = isolated_settings(settings, home / "ingest", client_id="bench-ingest-rest")
+            base = _baseline(home, seconds, bar, bench.auth.token)
             service = IngestService(bench, profile_name="ingest-rest")
             try:
                 service.start(need_mqtt=False)
                 bar.set_description("ingest service")
-                sent = _post_for(f"{service.url}/api/push/http", seconds, home, bar)
+                sent = _post_for(
+                    f"{service.url}/api/push/http", seconds, home, bar, bench.auth.token
+                )
                 peak = service.peak_rss_mb()
             finally:
                 service.stop()

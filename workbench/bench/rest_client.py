@@ -1,6 +1,7 @@
 """The benchmark REST client: NDJSON batches POSTed by a few concurrent senders.
 
-Run as ``python -m workbench.bench.rest_client --url URL [--seconds S] [--senders N] [--batch B]``.
+Run as ``python -m workbench.bench.rest_client --url URL [--seconds S] [--senders N] [--batch B]``;
+the API token in ``WORKBENCH__AUTH__TOKEN`` (if any) goes with every request.
 Each sender thread owns one keep-alive ``httpx.Client`` and posts batches of ``B`` distinct
 ~150-byte readings back to back; a batch counts as sent only when answered 200. Prints one
 JSON line: ``records`` (answered), ``batches``, ``errors``, ``first``, ``last`` (wall times of
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ import httpx
 from workbench.bench.qos1_publisher import reading
 
 NDJSON = {"content-type": "application/x-ndjson"}
+TOKEN_ENV = "WORKBENCH__AUTH__TOKEN"
 
 
 class Senders:
@@ -44,11 +47,13 @@ class Senders:
 
     def send(self, url: str, deadline: float) -> None:
         """Post batches to ``url`` until ``deadline`` (monotonic)."""
+        token = os.environ.get(TOKEN_ENV)
+        headers = {**NDJSON, **({"authorization": f"Bearer {token}"} if token else {})}
         with httpx.Client(timeout=120) as client:
             while time.monotonic() < deadline:
                 body = self.body()
                 try:
-                    response = client.post(url, content=body, headers=NDJSON)
+                    response = client.post(url, content=body, headers=headers)
                 except httpx.HTTPError as err:
                     with self._lock:
                         self.errors.append(f"{type(err).__name__}: {err}")

@@ -17,7 +17,14 @@ from workbench.catalog.users import Role
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 
-__all__ = ["DEMO_TOKEN_DAYS", "DEMO_USERS", "DemoUser", "demo_users", "with_service_secrets"]
+__all__ = [
+    "DEMO_TOKEN_DAYS",
+    "DEMO_USERS",
+    "DemoUser",
+    "demo_users",
+    "with_admin_token",
+    "with_service_secrets",
+]
 
 #: The demo's users and their roles, from most to least privileged.
 DEMO_USERS: tuple[tuple[str, Role], ...] = (
@@ -67,3 +74,24 @@ def demo_users(catalog: Catalog) -> list[DemoUser]:
         token = catalog.issue_token(name, label=DEMO_LABEL, days=DEMO_TOKEN_DAYS)
         issued.append(DemoUser(name, role, SecretStr(token.value)))
     return issued
+
+
+def with_admin_token(settings: Settings, *, user: str = "service", days: float = 1.0) -> Settings:
+    """``settings`` holding a fresh admin token (and the service secrets) for a supervisor
+    that starts the services and then calls them: benchmarks, the test stacks.
+
+    Migrates the catalog, makes ``user`` an admin if it is not one, issues the token.
+    """
+    settings = with_service_secrets(settings)
+    catalog = Catalog(settings.catalog.url)
+    try:
+        try:
+            if catalog.get_user(user).role != "admin":
+                catalog.set_role(user, "admin")
+        except NotFoundError:
+            catalog.add_user(user, "admin")
+        token = catalog.issue_token(user, label="service", days=days)
+    finally:
+        catalog.close()
+    auth = settings.auth.model_copy(update={"token": SecretStr(token.value)})
+    return settings.model_copy(update={"auth": auth})
