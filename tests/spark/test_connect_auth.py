@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from tests.fixtures.engine import start_engine, stop_engine
 from tests.fixtures.services import make_settings
@@ -35,6 +36,13 @@ pytestmark = pytest.mark.spark
 def _token(settings: Settings) -> str:
     assert settings.auth.connect_token is not None
     return settings.auth.connect_token.get_secret_value()
+
+
+def _with_token(settings: Settings, token: str | None) -> Settings:
+    """``settings`` with another connect token (make_settings fills in a missing one)."""
+    value = None if token is None else SecretStr(token)
+    auth = settings.auth.model_copy(update={"connect_token": value})
+    return settings.model_copy(update={"auth": auth})
 
 
 @pytest.fixture(scope="module")
@@ -191,14 +199,14 @@ def test_an_operator_redaction_pattern_still_covers_the_token(tmp_path: Path) ->
 
 
 def test_connect_without_a_token_is_refused(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, auth={"connect_token": None})
+    settings = _with_token(make_settings(tmp_path), None)
     for call in (lambda: session_conf(settings, connect=True), lambda: connect_session(settings)):
         with pytest.raises(ConfigError, match="set WORKBENCH__AUTH__CONNECT_TOKEN") as refused:
             call()
         assert "workbench up" in str(refused.value)
         assert refused.value.fields == {"setting": "auth.connect_token"}
     assert "spark.plugins" not in session_conf(settings)  # a driver without Connect needs none
-    blank = make_settings(tmp_path, auth={"connect_token": "  "})
+    blank = _with_token(make_settings(tmp_path), "  ")
     with pytest.raises(ConfigError, match="CONNECT_TOKEN"):
         connect_url_with_token(blank)
 
@@ -221,7 +229,7 @@ def test_connect_url_carries_the_token_the_way_pyspark_reads_it(tmp_path: Path) 
     from pyspark.sql.connect.client.core import DefaultChannelBuilder
 
     odd = "a;b=c/d?e#f%g h"
-    loopback = make_settings(tmp_path, auth={"connect_token": odd})
+    loopback = _with_token(make_settings(tmp_path), odd)
     url = connect_url_with_token(loopback)
     builder = DefaultChannelBuilder(url)
     # Local gRPC credentials (pyspark's only non-TLS way to send a token): host "localhost".
