@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from workbench.analytics.parameters import bind_parameters, check_parameters
-from workbench.analytics.query_service import DEFAULT_LIMIT, QueryResult, QueryService
+from workbench.analytics.query_service import QueryResult, QueryService
 from workbench.analytics.sensitivity import highest, rank
 from workbench.catalog.records import SENSITIVITIES, Computation
 from workbench.catalog.store import Catalog
@@ -98,7 +98,7 @@ class Computations:
         identity: Identity,
         *,
         parameters: Mapping[str, Any] | None = None,
-        limit: int = DEFAULT_LIMIT,
+        limit: int | None = None,
         timeout_seconds: float | None = None,
     ) -> QueryResult:
         """Run a saved computation for ``identity`` (see :meth:`QueryService.run`)."""

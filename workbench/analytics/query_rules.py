@@ -84,8 +84,18 @@ _ALLOWED_LEAVES = frozenset(
     {"LogicalRelation", "LocalRelation", "OneRowRelation", "CTERelationRef"}
 )
 
-#: Built-ins that reach outside SQL: Java reflection (the engine's environment, ``System.exit``).
-DENIED_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
+#: Built-ins that reach outside SQL (Java reflection: the engine's environment,
+#: ``System.exit``), and those that build a value of any size from a few characters of SQL
+#: (``sequence(1, 2e9)`` fills the engine's memory before any timeout can cancel it).
+DENIED_FUNCTIONS = frozenset(
+    {"reflect", "java_method", "try_reflect", "sequence", "array_repeat", "repeat", "space"}
+)
+#: Why each denied function is denied, for the message.
+_DENIED_BECAUSE = {
+    "reflect": "it calls Java methods on the engine",
+    "java_method": "it calls Java methods on the engine",
+    "try_reflect": "it calls Java methods on the engine",
+}
 #: The only table functions allowed: generators over the rows of a query.
 GENERATOR_FUNCTIONS = frozenset(
     {
@@ -311,9 +321,8 @@ def _function_name(node: PlanNode) -> str:
 def _check_function(name: str, scope: QueryScope) -> None:
     name = name.lower()
     if name in DENIED_FUNCTIONS:
-        raise QueryRefused(
-            f"{name}() is not allowed: it calls Java methods on the engine", function=name
-        )
+        why = _DENIED_BECAUSE.get(name, "it builds values of any size in the engine's memory")
+        raise QueryRefused(f"{name}() is not allowed: {why}", function=name)
     if name not in scope.functions:
         raise QueryRefused(
             f"{name}() is not an allowed function: only Spark's built-in functions run here "

@@ -220,12 +220,13 @@ class QueryService:
         identity: Identity,
         *,
         parameters: Mapping[str, Any] | None = None,
-        limit: int = DEFAULT_LIMIT,
+        limit: int | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         computation: str | None = None,
         label: Callable[[str], str] | None = None,
     ) -> QueryResult:
-        """Run ``sql`` for ``identity`` and return at most ``limit`` rows.
+        """Run ``sql`` for ``identity`` and return at most ``limit`` rows (default 1,000, or
+        the maximum when that is lower).
 
         Args:
             label: turns the derived label into the one the result carries (a saved
@@ -237,6 +238,8 @@ class QueryService:
             QueryTimeoutError: it ran past ``timeout_seconds`` (its jobs are cancelled).
             QueryRefused, ComputationError: see :meth:`prepare`.
         """
+        if limit is None:
+            limit = min(DEFAULT_LIMIT, self.max_limit)
         if not 1 <= limit <= self.max_limit:
             raise ComputationError(
                 f"limit must be between 1 and {self.max_limit}, not {limit}", limit=limit

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.params import Depends as DependsParam
@@ -28,7 +29,7 @@ from pydantic import SecretStr
 from workbench.catalog.users import Identity, Role
 from workbench.core.errors import ForbiddenError, UnauthorizedError
 
-__all__ = ["Gate", "bearer_token"]
+__all__ = ["Gate", "bearer_token", "route_roles"]
 
 #: What every refused token hears (missing, malformed, unknown, expired and revoked alike).
 REFUSED = (
@@ -76,8 +77,10 @@ class Gate:
         request.state.identity = found
         return found
 
-    def role(self, role: Role) -> DependsParam:
-        """A route dependency admitting identities with ``role`` or a more privileged one.
+    def role(self, role: Role) -> Any:
+        """A route dependency admitting identities with ``role`` or a more privileged one:
+        ``dependencies=[gate.role("user")]``, or ``identity: Identity = gate.role("user")``
+        (typed ``Any``, as FastAPI's own ``Depends`` is, to serve as a parameter default).
 
         Sync on purpose: FastAPI runs it in its thread pool, so the catalog read never blocks
         the event loop.
@@ -95,9 +98,10 @@ class Gate:
                 )
             return found
 
+        dependency.required_role = role  # type: ignore[attr-defined]  # read by route_roles
         return DependsParam(dependency)
 
-    def scraper(self) -> DependsParam:
+    def scraper(self) -> Any:
         """A dependency for ``/metrics``: the scrape token, or an admin's API token."""
 
         def dependency(request: Request) -> None:
@@ -114,6 +118,7 @@ class Gate:
             if not found.has_role("admin"):
                 raise ForbiddenError("/metrics is for the scrape token and admins", needs="admin")
 
+        dependency.required_role = "scrape token or admin"  # type: ignore[attr-defined]
         return DependsParam(dependency)
 
     def install_docs(self, app: FastAPI, *, enabled: bool) -> None:
@@ -128,3 +133,26 @@ class Gate:
         @app.get("/openapi.json", include_in_schema=False, dependencies=[self.role("admin")])
         def openapi() -> JSONResponse:
             return JSONResponse(app.openapi())
+
+
+def route_roles(app: FastAPI) -> dict[tuple[str, str], str]:
+    """``(method, path) -> the least role`` of every route of ``app`` (``open`` for none):
+    the route table, read off the routes themselves."""
+    from fastapi.routing import APIRoute
+
+    table: dict[tuple[str, str], str] = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        roles = [getattr(dep.call, "required_role", None) for dep in _dependencies(route.dependant)]
+        role = next((r for r in roles if r), "open")
+        for method in sorted(route.methods - {"HEAD"}):
+            table[(method, route.path)] = role
+    return table
+
+
+def _dependencies(dependant: Any) -> list[Any]:
+    found = list(dependant.dependencies)
+    for dep in dependant.dependencies:
+        found += _dependencies(dep)
+    return found

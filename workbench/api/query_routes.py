@@ -85,7 +85,9 @@ def build_query_router(
     """The routes over this engine's query service (``timeout_seconds``: the default and the
     most a query may ask for)."""
     router = APIRouter(prefix="/api")
-    a_user = Annotated[Identity, gate.role("user")]
+    # Depends as defaults, not Annotated aliases: with postponed annotations FastAPI resolves
+    # names in the module's globals, where a local alias does not exist.
+    a_user = gate.role("user")
     admin = gate.role("admin")
 
     def bounded(asked: float | None) -> float:
@@ -93,7 +95,7 @@ def build_query_router(
 
     # Sync routes: FastAPI runs them in its thread pool, Spark calls block only that thread.
     @router.post("/query")
-    def query(body: QueryIn, identity: a_user) -> dict[str, Any]:
+    def query(body: QueryIn, identity: Identity = a_user) -> dict[str, Any]:
         result = service.run(
             body.sql,
             identity,
@@ -104,7 +106,7 @@ def build_query_router(
         return result.to_dict()
 
     @router.post("/query/check")
-    def check(body: CheckIn, _identity: a_user) -> dict[str, Any]:
+    def check(body: CheckIn, _identity: Identity = a_user) -> dict[str, Any]:
         prepared = service.prepare(body.sql, body.parameters)
         return {
             "columns": [{"name": n, "type": t} for n, t in prepared.columns],
@@ -112,19 +114,21 @@ def build_query_router(
         }
 
     @router.get("/tables")
-    def tables(_identity: a_user) -> list[dict[str, Any]]:
+    def tables(_identity: Identity = a_user) -> list[dict[str, Any]]:
         return service.tables()
 
     @router.get("/computations")
-    def list_computations(_identity: a_user) -> list[dict[str, Any]]:
+    def list_computations(_identity: Identity = a_user) -> list[dict[str, Any]]:
         return [describe(c) for c in computations.catalog.list_computations()]
 
     @router.get("/computations/{name}")
-    def get_computation(name: str, _identity: a_user) -> dict[str, Any]:
+    def get_computation(name: str, _identity: Identity = a_user) -> dict[str, Any]:
         return describe(computations.catalog.get_computation(name))
 
     @router.put("/computations/{name}")
-    def save_computation(name: str, body: ComputationIn, identity: a_user) -> dict[str, Any]:
+    def save_computation(
+        name: str, body: ComputationIn, identity: Identity = a_user
+    ) -> dict[str, Any]:
         computation = Computation(
             name=name,
             sql=body.sql,
@@ -142,7 +146,7 @@ def build_query_router(
         return {"deleted": name}
 
     @router.post("/computations/{name}/run")
-    def run_computation(name: str, body: RunIn, identity: a_user) -> dict[str, Any]:
+    def run_computation(name: str, body: RunIn, identity: Identity = a_user) -> dict[str, Any]:
         result = computations.run(
             name,
             identity,

@@ -11,7 +11,7 @@ A token's value appears in exactly one answer, the one that issued it.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -66,8 +66,9 @@ def build_user_router(catalog: Catalog, gate: Gate) -> APIRouter:
     """The routes, over ``catalog``'s users and tokens."""
     router = APIRouter(prefix="/api")
     admin = gate.role("admin")
-    anyone = Annotated[Identity, gate.role("viewer")]
-    an_admin = Annotated[Identity, admin]
+    # Depends as defaults, not Annotated aliases: with postponed annotations FastAPI resolves
+    # names in the module's globals, where a local alias does not exist.
+    anyone = gate.role("viewer")
 
     @router.post("/login", status_code=201)
     def login(body: LoginIn) -> dict[str, Any]:
@@ -78,16 +79,16 @@ def build_user_router(catalog: Catalog, gate: Gate) -> APIRouter:
         return issued(catalog.issue_token(user.name, label=body.label, days=body.days), user.role)
 
     @router.get("/me")
-    def me(identity: anyone) -> dict[str, Any]:
+    def me(identity: Identity = anyone) -> dict[str, Any]:
         return asdict(identity)
 
     @router.get("/tokens")
-    def tokens(identity: anyone) -> list[dict[str, Any]]:
+    def tokens(identity: Identity = anyone) -> list[dict[str, Any]]:
         owner = None if identity.has_role("admin") else identity.user
         return [asdict(info) for info in catalog.list_tokens(owner)]
 
     @router.delete("/tokens/{token_id}")
-    def revoke(token_id: int, identity: anyone) -> dict[str, Any]:
+    def revoke(token_id: int, identity: Identity = anyone) -> dict[str, Any]:
         owned = {info.id for info in catalog.list_tokens(identity.user)}
         if token_id not in owned and not identity.has_role("admin"):
             # The same answer as an unknown id: a user learns nothing of others' tokens.
@@ -106,7 +107,7 @@ def build_user_router(catalog: Catalog, gate: Gate) -> APIRouter:
         return {**asdict(user), **issued(catalog.issue_token(user.name), user.role)}
 
     @router.delete("/users/{name}")
-    def delete_user(name: str, identity: an_admin) -> dict[str, str]:
+    def delete_user(name: str, identity: Identity = admin) -> dict[str, str]:
         if name == identity.user:
             raise ForbiddenError("an admin cannot delete the user they are signed in as")
         catalog.delete_user(name)

@@ -21,7 +21,11 @@ from workbench.core.settings import Settings, settings_env
 
 #: Set by a Spark Connect client session for its whole process; a child engine inheriting them
 #: would start as a client instead of a driver.
-SPARK_CLIENT_ENV = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")
+SPARK_CLIENT_ENV = (
+    "SPARK_CONNECT_MODE_ENABLED",
+    "SPARK_REMOTE",
+    "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+)
 
 
 def child_env(settings: Settings) -> dict[str, str]:
