@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.engine import start_engine, stop_engine
 from tests.fixtures.services import make_settings
 from tests.spark.conftest import WriteBronze, bronze_row
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.spark
@@ -42,6 +43,13 @@ def client(engine: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     session.stop()
 
 
+@pytest.fixture
+def http(engine: Settings) -> Iterator[httpx.Client]:
+    """HTTP to the engine as the stack's admin: every route but ``/health`` needs a token."""
+    with httpx.Client(headers=auth_headers(engine)) as session:
+        yield session
+
+
 def _until(check: Any, timeout: float = 90.0) -> Any:
     """Poll a live service until ``check()`` is truthy (the engine runs on its own clock)."""
     deadline = time.monotonic() + timeout
@@ -54,12 +62,12 @@ def _until(check: Any, timeout: float = 90.0) -> Any:
 
 
 def test_engine_serves_streams_and_connect(
-    engine: Settings, client: Any, write_bronze: WriteBronze
+    engine: Settings, client: Any, http: httpx.Client, write_bronze: WriteBronze
 ) -> None:
     base = f"http://{engine.engine.host}:{engine.engine.port}"
-    health = httpx.get(f"{base}/health").json()
-    assert health["status"] == "ok"
-    assert health["connect_url"] == engine.engine.connect_url
+    # /health is open and tells nothing but its status; the rest needs the stack's admin token.
+    assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{base}/status").status_code == 401
 
     assert client.sql("SELECT * FROM gold.sensor_averages").collect() == []  # exists before data
 
@@ -114,13 +122,13 @@ def test_engine_serves_streams_and_connect(
         "e2": ("s", 20.0),
     }
 
-    status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
+    status = {q["name"]: q for q in http.get(f"{base}/status").json()["queries"]}
     assert set(status) == {"enrichment", "gold"}
     assert all(q["active"] and q["exception"] is None for q in status.values())
     assert status["enrichment"]["last_batch_id"] is not None
 
     def records_counted() -> bool:
-        text = httpx.get(f"{base}/metrics").text
+        text = http.get(f"{base}/metrics").text
         assert "spark_active_streams{pod=" in text
         assert 'spark_batches_processed_total{pod="' in text
         prefix = "enrichment_records_processed_total{"
@@ -130,12 +138,10 @@ def test_engine_serves_streams_and_connect(
     _until(records_counted, timeout=30)
 
     # Every engine metric is exported; latencies were observed per record.
-    from workbench.analytics.reporting import EngineReporter
-
-    reporter = EngineReporter(engine)
-    reporter("sensor_averages", 0.25, "success")
-    assert reporter.flush()
-    text = httpx.get(f"{base}/metrics").text
+    # A query through the query service is counted by the engine itself (no client reports).
+    answer = http.post(f"{base}/api/computations/sensor_averages/run", json={})
+    assert answer.status_code == 200, answer.text
+    text = http.get(f"{base}/metrics").text
     for name in ENGINE_METRICS:
         assert f"{name}{{" in text or f"{name}_bucket{{" in text, name
     assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_count") == 2.0
@@ -154,7 +160,7 @@ def test_engine_serves_streams_and_connect(
     assert _sample(text, "computation_executions_total{", 'status="success"') == 1.0
 
     def watermarks() -> dict[str, float]:
-        metrics_text = httpx.get(f"{base}/metrics").text
+        metrics_text = http.get(f"{base}/metrics").text
         prefix = "spark_query_watermark_seconds{"
         lines = [ln for ln in metrics_text.splitlines() if ln.startswith(prefix)]
         found = {ln.split('query="')[1].split('"')[0]: float(ln.split()[-1]) for ln in lines}
@@ -172,7 +178,7 @@ def test_engine_serves_streams_and_connect(
     assert found["gold"] == pytest.approx(event - 120.0, abs=0.002)
     minutes = engine.engine.dedupe_minutes
     assert time.time() - 60 * minutes - 60 < found["enrichment"] < time.time() - 60 * minutes
-    status = {q["name"]: q for q in httpx.get(f"{base}/status").json()["queries"]}
+    status = {q["name"]: q for q in http.get(f"{base}/status").json()["queries"]}
     assert status["gold"]["watermark"] and status["enrichment"]["watermark"]
 
 

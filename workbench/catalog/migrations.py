@@ -16,6 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import Connection, Engine, insert, inspect, select, text
 
 from workbench.catalog import tables as t
+from workbench.catalog.examples import DEMO_DASHBOARD, EXAMPLE_COMPUTATIONS
 from workbench.core.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,54 @@ def _audit_and_computation_labels(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE computations ADD COLUMN {name} {kind}"))
 
 
+def _dashboards_and_examples(conn: Connection) -> None:
+    for table in (t.dashboards, t.tiles):
+        table.create(conn, checkfirst=True)
+    now = utcnow()
+    taken = set(conn.execute(select(t.computations.c.name)).scalars())
+    for name, fields in EXAMPLE_COMPUTATIONS.items():
+        if name not in taken:
+            conn.execute(
+                insert(t.computations).values(
+                    name=name,
+                    declassified=False,
+                    **{"parameters": [], **fields},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    board = DEMO_DASHBOARD
+    boards = set(conn.execute(select(t.dashboards.c.name)).scalars())
+    if board["name"] in boards:
+        return
+    conn.execute(
+        insert(t.dashboards).values(
+            name=board["name"],
+            title=board["title"],
+            description=board["description"],
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    for title, computation, viz, config, x, y, w, h in board["tiles"]:
+        conn.execute(
+            insert(t.tiles).values(
+                dashboard=board["name"],
+                title=title,
+                computation=computation,
+                viz=viz,
+                config=config,
+                parameters={},
+                x=x,
+                y=y,
+                w=w,
+                h=h,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -153,6 +202,7 @@ MIGRATIONS: list[Migration] = [
     Migration(
         9, "audit log; computation parameters, labels, owners", _audit_and_computation_labels
     ),
+    Migration(10, "dashboards and tiles; example computations", _dashboards_and_examples),
 ]
 
 

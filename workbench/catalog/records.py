@@ -356,3 +356,66 @@ class StreamComputation:
     """Starts at 1 and rises by one each time ``sql`` changes (the results start over)."""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+#: How a tile draws its computation's result.
+VIZ_TYPES = ("table", "stat", "timeseries", "bar", "gauge")
+#: Columns of the dashboard grid.
+GRID_COLUMNS = 12
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A computation drawn on a dashboard: how (``viz``, ``config``), with which parameter
+    values, and where (``x``, ``y``, ``w``, ``h`` on a :data:`GRID_COLUMNS`-column grid)."""
+
+    dashboard: str
+    title: str
+    computation: str
+    viz: str = "table"
+    config: dict[str, Any] = field(default_factory=dict)
+    """Viz options: ``x``, ``y``, ``color`` columns; ``value``, ``min``, ``max`` for a gauge."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    x: int = 0
+    y: int = 0
+    w: int = 6
+    h: int = 4
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored and answered."""
+        return {
+            "id": self.id,
+            "dashboard": self.dashboard,
+            "title": self.title,
+            "computation": self.computation,
+            "viz": self.viz,
+            "config": dict(self.config),
+            "parameters": dict(self.parameters),
+            "x": self.x,
+            "y": self.y,
+            "w": self.w,
+            "h": self.h,
+        }
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A named grid of tiles."""
+
+    name: str
+    title: str
+    description: str = ""
+    owner: str | None = None
+    tiles: tuple[Tile, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As answered, tiles in reading order (row, then column)."""
+        ordered = sorted(self.tiles, key=lambda t: (t.y, t.x))
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "owner": self.owner,
+            "tiles": [t.to_dict() for t in ordered],
+        }

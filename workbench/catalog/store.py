@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
 from workbench.catalog.audit import AuditTables
+from workbench.catalog.dashboards import DashboardTables
 from workbench.catalog.definitions import RegistryTables
 from workbench.catalog.dialect import upsert
 from workbench.catalog.metadata import MetadataTables
@@ -86,7 +87,7 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog(MetadataTables, RegistryTables, UserTables, AuditTables):
+class Catalog(MetadataTables, RegistryTables, UserTables, AuditTables, DashboardTables):
     """Sources, normalization rules and computations; datasets, schemas and their evolution
     (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`).
 

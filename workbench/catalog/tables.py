@@ -247,3 +247,34 @@ audit_log = Table(
     Column("devices", JSON, nullable=False),
     Column("rows", Integer, nullable=False),
 )
+
+dashboards = Table(
+    "dashboards",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("owner", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+tiles = Table(
+    "tiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dashboard", String(64), nullable=False, index=True),
+    Column("title", String(200), nullable=False),
+    Column("computation", String(200), nullable=False),
+    Column("viz", String(20), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("parameters", JSON, nullable=False),
+    # Grid position in a 12-column layout: column, row, width, height (in rows).
+    Column("x", Integer, nullable=False),
+    Column("y", Integer, nullable=False),
+    Column("w", Integer, nullable=False),
+    Column("h", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
