@@ -24,6 +24,7 @@ from tests.faults.load import SteadyPublisher, seqs
 from tests.fixtures.engine import start_engine, stop_engine
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 from workbench.gold import averages
 
@@ -35,7 +36,10 @@ ENRICHMENT = "enrichment"
 
 def _status(settings: Settings) -> dict[str, dict[str, Any]]:
     url = f"http://{settings.engine.host}:{settings.engine.port}/status"
-    return {q["name"]: q for q in httpx.get(url, timeout=10).json()["queries"]}
+    return {
+        q["name"]: q
+        for q in httpx.get(url, timeout=10, headers=auth_headers(settings)).json()["queries"]
+    }
 
 
 def _silver_rows(settings: Settings) -> int:

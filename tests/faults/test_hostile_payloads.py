@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.fault
@@ -87,17 +88,19 @@ def test_hostile_payloads_are_all_accounted_for(settings: Settings, ingest: Inge
     assert all(r["error"] for r in rows if r["payload_kind"] != "object")  # a reason each
     print(f"hostile payloads: messages={TOTAL} rows={table.num_rows} kinds={dict(kinds)}")
 
+    auth = auth_headers(settings)
     health = httpx.get(f"{ingest.url}/health").json()
     assert health["status"] == "ok" and ingest.proc is not None and ingest.proc.poll() is None
     wait_for(
         lambda: sum(
-            d["record_count"] for d in httpx.get(f"{ingest.url}/api/metadata/datasets").json()
+            d["record_count"]
+            for d in httpx.get(f"{ingest.url}/api/metadata/datasets", headers=auth).json()
         )
         == expected_rows,
         timeout=60,
         what="catalog counts",
     )
-    [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets").json()
+    [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets", headers=auth).json()
     types = {f["path"]: f["type"] for f in dataset["fields"]}
     assert types["value"] == "string"  # number/string/object/bool flips widened, never crashed
     assert "l49.l48.l47" in "".join(types)  # 50 levels deep became a dot path

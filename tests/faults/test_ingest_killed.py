@@ -11,6 +11,7 @@ import pytest
 from tests.faults.load import SteadyPublisher, seqs
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 
 pytestmark = pytest.mark.fault
@@ -38,7 +39,7 @@ def test_kill_9_mid_stream_loses_nothing(settings: Settings, ingest: IngestProce
     # carries the same message id, so silver can drop it.
     ids = Counter(table["message_id"].to_pylist())
     assert sum(n - 1 for n in ids.values()) == duplicates
-    [loss] = httpx.get(f"{ingest.url}/api/loss").json()
+    [loss] = httpx.get(f"{ingest.url}/api/loss", headers=auth_headers(settings)).json()
     # The counters of the last few seconds before a kill -9 die with the process (they are
     # written to the catalog every metadata batch); they never overcount.
     print(f"ingest killed: loss accounting after restart: {loss}")

@@ -25,6 +25,7 @@ from tests.faults.load import SteadyPublisher
 from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze, s3_lake_settings
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import wait_for
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ def test_object_store_down_60s_under_load(
         wait_for(lambda: bool(spill_files(spill_dir)), timeout=30, what="the first spilled batch")
         time.sleep(max(0.0, down_at + OUTAGE_SECONDS - time.monotonic()))  # the outage itself
         peak_spill = len(spill_files(spill_dir))
-        health = httpx.get(f"{ingest.url}/health").json()  # operators see the outage
+        # Operators see the outage: the open probe says degraded, the report says why.
+        probe = httpx.get(f"{ingest.url}/health")
+        assert probe.status_code == 503 and probe.json() == {"status": "degraded"}, probe.text
+        health = httpx.get(f"{ingest.url}/api/health", headers=auth_headers(settings)).json()
         assert health["status"] == "degraded" and health["spill"]["files"] > 0, health
         sent_during_outage = publisher.sent - sent_at_stop
         minio.start()

@@ -10,6 +10,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import read_bronze, wait_for
+from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 
 
@@ -48,10 +49,13 @@ def test_every_published_reading_lands_in_bronze_once(
     assert sorted(table["payload"].to_pylist()) == sorted(p.decode() for p in sent)
     assert len(set(table["message_id"].to_pylist())) == 500
     assert set(table["hour"].to_pylist()) == {10}
-    health = httpx.get(f"{ingest.url}/health").json()
+    auth = auth_headers(settings)
+    assert httpx.get(f"{ingest.url}/health").json() == {"status": "ok"}
+    health = httpx.get(f"{ingest.url}/api/health", headers=auth).json()
     assert health["status"] == "ok" and health["buffer"]["rows"] == 0
-    assert httpx.get(f"{ingest.url}/ready").json() == {"ready": True, "waiting_for": []}
-    [loss] = httpx.get(f"{ingest.url}/api/loss").json()
+    ready = httpx.get(f"{ingest.url}/api/ready", headers=auth).json()
+    assert ready == {"ready": True, "waiting_for": []}
+    [loss] = httpx.get(f"{ingest.url}/api/loss", headers=auth).json()
     assert (loss["received"], loss["written"], loss["duplicates"], loss["gaps"]) == (500, 500, 0, 0)
 
 
@@ -73,8 +77,11 @@ def test_rest_push_answers_once_records_are_durable(
     body = json.dumps(
         [{"sensor_id": "r1", "temperature": 1.5}, {"sensor_id": "r2", "temperature": 2}]
     )
+    auth = auth_headers(settings)
     response = httpx.post(
-        f"{ingest.url}/api/push/http", content=body, headers={"content-type": "application/json"}
+        f"{ingest.url}/api/push/http",
+        content=body,
+        headers={**auth, "content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 2
@@ -83,14 +90,16 @@ def test_rest_push_answers_once_records_are_durable(
     response = httpx.post(
         f"{ingest.url}/api/push/http",
         content=ndjson,
-        headers={"content-type": "application/x-ndjson"},
+        headers={**auth, "content-type": "application/x-ndjson"},
     )
     assert response.json()["accepted"] == 2
     assert read_bronze(settings).num_rows == 4
-    missing = httpx.post(f"{ingest.url}/api/push/nope", content=b"{}")
+    missing = httpx.post(f"{ingest.url}/api/push/nope", content=b"{}", headers=auth)
     assert missing.status_code == 404 and "known: http" in missing.json()["message"]
     big = httpx.post(
-        f"{ingest.url}/api/push/http", content=b"x" * (settings.ingest.max_body_bytes + 1)
+        f"{ingest.url}/api/push/http",
+        content=b"x" * (settings.ingest.max_body_bytes + 1),
+        headers=auth,
     )
     assert big.status_code == 413
 
@@ -113,17 +122,19 @@ def test_bad_payloads_are_accounted_for_and_never_crash(
     assert kinds == ["invalid_utf8", "non_json", "non_json", "object", "object", "object", "scalar"]
     assert all(r["error"] for r in rows if r["payload_kind"] != "object")
     assert [r["event_time_raw"] for r in rows if r["event_time_raw"]] == ["soon"]
+    auth = auth_headers(settings)
     assert httpx.get(f"{ingest.url}/health").json()["status"] == "ok"
-    metrics = httpx.get(f"{ingest.url}/metrics").text
+    metrics = httpx.get(f"{ingest.url}/metrics", headers=auth).text
     assert 'error_type="non_json"' in metrics and 'error_type="unparsable_time"' in metrics
     wait_for(
         lambda: sum(
-            d["record_count"] for d in httpx.get(f"{ingest.url}/api/metadata/datasets").json()
+            d["record_count"]
+            for d in httpx.get(f"{ingest.url}/api/metadata/datasets", headers=auth).json()
         )
         == 7,
         what="metadata counts",
         timeout=settings.ingest.metadata_batch_seconds + 10,
     )
-    [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets").json()
+    [dataset] = httpx.get(f"{ingest.url}/api/metadata/datasets", headers=auth).json()
     types = {f["path"]: f["type"] for f in dataset["fields"]}
     assert types == {"sensor_id": "string", "temperature": "integer", "timestamp": "string"}

@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.services import Broker, IngestProcess, make_settings
 from tests.integration.conftest import read_bronze, wait_for
 from tests.integration.test_ingest import publish, readings
+from workbench.client.credentials import auth_headers
 from workbench.client.ingest_client import IngestClient
 from workbench.core.errors import CatalogError, ConfigError, NotFoundError
 from workbench.core.settings import Settings
@@ -128,13 +129,19 @@ def test_push_token(settings: Settings, client: IngestClient) -> None:
         assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
     ok = httpx.post(url, content=b'{"a": 1}', headers={"Authorization": f"Bearer {'t' * 20}"})
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    # A source without a token of its own takes readings from an API token only.
+    open_url = f"{client.url}/api/push/http"
+    anonymous = httpx.post(open_url, content=b'{"a": 1}')
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized"
+    admin = httpx.post(open_url, content=b'{"a": 1}', headers=auth_headers(settings))
+    assert admin.status_code == 200 and admin.json()["accepted"] == 1
 
 
 def received(process: IngestProcess) -> int:
     """Messages this ingest process received, from its own /metrics."""
     import httpx
 
-    text = httpx.get(f"{process.url}/metrics").text
+    text = httpx.get(f"{process.url}/metrics", headers=auth_headers(process.settings)).text
     return int(
         sum(
             float(line.rsplit(" ", 1)[1])

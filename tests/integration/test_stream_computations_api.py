@@ -13,6 +13,7 @@ from tests.fixtures.engine import start_engine, stop_engine
 from tests.fixtures.services import make_settings
 from tests.integration.conftest import wait_for
 from tests.spark.conftest import WriteBronze, bronze_row, write_bronze  # noqa: F401
+from workbench.client.credentials import auth_headers
 from workbench.core.errors import CatalogError, ComputationError, NotFoundError
 
 pytestmark = pytest.mark.spark
@@ -40,6 +41,7 @@ def test_stream_computation_lifecycle_over_http(
     client = EngineClient(settings)
     sessions: list[Any] = []
     base = f"http://{settings.engine.host}:{settings.engine.port}"
+    auth = auth_headers(settings)
     try:
         # Silver fills while the computation is checked and started.
         write_bronze(
@@ -66,6 +68,7 @@ def test_stream_computation_lifecycle_over_http(
                 "name": "agg",
                 "sql": "SELECT sensitivity, count(*) AS n FROM silver GROUP BY sensitivity",
             },
+            headers=auth,
         )
         assert answer.status_code == 422
         assert "cannot run as a stream in append mode" in answer.json()["message"]
@@ -85,10 +88,10 @@ def test_stream_computation_lifecycle_over_http(
         # Counted after the commit that made the rows visible: the count follows shortly.
         wait_for(lambda: client.stream_computation("hot")["rows_written"] == 2, what="count")
         assert client.stream_computation("hot")["last_batch_id"] is not None
-        queries = {q["name"] for q in httpx.get(f"{base}/status").json()["queries"]}
+        queries = {q["name"] for q in httpx.get(f"{base}/status", headers=auth).json()["queries"]}
         assert "computation:hot" in queries
         # Its batches are in the engine's batch metrics, labelled with its query.
-        metrics = httpx.get(f"{base}/metrics").text
+        metrics = httpx.get(f"{base}/metrics", headers=auth).text
         assert any(
             line.startswith("spark_batch_processing_latency_seconds_count{")
             and 'query="computation:hot"' in line
@@ -103,7 +106,7 @@ def test_stream_computation_lifecycle_over_http(
 
         disabled = client.update_stream_computation("hot", enabled=False)
         assert disabled["query"] is None and disabled["version"] == 2
-        queries = {q["name"] for q in httpx.get(f"{base}/status").json()["queries"]}
+        queries = {q["name"] for q in httpx.get(f"{base}/status", headers=auth).json()["queries"]}
         assert "computation:hot" not in queries
         assert hot_rows() == [30.0]  # the table stays while disabled
 

@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.services import make_settings
 from tests.integration.conftest import wait_for
 from tests.spark.conftest import WriteBronze, bronze_row, spark, write_bronze  # noqa: F401
+from workbench.client.credentials import auth_headers
 from workbench.core.errors import NotFoundError
 from workbench.core.settings import Settings
 from workbench.streams.status import Lag
@@ -52,9 +53,11 @@ def engine_http(tmp_path: Path, manager: StreamManager) -> Iterator[Settings]:
     import uvicorn
 
     from workbench.api.engine_app import EngineMetrics, build_engine_app
+    from workbench.catalog.store import Catalog
 
     settings = make_settings(tmp_path)
-    app = build_engine_app(settings, manager, EngineMetrics(pod="test"))
+    catalog = Catalog(settings.catalog.url)  # the app identifies tokens against it
+    app = build_engine_app(settings, manager, EngineMetrics(pod="test"), catalog)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=settings.engine.port, log_level="warning")
     )
@@ -64,6 +67,7 @@ def engine_http(tmp_path: Path, manager: StreamManager) -> Iterator[Settings]:
     yield settings
     server.should_exit = True
     thread.join(timeout=10)
+    catalog.close()
 
 
 def test_by_name_over_http_and_cli(
@@ -80,8 +84,9 @@ def test_by_name_over_http_and_cli(
     manager.start_all(poll_seconds=3600)  # the test drives the monitor with check()
     client = EngineClient(engine_http)
     base = f"http://127.0.0.1:{engine_http.engine.port}"
+    auth = auth_headers(engine_http)
 
-    [status] = httpx.get(f"{base}/status").json()["queries"]
+    [status] = httpx.get(f"{base}/status", headers=auth).json()["queries"]
     assert status["state"] == "running" and status["restarts"] == 0
 
     stopped = client.stop("ticks")
@@ -103,10 +108,12 @@ def test_by_name_over_http_and_cli(
 
     with pytest.raises(NotFoundError, match="no stream named 'nope'"):
         client.stop("nope")
-    assert httpx.post(f"{base}/api/streams/nope/start").status_code == 404
+    assert httpx.post(f"{base}/api/streams/nope/start", headers=auth).status_code == 404
 
     for key, value in {"HOST": "127.0.0.1", "PORT": str(engine_http.engine.port)}.items():
         monkeypatch.setenv(f"WORKBENCH__ENGINE__{key}", value)
+    assert engine_http.auth.token is not None
+    monkeypatch.setenv("WORKBENCH__AUTH__TOKEN", engine_http.auth.token.get_secret_value())
     assert cli.main(["streams", "stop", "ticks"]) == 0
     assert '"state": "stopped"' in capsys.readouterr().out
     assert cli.main(["streams", "list"]) == 0

@@ -107,7 +107,7 @@ def test_tile_reads_live_data_and_says_when_empty(
     wb = Workbench(stack.settings)
     try:
         live = build_tile(
-            wb.spark_factory,
+            lambda: wb.engine.run_computation("sensor_averages"),
             wb.computation("sensor_averages"),
             refresh_seconds=15,
             auto_refresh=False,
@@ -122,7 +122,12 @@ def test_tile_reads_live_data_and_says_when_empty(
             tile_type="timeseries",
             tile_config={"x": "window_start", "y": "avg_value"},
         )
-        empty = build_tile(wb.spark_factory, nothing, refresh_seconds=15, auto_refresh=False)
+        empty = build_tile(
+            lambda: wb.engine.query(nothing.sql),
+            nothing,
+            refresh_seconds=15,
+            auto_refresh=False,
+        )
         assert empty.state == "empty"
         assert empty.message == "no data yet — is the engine running?"
     finally:
