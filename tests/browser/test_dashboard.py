@@ -1,4 +1,5 @@
-"""The stakeholder dashboard, served by a real Voila and looked at by headless Chromium."""
+"""The stakeholder dashboard, served by a real Voila and looked at by headless Chromium, as a
+viewer, as an admin and as someone without a valid token."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,11 +23,16 @@ from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-sco
     seed_gold_averages,
     stack_fixture,
 )
+from workbench.catalog.records import Device
+from workbench.catalog.schemas import DatasetObservation
+from workbench.catalog.store import Catalog
+from workbench.stack.up import without_secrets
 
 pytestmark = [pytest.mark.browser, pytest.mark.spark]
 
 APP = ROOT / "voila_apps" / "dashboard" / "app.ipynb"
-SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
+SCREENSHOT_VIEWER = ROOT / "test-artifacts" / "dashboard-viewer.png"
+SCREENSHOT_ADMIN = ROOT / "test-artifacts" / "dashboard-admin.png"
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -58,7 +66,8 @@ def voila_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "--Voila.ip=127.0.0.1",
             ],
             cwd=str(APP.parent),
-            env=child_env(stack.settings),
+            # As `workbench up` runs it: no token, no service secret; visitors bring theirs.
+            env=child_env(without_secrets(stack.settings)),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -76,31 +85,142 @@ def voila_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         print(log.read_text(errors="replace")[-3000:])
 
 
-def test_dashboard_shows_the_live_tile_and_refreshes(stack: Stack, voila_url: str) -> None:
+SECRET_VALUE = 97.75
+"""The average of the confidential device's only row: must never reach a viewer's page."""
+
+
+@pytest.fixture(scope="module")
+def lab(stack: Stack) -> dict[str, str]:
+    """A dashboard ``lab`` over two devices: ``demo-sensors`` (public: its tile plots for a
+    viewer) and ``secret-lab`` (confidential: restricted for a viewer, a table for an admin).
+    Answers the tokens of an admin and a viewer."""
+    catalog = Catalog(stack.settings.catalog.url)
+    now = datetime.now(UTC)
+    try:
+        catalog.save_device(Device("demo-sensors", name="demo", sensitivity="public"))
+        catalog.save_device(Device("secret-lab", name="lab", sensitivity="confidential"))
+        catalog.record_observations(
+            [
+                DatasetObservation(iid, "mqtt", records=1, first_seen=now, last_seen=now)
+                for iid in ("demo-sensors", "secret-lab")
+            ]
+        )
+        catalog.add_user("watcher", "viewer")
+        viewer = catalog.issue_token("watcher").value
+    finally:
+        catalog.close()
+    secret = gold_rows(stack.seeded_at, minutes=range(1))[0]
+    secret.update(ingestion_id="secret-lab", sensor_id="vault-1", avg_value=SECRET_VALUE)
+    seed_gold_averages(stack.settings, [secret])
+
+    assert stack.settings.auth.token is not None
+    admin = stack.settings.auth.token.get_secret_value()
+    engine = f"http://{stack.settings.engine.host}:{stack.settings.engine.port}"
+    auth = {"authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=engine, headers=auth, timeout=120) as http:
+        computations = {
+            "demo_temperature": (
+                "SELECT window_start, sensor_id, avg_value FROM gold.sensor_averages "
+                "WHERE ingestion_id = 'demo-sensors' AND field = 'temperature'",
+                "timeseries",
+            ),
+            "lab_vault": (
+                "SELECT sensor_id, avg_value FROM gold.sensor_averages "
+                "WHERE ingestion_id = 'secret-lab'",
+                "table",
+            ),
+        }
+        for name, (sql, viz) in computations.items():
+            body = {"sql": sql, "tile_type": viz, "tile_config": {}}
+            http.put(f"/api/computations/{name}", json=body).raise_for_status()
+        http.put("/api/dashboards/lab", json={"title": "Lab"}).raise_for_status()
+        tiles = [
+            {
+                "title": "Temperature",
+                "computation": "demo_temperature",
+                "viz": "timeseries",
+                "config": {"x": "window_start", "y": "avg_value", "color": "sensor_id"},
+                "x": 0,
+                "y": 0,
+                "w": 8,
+                "h": 4,
+            },
+            {"title": "Vault", "computation": "lab_vault", "viz": "table", "x": 8, "w": 4},
+        ]
+        for tile in tiles:
+            http.post("/api/dashboards/lab/tiles", json=tile).raise_for_status()
+    return {"admin": admin, "viewer": viewer}
+
+
+def _open(page: Any, url: str, query: str) -> None:
+    page.goto(f"{url}?{query}", timeout=120_000)
+
+
+def test_a_viewer_sees_public_tiles_and_a_restricted_card(
+    stack: Stack, voila_url: str, lab: dict[str, str]
+) -> None:
     with browser_page() as page:
-        page.goto(voila_url, timeout=120_000)
-        # One drawn line per sensor: the figure arrived with its data points.
+        started = time.monotonic()
+        _open(page, voila_url, f"token={lab['viewer']}&dashboard=lab")
         lines = page.locator(PLOT_LINES)
         lines.first.wait_for(state="attached", timeout=120_000)
+        print(f"first tile plotted {time.monotonic() - started:.1f} s after navigation")
+        # The public device's tile: one line per sensor, six points each.
         assert lines.count() == len(SENSORS)
-        points = page.locator(PLOT_POINTS)
-        assert points.count() == len(SENSORS) * 6
+        assert page.locator(PLOT_POINTS).count() == len(SENSORS) * MINUTES
         legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
         assert sorted(legend) == list(SENSORS)
-        badge = page.locator(".workbench-freshness").inner_text()
-        assert badge.startswith("data ") and badge.endswith(" old"), badge
-        assert "refreshed" in page.locator(".workbench-refreshed").inner_text()
-        assert page.get_by_text("sensor_averages").first.is_visible()
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        assert "signed in as watcher (viewer)" in page.locator(".workbench-signed-in").inner_text()
 
-        # New gold rows reach the open page through the tile's own refresh loop.
+        card = page.locator(".workbench-restricted")
+        card.wait_for(timeout=30_000)
+        reason = card.inner_text()
+        assert "'secret-lab'" in reason and "'confidential'" in reason, reason
+        assert "'admin'" in reason, reason  # the clearance it needs
+        # Nothing of the confidential rows reached the page, not even hidden.
+        html = page.content()
+        assert str(SECRET_VALUE) not in html and "vault-1" not in html
+        badge = page.locator(".workbench-freshness").first.inner_text()
+        assert badge.startswith("data ") and badge.endswith(" old"), badge
+        SCREENSHOT_VIEWER.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_VIEWER), full_page=True)
+
+        # New gold rows reach the open page: the tile refreshes, the engine's cache sees the
+        # table's new version.
         seed_gold_averages(
             stack.settings, gold_rows(stack.seeded_at, minutes=range(MINUTES, MINUTES + 1))
         )
-        expected = len(SENSORS) * (MINUTES + 1)
         page.wait_for_function(
             f"n => document.querySelectorAll('{PLOT_POINTS}').length === n",
-            arg=expected,
-            timeout=60_000,
+            arg=len(SENSORS) * (MINUTES + 1),
+            timeout=90_000,
         )
+
+
+def test_an_admin_sees_the_confidential_tile(voila_url: str, lab: dict[str, str]) -> None:
+    with browser_page() as page:
+        _open(page, voila_url, f"token={lab['admin']}&dashboard=lab")
+        page.locator(PLOT_LINES).first.wait_for(state="attached", timeout=120_000)
+        page.get_by_text("vault-1").first.wait_for(timeout=30_000)
+        assert page.locator(".workbench-restricted").count() == 0
+        assert str(SECRET_VALUE) in page.content()
+        page.screenshot(path=str(SCREENSHOT_ADMIN), full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("", "Sign in to see this dashboard"),
+        ("token=wbt_forged0000000000000000000000", "This link's token is not valid"),
+    ],
+)
+def test_without_a_valid_token_the_page_shows_only_how_to_sign_in(
+    voila_url: str, lab: dict[str, str], query: str, title: str
+) -> None:
+    with browser_page() as page:
+        _open(page, voila_url, query)
+        card = page.locator(".workbench-sign-in")
+        card.wait_for(timeout=120_000)
+        assert title in card.inner_text()
+        assert page.locator(".workbench-tile").count() == 0
+        assert "vault-1" not in page.content()

@@ -6,6 +6,7 @@ service lands bronze, the engine streams silver and gold, and the Voila tile dra
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -56,14 +57,18 @@ def test_demo_stack_fills_the_dashboard_and_stops_on_ctrl_c(
     output = []
     for line in proc.stdout:  # the URLs are printed once every service is ready
         output.append(line)
-        if "dashboard (Voila)" in line or proc.poll() is not None:
+        if line.lstrip().startswith("viewer ") or proc.poll() is not None:
             break
     text = "".join(output)
-    url = f"http://{settings.voila.host}:{settings.voila.port}/"
-    assert url in text, text
+    base = f"http://{settings.voila.host}:{settings.voila.port}/"
+    # Each demo user gets a sign-in link with a fresh token of its own; no default secrets.
+    links = dict(re.findall(r"^  (\w+) +\(\w+ *\) (http://\S+/\?token=wbt_\S+)$", text, re.M))
+    assert sorted(links) == ["admin", "analyst", "viewer"], text
+    assert len({link.split("=", 1)[1] for link in links.values()}) == 3
+    assert all(link.startswith(base) for link in links.values())
 
     with browser_page() as page:
-        page.goto(url, timeout=120_000)
+        page.goto(links["viewer"], timeout=120_000)
         deadline = time.monotonic() + 240
         # The tile refreshes by itself; reload only to keep the test independent of its timer.
         while page.locator(PLOT_LINES).count() == 0:
@@ -71,11 +76,14 @@ def test_demo_stack_fills_the_dashboard_and_stops_on_ctrl_c(
             assert proc.poll() is None, "workbench up died:\n" + text
             page.wait_for_timeout(settings.voila.refresh_seconds * 1000)
         shown_after = time.monotonic() - started
+        legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+        # The simulator's dataset is public; the devices table is not for viewers.
+        restricted = page.locator(".workbench-restricted").all_inner_texts()
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
-        legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
     print(f"dashboard showed gold data {shown_after:.0f} s after `workbench up` started")
     assert any(name.startswith("temp-") for name in legend), legend
+    assert len(restricted) == 1 and "'internal'" in restricted[0], restricted
 
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     rest, _ = proc.communicate(timeout=120)

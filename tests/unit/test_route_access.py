@@ -36,6 +36,7 @@ SAMPLE_PATH = {
     "{action}": "start",
     "{ingestion_id}": "nope",
     "{token_id}": "999999",
+    "{tile_id}": "999999",
 }
 
 

@@ -1,1 +1,2 @@
-"""Analytics over the lake: the SQL guard, saved computations, tile figures, run reporting."""
+"""Analytics over the lake: the query service (Spark's parser and plans, sensitivity, audit),
+saved computations with typed parameters, the shared tile cache, tile figures."""

@@ -14,14 +14,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from workbench.analytics.parameters import bind_parameters, check_parameters
-from workbench.analytics.query_service import QueryResult, QueryService
+from workbench.analytics.query_service import PreparedQuery, QueryResult, QueryService
 from workbench.analytics.sensitivity import highest, rank
-from workbench.catalog.records import SENSITIVITIES, Computation
+from workbench.catalog.records import SENSITIVITIES, Computation, Tile
 from workbench.catalog.store import Catalog
 from workbench.catalog.users import Identity
 from workbench.core.errors import ComputationError, NotFoundError
 
-__all__ = ["TILE_TYPES", "Computations", "describe"]
+__all__ = ["TILE_TYPES", "Computations", "check_tile", "describe", "effective_label"]
 
 #: How a computation's result may be shown.
 TILE_TYPES = ("table", "stat", "timeseries", "bar", "gauge")
@@ -92,6 +92,13 @@ class Computations:
         self.catalog.save_computation(stored)
         return {**describe(stored), "derived_sensitivity": prepared.derivation.to_dict()}
 
+    def prepare(self, name: str, parameters: Mapping[str, Any] | None = None) -> PreparedQuery:
+        """Check a saved computation with ``parameters`` and build its frame, without running
+        it (see :meth:`QueryService.prepare`)."""
+        computation = self.catalog.get_computation(name)
+        values = bind_parameters(computation.parameters, parameters or {}, computation=name)
+        return self.service.prepare(computation.sql, values, what=f"computation {name!r}")
+
     def run(
         self,
         name: str,
@@ -113,6 +120,25 @@ class Computations:
             computation=name,
             label=lambda derived: effective_label(computation, derived),
             **extra,
+        )
+
+
+def check_tile(computations: Computations, tile: Tile) -> None:
+    """Refuse a tile whose computation does not run with its parameters, or whose viz names
+    columns the result does not have.
+
+    Raises:
+        ComputationError: naming the missing columns and those that exist.
+    """
+    prepared = computations.prepare(tile.computation, tile.parameters)
+    columns = [name for name, _ in prepared.columns]
+    named = {k: v for k, v in tile.config.items() if k in ("x", "y", "color", "value")}
+    missing = {k: v for k, v in named.items() if v not in columns}
+    if missing:
+        raise ComputationError(
+            f"tile {tile.title!r}: {', '.join(f'{k}={v!r}' for k, v in missing.items())} "
+            f"not among the columns of {tile.computation!r} ({', '.join(columns)})",
+            computation=tile.computation,
         )
 
 

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -166,6 +166,23 @@ class QueryService:
                     if not table.isTemporary:  # temporary views are listed in every database
                         tables.add((database, table.name.lower()))
         return QueryScope(frozenset(tables), self.checker.functions)
+
+    def table_versions(self, tables: Sequence[str]) -> dict[str, int]:
+        """The current Delta version of each of ``tables`` (``database.table``; the
+        ``devices`` view has none: :meth:`devices_key` stands for it)."""
+        versions = {}
+        for name in tables:
+            if "." not in name:
+                continue
+            rows = self._spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()
+            versions[name] = int(rows[0]["version"]) if rows else -1
+        return versions
+
+    def devices_key(self) -> tuple[tuple[str, str, bool], ...]:
+        """What the devices say now: a label change makes every derivation stale."""
+        return tuple(
+            sorted((d.ingestion_id, d.sensitivity, d.enabled) for d in self._catalog.list_devices())
+        )
 
     def tables(self) -> list[dict[str, Any]]:
         """The tables queries may read, each with its columns and their types."""

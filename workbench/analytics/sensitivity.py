@@ -16,7 +16,7 @@ from workbench.analytics.query_rules import TableRead
 from workbench.catalog.definitions import match_device
 from workbench.catalog.records import SENSITIVITIES, Device
 from workbench.catalog.users import Role
-from workbench.core.errors import ForbiddenError
+from workbench.core.errors import SensitivityDenied
 
 __all__ = [
     "AUDITED",
@@ -37,12 +37,6 @@ AUDITED = "confidential"
 UNREGISTERED = "internal"
 #: Tables that are not per-device data have a label of their own.
 FIXED_LABELS: Mapping[tuple[str, ...], str] = {("devices",): "internal"}
-
-
-class SensitivityDenied(ForbiddenError):
-    """The result holds data above the caller's clearance."""
-
-    code = "sensitivity_denied"
 
 
 def rank(label: str) -> int:

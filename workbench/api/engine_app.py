@@ -31,7 +31,9 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from workbench.analytics.computation_runner import Computations
 from workbench.analytics.query_service import QueryService
+from workbench.analytics.tile_cache import TileCache
 from workbench.api.auth import Gate
+from workbench.api.dashboard_routes import build_dashboard_router
 from workbench.api.engine_routes import build_stream_router
 from workbench.api.http_errors import install_error_handlers
 from workbench.api.query_routes import build_query_router
@@ -210,6 +212,7 @@ def build_engine_app(
                 timeout_seconds=settings.engine.query_timeout_seconds,
             )
         )
+        app.include_router(build_dashboard_router(queries, TileCache(queries), gate))
     if computations is not None:
         app.include_router(build_stream_computation_router(computations, gate))
 

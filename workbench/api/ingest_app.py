@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from workbench.api.auth import Gate, bearer_token
+from workbench.api.auth import Gate
 from workbench.api.http_errors import error_response, install_error_handlers
 from workbench.api.metadata_routes import build_metadata_router
 from workbench.api.source_routes import build_source_router
@@ -114,9 +114,10 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         iid, config = await run_in_threadpool(service.sources.push_ingestion_id, source)
         token = config.get("token")
         if token:
-            presented = (bearer_token(request) or "").encode()
-            # Constant time: a byte-by-byte compare tells an attacker how much matched.
-            if not hmac.compare_digest(presented, str(token).encode()):
+            # The whole header, exactly as configured; constant time: a byte-by-byte compare
+            # tells an attacker how much matched.
+            presented = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(presented, f"Bearer {token}".encode()):
                 return error_response(
                     UnauthorizedError(
                         f"source {source!r} needs 'Authorization: Bearer <the source's token>'",

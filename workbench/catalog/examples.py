@@ -14,10 +14,12 @@ EXAMPLE_COMPUTATIONS: dict[str, dict[str, Any]] = {
     "latest_readings": {
         "description": "The newest gold window per sensor and field.",
         "sql": (
+            # Spark has no QUALIFY: the window's rank is filtered one level up.
             "SELECT sensor_id, field, window_start, avg_value, min_value, max_value, count\n"
-            "FROM gold.sensor_averages\n"
-            "QUALIFY row_number() OVER (PARTITION BY sensor_id, field "
-            "ORDER BY window_start DESC) = 1\n"
+            "FROM (SELECT *, row_number() OVER (PARTITION BY sensor_id, field "
+            "ORDER BY window_start DESC) AS newest\n"
+            "  FROM gold.sensor_averages)\n"
+            "WHERE newest = 1\n"
             "ORDER BY sensor_id, field"
         ),
         "tile_type": "table",
@@ -136,7 +138,8 @@ EXAMPLE_COMPUTATIONS: dict[str, dict[str, Any]] = {
 DEMO_DASHBOARD: dict[str, Any] = {
     "name": "sensors",
     "title": "Sensors",
-    "description": "Live temperature of the demo sensors, from the gold layer.",
+    "description": "Live temperature of the demo sensors, from the gold layer; the readings "
+    "per registered device are for analysts.",
     "tiles": [
         ("Active sensors", "active_sensors", "stat", {"value": "sensors"}, 0, 0, 3, 2),
         (
@@ -169,5 +172,7 @@ DEMO_DASHBOARD: dict[str, Any] = {
             12,
             4,
         ),
+        # The devices view is internal: the demo's viewer sees this tile as restricted.
+        ("Readings by device", "readings_by_device", "table", {}, 0, 6, 12, 3),
     ],
 }

@@ -398,6 +398,12 @@ class Tile:
             "h": self.h,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tile:
+        """Rebuild one from :meth:`to_dict`'s form (unknown keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
 
 @dataclass(frozen=True)
 class Dashboard:
@@ -419,3 +425,14 @@ class Dashboard:
             "owner": self.owner,
             "tiles": [t.to_dict() for t in ordered],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Dashboard:
+        """Rebuild one from :meth:`to_dict`'s form."""
+        return cls(
+            name=data["name"],
+            title=data.get("title") or data["name"],
+            description=data.get("description") or "",
+            owner=data.get("owner"),
+            tiles=tuple(Tile.from_dict(t) for t in data.get("tiles") or ()),
+        )

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from workbench.catalog.records import Computation, Parameter
+from workbench.catalog.records import Computation, Dashboard, Parameter, Tile
 from workbench.client.answers import answer_error
 from workbench.client.credentials import auth_headers
 from workbench.client.results import QueryAnswer
@@ -189,6 +189,39 @@ class EngineClient:
         if user:
             params["user"] = user
         return list(self._call("GET", "/api/audit", params=params))
+
+    # -- dashboards and tiles -----------------------------------------------------------
+
+    def dashboards(self) -> list[Dashboard]:
+        """Every dashboard with its tiles (layout only, no data)."""
+        return [Dashboard.from_dict(d) for d in self._call("GET", "/api/dashboards")]
+
+    def dashboard(self, name: str) -> Dashboard:
+        """One dashboard (``NotFoundError`` if unknown)."""
+        return Dashboard.from_dict(self._call("GET", f"/api/dashboards/{quote(name)}"))
+
+    def save_dashboard(self, name: str, *, title: str = "", description: str = "") -> Dashboard:
+        """Create or retitle a dashboard (role user)."""
+        body = {"title": title or name, "description": description}
+        return Dashboard.from_dict(self._call("PUT", f"/api/dashboards/{quote(name)}", json=body))
+
+    def save_tile(self, tile: Tile) -> Tile:
+        """Add ``tile`` to its dashboard (no ``id``) or change it; the engine checks that its
+        computation runs with its parameters and that the viz's columns exist."""
+        body = {k: v for k, v in tile.to_dict().items() if k not in ("id", "dashboard")}
+        if tile.id is None:
+            path = f"/api/dashboards/{quote(tile.dashboard)}/tiles"
+            return Tile.from_dict(self._call("POST", path, json=body))
+        return Tile.from_dict(self._call("PUT", f"/api/tiles/{tile.id}", json=body))
+
+    def tile_data(self, tile_id: int) -> QueryAnswer:
+        """A tile's result from the engine's shared cache; ``extras`` carry ``cached_at``,
+        ``age_seconds`` and ``from_cache``.
+
+        Raises:
+            SensitivityDenied: the result is above the caller's clearance.
+        """
+        return QueryAnswer.from_dict(self._call("GET", f"/api/tiles/{tile_id}/data"))
 
     def me(self) -> dict[str, Any]:
         """Who this client's token speaks for: ``{user, role, token_id}``."""

@@ -149,6 +149,13 @@ class ForbiddenError(WorkbenchError, Terminal):
     status = 403
 
 
+class SensitivityDenied(ForbiddenError):
+    """The result holds data above the caller's clearance; the message names the device and
+    label that blocked it and the clearance it needs."""
+
+    code = "sensitivity_denied"
+
+
 class PayloadTooLargeError(WorkbenchError, Terminal):
     """A request body exceeds its size limit; split it."""
 

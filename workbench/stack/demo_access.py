@@ -3,6 +3,7 @@
 Every ``workbench up`` generates the secrets the services share (Spark Connect's token, the
 scrape token) unless they are configured, and gives the demo's users — ``admin``, ``analyst``
 (role ``user``) and ``viewer`` — new random tokens, revoking the ones the last run printed.
+The simulator's dataset is registered as ``public``, so the viewer has live tiles to watch.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from workbench.catalog.records import Device
 from workbench.catalog.store import Catalog
 from workbench.catalog.users import Role
 from workbench.core.errors import NotFoundError
+from workbench.core.ids import ingestion_id
 from workbench.core.settings import Settings
+from workbench.ingest.service import DEFAULT_MQTT_SOURCE
 
 __all__ = [
     "DEMO_TOKEN_DAYS",
     "DEMO_USERS",
     "DemoUser",
+    "demo_devices",
     "demo_users",
     "with_admin_token",
     "with_service_secrets",
@@ -74,6 +79,17 @@ def demo_users(catalog: Catalog) -> list[DemoUser]:
         token = catalog.issue_token(name, label=DEMO_LABEL, days=DEMO_TOKEN_DAYS)
         issued.append(DemoUser(name, role, SecretStr(token.value)))
     return issued
+
+
+def demo_devices(catalog: Catalog) -> list[Device]:
+    """Label the simulator's readings (the default MQTT source's dataset) ``public``, so the
+    demo's viewer sees the live tiles, unless an admin registered that dataset already."""
+    iid = ingestion_id(DEFAULT_MQTT_SOURCE, "mqtt")
+    if any(d.ingestion_id == iid for d in catalog.list_devices()):
+        return []
+    device = Device(ingestion_id=iid, name="demo temperature sensors", sensitivity="public")
+    catalog.save_device(device)
+    return [device]
 
 
 def with_admin_token(settings: Settings, *, user: str = "service", days: float = 1.0) -> Settings:

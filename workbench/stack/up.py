@@ -18,9 +18,15 @@ from pathlib import Path
 from workbench.catalog.store import Catalog
 from workbench.client.credentials import client_token, save_token
 from workbench.core.errors import ServiceUnavailableError
-from workbench.core.settings import Settings, ensure_local_dirs
+from workbench.core.settings import AuthSettings, Settings, ensure_local_dirs
 from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
-from workbench.stack.demo_access import DEMO_TOKEN_DAYS, DemoUser, demo_users, with_service_secrets
+from workbench.stack.demo_access import (
+    DEMO_TOKEN_DAYS,
+    DemoUser,
+    demo_devices,
+    demo_users,
+    with_service_secrets,
+)
 from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,10 @@ class Child:
     ready_url: str | None = None
     ready_port: tuple[str, int] | None = None
     timeout: float = 60.0
+    cwd: Path = REPO
+    holds_secrets: bool = True
+    """False for the dashboard server: its visitors bring their own tokens, so it is given
+    no token, no service secret, no object-store key and no catalog."""
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -84,6 +94,8 @@ def plan(settings: Settings) -> list[Child]:
             ],
             ready_port=(voila.host, voila.port),
             timeout=60,
+            cwd=DASHBOARD.parent,  # where its voila.json is read
+            holds_secrets=False,
         ),
     ]
     return children
@@ -96,12 +108,13 @@ def run_stack(settings: Settings) -> int:
     catalog = Catalog(settings.catalog.url)  # migrated once, before services race to do it
     try:
         users = demo_users(catalog)
+        demo_devices(catalog)
         saved = _save_admin_token(settings, catalog, users[0])
     finally:
         catalog.close()
     logs = Path(settings.home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = child_env(settings)
+    env, public_env = child_env(settings), child_env(without_secrets(settings))
     children = plan(settings)
     stopping = False
 
@@ -112,7 +125,7 @@ def run_stack(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         for child in children:
-            _start(child, env, logs)
+            _start(child, env if child.holds_secrets else public_env, logs)
             print(f"  started {child.name:<9} log: {child.log_path}", flush=True)
         _print_urls(settings)
         _print_sign_in(settings, users, saved)
@@ -147,7 +160,7 @@ def _start(child: Child, env: dict[str, str], logs: Path) -> None:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=child.cwd,
             start_new_session=True,
         )
     if child.ready_port:
@@ -160,6 +173,17 @@ def _start(child: Child, env: dict[str, str], logs: Path) -> None:
             what=child.name,
             log_path=child.log_path,
         )
+
+
+def without_secrets(settings: Settings) -> Settings:
+    """``settings`` with nothing secret left: no API token (nor a token file to read), no
+    Spark Connect or scrape token, no object-store keys, no catalog URL."""
+    update = {
+        "auth": AuthSettings(token_file="/nonexistent/workbench-token"),
+        "s3": settings.s3.model_copy(update={"access_key": None, "secret_key": None}),
+        "catalog": settings.catalog.model_copy(update={"url": "sqlite:///:memory:"}),
+    }
+    return settings.model_copy(update=update)
 
 
 def _save_admin_token(settings: Settings, catalog: Catalog, admin: DemoUser) -> Path | None:

@@ -25,7 +25,7 @@ import pandas as pd
 from workbench.analytics.tiles import EMPTY_MESSAGE, build_tile_figure, data_age, format_age
 from workbench.catalog.records import Computation
 from workbench.client.results import QueryAnswer
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import SensitivityDenied, WorkbenchError
 
 __all__ = ["PLOTLY_MIME", "Fetch", "TileWidget", "build_tile"]
 
@@ -38,7 +38,7 @@ Fetch = Callable[[], QueryAnswer]
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 """Rendered by the jupyterlab-plotly extension in JupyterLab and Voila; no plotly.js download."""
 
-TileState = Literal["loading", "ok", "empty", "error"]
+TileState = Literal["loading", "ok", "empty", "error", "restricted"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class _Result:
     frame: pd.DataFrame | None = None
     sensitivity: str | None = None
     error: str | None = None
+    restricted: bool = False
+    """The result is above the caller's clearance: ``error`` says which device and label."""
+    computed_at: str | None = None
+    """When the engine computed the result (a cached tile's ``cached_at``)."""
 
 
 class TileWidget(widgets.VBox):
@@ -91,18 +95,28 @@ class TileWidget(widgets.VBox):
         self._button.on_click(lambda _: self._schedule_refresh())
         self._message = widgets.HTML("")
         self._plot = widgets.Output(layout={"min_height": "360px"})
+        spacer = widgets.Box(layout={"flex": "1 1 auto"})
         header = widgets.HBox(
-            [self._title, self._badge, self._refreshed, self._button],
-            layout={"align_items": "center", "grid_gap": "12px"},
+            [self._title, self._badge, spacer, self._button],
+            layout={"align_items": "center", "grid_gap": "8px", "flex_flow": "row wrap"},
         )
-        super().__init__([header, self._message, self._plot])
+        super().__init__([header, self._refreshed, self._message, self._plot])
         self.add_class("workbench-tile")
 
     # -- refreshing ---------------------------------------------------------------------------
 
     def refresh_now(self) -> TileState:
         """Refresh synchronously (blocks the caller until the query returns or times out)."""
-        future = self._submit()
+        return self.finish_refresh(self.begin_refresh())
+
+    def begin_refresh(self) -> Future[_Result] | None:
+        """Start a refresh in the tile's worker (None: one is in flight); several tiles
+        started together fetch at once. :meth:`finish_refresh` draws it."""
+        return self._submit()
+
+    def finish_refresh(self, future: Future[_Result] | None) -> TileState:
+        """Wait for a refresh :meth:`begin_refresh` started and draw it (on the caller's
+        thread: widgets are only touched there)."""
         if future is None:
             return self.state
         try:
@@ -184,13 +198,20 @@ class TileWidget(widgets.VBox):
         name = self.computation.name
         try:
             answer = self._fetch_answer()
+        except SensitivityDenied as err:
+            return _Result(error=err.message, restricted=True)
         except WorkbenchError as err:
             return _Result(error=err.message)
         except Exception as err:  # noqa: BLE001 - any failure is shown on the tile, not raised
             logger.warning("tile=%s refresh error=%r", name, err)
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             return _Result(error=f"{type(err).__name__}: {first}")
-        return _Result(frame=answer.to_pandas(), sensitivity=answer.sensitivity)
+        computed = answer.extras.get("cached_at")
+        return _Result(
+            frame=answer.to_pandas(),
+            sensitivity=answer.sensitivity,
+            computed_at=str(computed) if computed else None,
+        )
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -201,9 +222,22 @@ class TileWidget(widgets.VBox):
     def _show(self, result: _Result) -> None:
         now = datetime.now(UTC)
         self.refreshed_at = now
+        computed = ""
+        if result.computed_at:
+            stamp = datetime.fromisoformat(result.computed_at)
+            computed = f" · computed {stamp:%H:%M:%S}"
         self._refreshed.value = (
-            f"<span class='workbench-refreshed'>refreshed {now:%H:%M:%S} UTC</span>"
+            f"<small class='workbench-refreshed' style='color:#757575'>"
+            f"refreshed {now:%H:%M:%S} UTC{computed}</small>"
         )
+        if result.restricted:
+            assert result.error is not None
+            self.state, self.message = "restricted", result.error
+            self.frame, self.sensitivity = None, None
+            self._message.value = _restricted_html(result.error)
+            self._set_badge("restricted", "#6a1b9a")
+            self._plot.outputs = ()
+            return
         if result.error is not None:
             self.state, self.message = "error", result.error
             self._message.value = _message_html(result.error, "#b71c1c")
@@ -230,6 +264,9 @@ class TileWidget(widgets.VBox):
         self.state, self.message = "ok", ""
         self._message.value = ""
         age = data_age(frame, self.computation, now=now, timezone="UTC")
+        if age is None and result.computed_at:
+            # No time column (a stat, a count): how old the result is says how fresh it is.
+            age = max(now - datetime.fromisoformat(result.computed_at), timedelta(0))
         self._set_badge(*_freshness(age, self.refresh_seconds))
         self._plot.outputs = (_figure_output(figure, self.computation.name, len(frame)),)
 
@@ -300,6 +337,18 @@ def _badge_html(text: str, color: str) -> str:
     return (
         f"<span class='workbench-freshness' style='background:{color};color:white;"
         f"padding:2px 8px;border-radius:10px;font-size:90%'>{escape(text)}</span>"
+    )
+
+
+def _restricted_html(reason: str) -> str:
+    """The card shown instead of a result above the viewer's clearance: nothing of the data,
+    only why and what to ask for."""
+    return (
+        "<div class='workbench-restricted' style='border:1px dashed #6a1b9a;border-radius:6px;"
+        "padding:16px;color:#4a148c;background:#f3e5f5'>"
+        "<b>&#128274; Restricted</b><br>"
+        f"{escape(reason)}<br><small>Ask an admin for an account with that clearance.</small>"
+        "</div>"
     )
 
 
