@@ -194,6 +194,10 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
             catalog.revoke_token(args.token_id)
             print(json.dumps({"revoked": args.token_id}))
             return 0
+        if action == "role":
+            changed = catalog.set_role(args.name, args.role)
+            print(json.dumps(asdict(changed), default=str))
+            return 0
         if action == "add":
             password = _read_password(args) if args.password else None
             user = catalog.add_user(args.name, args.role, password=password)
@@ -330,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--password", action="store_true", help="also set a password (prompted, or from stdin)"
     )
     us.add_parser("delete", help="delete a user and every token of theirs").add_argument("name")
+    set_role = us.add_parser("role", help="change a user's role (their tokens follow at once)")
+    set_role.add_argument("name")
+    set_role.add_argument("--role", required=True, choices=["viewer", "user", "admin"])
     issue = us.add_parser("token", help="issue a token for a user; printed as the last line")
     issue.add_argument("name")
     for p in (new_user, issue):

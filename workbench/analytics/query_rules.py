@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from workbench.analytics.plan_tree import PlanNode, parts
-from workbench.core.errors import ComputationError
+from workbench.core.errors import QueryRefused
 
 __all__ = [
     "ALLOWED_PLAN_NODES",
@@ -152,12 +152,6 @@ _ROW_PRESERVING = frozenset(
     }
 )
 _CATALOG = "spark_catalog"
-
-
-class QueryRefused(ComputationError):
-    """The query is not one the workbench runs; the message says what and why."""
-
-    code = "query_refused"
 
 
 @dataclass(frozen=True)

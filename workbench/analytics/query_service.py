@@ -36,7 +36,7 @@ from workbench.analytics.sensitivity import (
 )
 from workbench.analytics.sql_checker import SqlChecker, spark_error
 from workbench.catalog.users import Identity
-from workbench.core.errors import ComputationError
+from workbench.core.errors import ComputationError, QueryTimeoutError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -63,13 +63,6 @@ MAX_CONCURRENT = 4
 #: The databases whose tables queries may read, besides the ``devices`` view.
 DATABASES = ("silver", "gold")
 DEVICES_VIEW = "devices"
-
-
-class QueryTimeoutError(ComputationError):
-    """The query ran past its timeout; its Spark jobs were cancelled."""
-
-    code = "query_timeout"
-    status = 504
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ class Gate:
                 raise ForbiddenError(
                     f"{request.method} {request.url.path} needs the role {role!r}; "
                     f"{found.user!r} is {found.role!r} (an admin can change it: "
-                    f"`workbench users add ... --role {role}`)",
+                    f"`workbench users role {found.user} --role {role}`)",
                     needs=role,
                     role=found.role,
                 )

@@ -121,6 +121,21 @@ class ComputationError(WorkbenchError, Terminal):
     status = 422
 
 
+# The query service's refusals live here, not beside it: a client that never loads the
+# engine's code (the CLI, a kernel) must rebuild them from their code, not from the status.
+class QueryRefused(ComputationError):
+    """The query is not one the workbench runs; the message says what and why."""
+
+    code = "query_refused"
+
+
+class QueryTimeoutError(ComputationError):
+    """The query ran past its timeout; its Spark jobs were cancelled."""
+
+    code = "query_timeout"
+    status = 504
+
+
 class EngineError(WorkbenchError, Transient):
     """The Spark engine failed to run a query or a stream."""
 
