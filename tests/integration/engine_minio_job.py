@@ -64,6 +64,19 @@ def _gold(spark: Any, path: str) -> list[dict[str, Any]]:
     ]
 
 
+def _in_command_lines(secret: Any) -> bool:
+    """Whether any process's command line (which every local user can read) holds ``secret``
+    (the JVM of this session included)."""
+    value = secret.get_secret_value().encode()
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if value in path.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _down_store(spark: Any) -> dict[str, Any]:
     """List a bucket whose endpoint refuses connections, and time the failure.
 
@@ -105,6 +118,7 @@ def main(settings_file: str, report_file: str) -> None:
     report["silver"] = _silver(spark, settings.lake.silver_readings)
     report["gold"] = _gold(spark, settings.lake.gold(TABLE))
     report["down"] = _down_store(spark)
+    report["secret_in_command_lines"] = _in_command_lines(settings.s3.secret_key)
     # The `workbench maintain` job: it builds its session through the same factory (getting
     # this one) and stops it when done.
     results = run_maintenance_job(settings)

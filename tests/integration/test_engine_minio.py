@@ -140,6 +140,8 @@ def test_engine_streams_and_maintenance_on_minio(tmp_path: Path, minio: MinioSer
     report, output = run_job(tmp_path, settings)
 
     assert SECRET_KEY not in output
+    # The keys reached the JVM (the lake was read) without its command line.
+    assert report["secret_in_command_lines"] is False
     assert report["conf"] == {
         "spark.hadoop.fs.s3a.endpoint": f"http://{minio.endpoint}",
         "spark.hadoop.fs.s3a.path.style.access": "true",

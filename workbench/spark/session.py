@@ -55,6 +55,8 @@ S3A_RETRY_LIMIT = 3
 S3A_MIN_TIMEOUT_SECONDS = 15.0
 
 _S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+#: The S3A settings that are secrets: set in the running JVM, never on its command line.
+_S3A_KEYS = ("spark.hadoop.fs.s3a.access.key", "spark.hadoop.fs.s3a.secret.key")
 #: Delta's log store for S3 (also its default there): atomic put-if-absent of a commit file is
 #: only guaranteed within one driver, so one engine (one driver) writes a lake at a time.
 _S3_LOG_STORE = "io.delta.storage.S3SingleDriverLogStore"
@@ -268,6 +270,9 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
     from pyspark.sql import SparkSession
 
     with _token_in_environment(session_conf(settings, connect=connect)) as conf:
+        # The object-store keys go into the running JVM's Hadoop configuration, not onto the
+        # spark-submit command line every local user can read (/proc/<pid>/cmdline).
+        keys = {k: conf.pop(k) for k in _S3A_KEYS if k in conf}
         builder: Any = SparkSession.builder.master(settings.spark.master).appName(app_name)
         for key, value in conf.items():
             builder = builder.config(key, value)
@@ -281,6 +286,12 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
             settings.lake.root,
         )
         session: SparkSession = builder.getOrCreate()
+    if keys:
+        # Before any s3a:// file system exists (each is built from this configuration once);
+        # the driver's executors run in this JVM, so they read the same configuration.
+        hadoop = session.sparkContext._jsc.hadoopConfiguration()
+        for key, value in keys.items():
+            hadoop.set(key.removeprefix("spark.hadoop."), value)
     return session
 
 
