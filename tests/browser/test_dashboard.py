@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,15 +16,14 @@ from tests.fixtures.browser import PLOT_LINES, PLOT_POINTS, browser_page
 from tests.fixtures.services import ROOT, child_env, free_port
 from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-scoped engine)
     MINUTES,
+    SECRET_VALUE,
     SENSORS,
     Stack,
     gold_rows,
+    label_lab_devices,
     seed_gold_averages,
     stack_fixture,
 )
-from workbench.catalog.records import Device
-from workbench.catalog.schemas import DatasetObservation
-from workbench.catalog.store import Catalog
 from workbench.stack.up import without_secrets
 
 pytestmark = [pytest.mark.browser, pytest.mark.spark]
@@ -85,33 +83,12 @@ def voila_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         print(log.read_text(errors="replace")[-3000:])
 
 
-SECRET_VALUE = 97.75
-"""The average of the confidential device's only row: must never reach a viewer's page."""
-
-
 @pytest.fixture(scope="module")
 def lab(stack: Stack) -> dict[str, str]:
     """A dashboard ``lab`` over two devices: ``demo-sensors`` (public: its tile plots for a
     viewer) and ``secret-lab`` (confidential: restricted for a viewer, a table for an admin).
     Answers the tokens of an admin and a viewer."""
-    catalog = Catalog(stack.settings.catalog.url)
-    now = datetime.now(UTC)
-    try:
-        catalog.save_device(Device("demo-sensors", name="demo", sensitivity="public"))
-        catalog.save_device(Device("secret-lab", name="lab", sensitivity="confidential"))
-        catalog.record_observations(
-            [
-                DatasetObservation(iid, "mqtt", records=1, first_seen=now, last_seen=now)
-                for iid in ("demo-sensors", "secret-lab")
-            ]
-        )
-        catalog.add_user("watcher", "viewer")
-        viewer = catalog.issue_token("watcher").value
-    finally:
-        catalog.close()
-    secret = gold_rows(stack.seeded_at, minutes=range(1))[0]
-    secret.update(ingestion_id="secret-lab", sensor_id="vault-1", avg_value=SECRET_VALUE)
-    seed_gold_averages(stack.settings, [secret])
+    viewer = label_lab_devices(stack, {"watcher": "viewer"})["watcher"]
 
     assert stack.settings.auth.token is not None
     admin = stack.settings.auth.token.get_secret_value()

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -25,15 +24,12 @@ from pydantic import SecretStr
 
 from tests.fixtures.services import ROOT, child_env
 from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-scoped engine)
+    SECRET_VALUE,
     Stack,
-    gold_rows,
-    seed_gold_averages,
+    label_lab_devices,
     stack_fixture,
 )
 from tests.spark.test_query_service import HOSTILE
-from workbench.catalog.records import Device
-from workbench.catalog.schemas import DatasetObservation
-from workbench.catalog.store import Catalog
 from workbench.core.errors import ComputationError
 from workbench.core.settings import Settings
 from workbench.kernel.handle import Workbench
@@ -42,8 +38,6 @@ from workbench.kernel.install import KERNEL_NAME, install_kernelspec
 pytestmark = pytest.mark.spark
 
 IDS = [h[0] for h in HOSTILE]
-SECRET_VALUE = 97.75
-"""The confidential device's one average: it must never reach a viewer."""
 REFUSAL_CODES = ("query_refused", "computation_error")
 # The kernel path is slower per statement: one of each kind of attack.
 KERNEL_CASES = [
@@ -102,26 +96,8 @@ class Access:
 def access(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Access:
     """A user and a viewer; ``demo-sensors`` public and ``secret-lab`` confidential, with one
     gold row; the computation ``lab_vault`` over it and its tile on the demo dashboard."""
-    catalog = Catalog(stack.settings.catalog.url)
-    now = datetime.now(UTC)
-    try:
-        catalog.save_device(Device("demo-sensors", name="demo", sensitivity="public"))
-        catalog.save_device(Device("secret-lab", name="lab", sensitivity="confidential"))
-        catalog.record_observations(
-            [
-                DatasetObservation(iid, "mqtt", records=1, first_seen=now, last_seen=now)
-                for iid in ("demo-sensors", "secret-lab")
-            ]
-        )
-        catalog.add_user("ulla", "user")
-        catalog.add_user("vera", "viewer")
-        user = catalog.issue_token("ulla").value
-        viewer = catalog.issue_token("vera").value
-    finally:
-        catalog.close()
-    secret = gold_rows(stack.seeded_at, minutes=range(1))[0]
-    secret.update(ingestion_id="secret-lab", sensor_id="vault-1", avg_value=SECRET_VALUE)
-    seed_gold_averages(stack.settings, [secret])
+    tokens = label_lab_devices(stack, {"ulla": "user", "vera": "viewer"})
+    user, viewer = tokens["ulla"], tokens["vera"]
     assert stack.settings.auth.token is not None
     admin = stack.settings.auth.token.get_secret_value()
     scratch = tmp_path_factory.mktemp("hostile-out")
