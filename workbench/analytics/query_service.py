@@ -271,19 +271,27 @@ class QueryService:
         finally:
             if self._observer is not None:
                 self._observer(computation or "adhoc", self._clock() - started, outcome)
-        if rank(result.sensitivity) >= rank(AUDITED):
-            derivation = result.derivation
-            self._catalog.audit_read(
-                user=identity.user,
-                role=identity.role,
-                sensitivity=derivation.label,
-                sql=sql,
-                computation=computation,
-                tables=list(derivation.tables),
-                devices=sorted(derivation.devices),
-                rows=len(result.rows),
-            )
+        self.audit(identity, result, sql, computation=computation)
         return result
+
+    def audit(
+        self, identity: Identity, result: QueryResult, sql: str, *, computation: str | None
+    ) -> None:
+        """Write a read of ``result`` by ``identity`` to the audit log when its label calls for
+        it (confidential and up): every run does, and so does every answer from a cache."""
+        if rank(result.sensitivity) < rank(AUDITED):
+            return
+        derivation = result.derivation
+        self._catalog.audit_read(
+            user=identity.user,
+            role=identity.role,
+            sensitivity=derivation.label,
+            sql=sql,
+            computation=computation,
+            tables=list(derivation.tables),
+            devices=sorted(derivation.devices),
+            rows=len(result.rows),
+        )
 
     def _run(
         self,

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workbench.analytics.computation_runner import Computations
-from workbench.analytics.sensitivity import AUDITED, CLEARANCE, SensitivityDenied, rank
+from workbench.analytics.query_service import QueryResult
+from workbench.analytics.sensitivity import CLEARANCE, SensitivityDenied
 from workbench.catalog.records import Tile
 from workbench.catalog.users import Identity
 
@@ -28,13 +29,18 @@ __all__ = ["MIN_REFRESH_SECONDS", "TileCache"]
 
 #: The least time between two checks of one tile's data.
 MIN_REFRESH_SECONDS = 15.0
+#: A table's version read for one tile serves the others checking within this time: tiles
+#: filled together expire together, and each would otherwise ask Spark for the same history.
+VERSION_REUSE_SECONDS = 1.0
 
 _Key = tuple[str, str, tuple[tuple[str, str], ...], str]
 
 
 @dataclass
 class _Entry:
+    result: QueryResult | None
     body: dict[str, Any] | None
+    """``result`` as answered, built once per run, not once per request."""
     denied: SensitivityDenied | None
     tables: tuple[str, ...]
     versions: dict[str, int]
@@ -65,6 +71,7 @@ class TileCache:
         self._entries: dict[_Key, _Entry] = {}
         self._locks: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._versions: dict[str, tuple[float, int]] = {}
         self.runs = 0
         """Computations run so far (each a Spark job): what the cache saves is counted here."""
 
@@ -86,10 +93,11 @@ class TileCache:
         if entry.denied is not None:
             # A copy per caller: the kept one re-raised would gather every request's frames.
             raise SensitivityDenied(entry.denied.message, **entry.denied.fields)
-        assert entry.body is not None
-        label = entry.body["sensitivity"]["label"]
-        if fresh is False and rank(label) >= rank(AUDITED):
-            self._audit(identity, computation.name, computation.sql, entry)
+        assert entry.result is not None and entry.body is not None
+        if not fresh:  # a fresh run was audited by the query service itself
+            self.computations.service.audit(
+                identity, entry.result, computation.sql, computation=computation.name
+            )
         age = (datetime.now(UTC) - entry.computed_at).total_seconds()
         return {
             **entry.body,
@@ -114,34 +122,38 @@ class TileCache:
         else:
             prepared = self.computations.prepare(tile.computation, tile.parameters)
             tables = prepared.derivation.tables
-        versions = service.table_versions(tables)
+        versions = self._table_versions(tables, now)
         devices = service.devices_key()
         if entry is not None and versions == entry.versions and devices == entry.devices:
             entry.checked_at = now
             return entry, False
         with self._guard:
             self.runs += 1
-        body: dict[str, Any] | None = None
+        result: QueryResult | None = None
         denied: SensitivityDenied | None = None
         try:
             result = self.computations.run(tile.computation, identity, parameters=tile.parameters)
-            body = result.to_dict()
         except SensitivityDenied as refused:
             denied = refused
-        fresh = _Entry(body, denied, tuple(tables), versions, devices, datetime.now(UTC), now)
+        body = result.to_dict() if result is not None else None
+        fresh = _Entry(
+            result, body, denied, tuple(tables), versions, devices, datetime.now(UTC), now
+        )
         self._entries[key] = fresh
         return fresh, True
 
-    def _audit(self, identity: Identity, name: str, sql: str, entry: _Entry) -> None:
-        assert entry.body is not None
-        label = entry.body["sensitivity"]
-        self.computations.catalog.audit_read(
-            user=identity.user,
-            role=identity.role,
-            sensitivity=label["label"],
-            sql=sql,
-            computation=name,
-            tables=list(label["tables"]),
-            devices=sorted(label["devices"]),
-            rows=int(entry.body["row_count"]),
-        )
+    def _table_versions(self, tables: tuple[str, ...], now: float) -> dict[str, int]:
+        """The tables' Delta versions, asking Spark only for those not read just now."""
+        with self._guard:
+            known = {
+                t: v
+                for t, (at, v) in self._versions.items()
+                if t in tables and now - at < VERSION_REUSE_SECONDS
+            }
+        missing = [t for t in tables if t not in known]
+        if missing:
+            read = self.computations.service.table_versions(missing)
+            with self._guard:
+                self._versions.update({t: (now, v) for t, v in read.items()})
+            known.update(read)
+        return {t: known[t] for t in tables if t in known}
