@@ -15,7 +15,8 @@ from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
 from workbench.enrichment.silver_stream import run_enrichment_once, start_enrichment
 from workbench.gold import alerts
-from workbench.gold.gold_stream import run_gold_once
+from workbench.gold.gold_stream import GoldProcessor, run_gold_once
+from workbench.metrics.engine import EngineMetrics
 
 pytestmark = pytest.mark.spark
 
@@ -152,6 +153,69 @@ def test_gold_alerts_rearm_per_window_and_rule_aggregates_materialize(
         ("s1", 35.0, 3),
         ("s2", 20.0, 1),
     ]
+    catalog.close()
+
+
+def test_alert_states_fire_resolve_and_fire_again_once_per_episode(
+    spark: Any, lake_settings: Settings, write_bronze: WriteBronze
+) -> None:
+    catalog = Catalog(lake_settings.catalog.url)
+    rule = catalog.add_alert_rule("too hot", "temperature", "gt", 30)
+    metrics = EngineMetrics(pod="t")
+
+    def minute(mid: str, sensor: str, temp: float, at: str) -> dict[str, Any]:
+        return bronze_row(
+            mid, {"sensor_id": sensor, "temperature": temp, "ts": f"2026-11-26T{at}Z"}
+        )
+
+    def states() -> dict[str, Any]:
+        return {s.sensor_id: s for s in catalog.list_alert_states()}
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"pod": "t", **labels})
+
+    write_bronze(
+        lake_settings,
+        "ds",
+        [
+            minute("a", "s1", 31, "10:00:00"),
+            minute("b", "s1", 35, "10:00:10"),
+            minute("c", "s2", 20, "10:00:20"),
+            minute("d", "s1", 33, "10:01:00"),
+        ],
+    )
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog, metrics=metrics)
+    (s1,) = states().values()  # one alert for two hot windows; s2 never crossed
+    assert (s1.sensor_id, s1.status, s1.value, s1.episodes) == ("s1", "firing", 35.0, 1)
+    assert gauge("workbench_alerts_firing", rule_id=str(rule)) == 1.0
+    assert gauge("workbench_alert_transitions_total", rule_id=str(rule), status="firing") == 1.0
+
+    # The same silver rows folded again (as by a replayed batch): the states stay as they are.
+    silver = spark.read.format("delta").load(lake_settings.lake.silver_readings)
+    GoldProcessor(lake_settings, catalog, app_id="replay").process(silver, 0)
+    assert states()["s1"] == s1
+
+    assert s1.id is not None
+    catalog.acknowledge_alert(s1.id, "ana")
+    write_bronze(lake_settings, "ds", [minute("e", "s1", 25, "10:02:00")])
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog, metrics=metrics)
+    resolved = states()["s1"]
+    assert (resolved.status, resolved.acknowledged_by) == ("resolved", "ana")
+    assert gauge("workbench_alerts_firing", rule_id=str(rule)) == 0.0
+
+    write_bronze(lake_settings, "ds", [minute("f", "s1", 40, "10:03:00")])
+    run_enrichment_once(spark, lake_settings, catalog)
+    run_gold_once(spark, lake_settings, catalog, metrics=metrics)
+    again = states()["s1"]
+    assert (again.status, again.episodes, again.value, again.acknowledged_by) == (
+        "firing",
+        2,
+        40.0,
+        None,
+    )
+    assert gauge("workbench_alert_transitions_total", rule_id=str(rule), status="firing") == 2.0
     catalog.close()
 
 

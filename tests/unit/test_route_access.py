@@ -37,6 +37,8 @@ SAMPLE_PATH = {
     "{ingestion_id}": "nope",
     "{token_id}": "999999",
     "{tile_id}": "999999",
+    "{alert_id}": "999999",
+    "{rule_id}": "999999",
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from workbench.analytics.query_rules import TableRead
 from workbench.catalog.definitions import match_device
-from workbench.catalog.records import SENSITIVITIES, Device
+from workbench.catalog.records import SENSITIVITIES, AlertState, Device
 from workbench.catalog.users import Role
 from workbench.core.errors import SensitivityDenied
 
@@ -23,6 +23,7 @@ __all__ = [
     "CLEARANCE",
     "Derivation",
     "SensitivityDenied",
+    "alert_label",
     "check_clearance",
     "derive",
     "highest",
@@ -124,3 +125,9 @@ def check_clearance(derivation: Derivation, role: Role, *, what: str = "this que
         clearance=clearance,
         needs=needed,
     )
+
+
+def alert_label(alert: AlertState, devices: Sequence[Device]) -> str:
+    """An alert's label: the higher of the one its readings carried and its device's now."""
+    device = match_device(list(devices), alert.ingestion_id)
+    return highest([alert.sensitivity, device.sensitivity if device else UNREGISTERED])

@@ -32,6 +32,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 from workbench.analytics.computation_runner import Computations
 from workbench.analytics.query_service import QueryService
 from workbench.analytics.tile_cache import TileCache
+from workbench.api.alert_routes import build_alert_router
 from workbench.api.auth import Gate
 from workbench.api.dashboard_routes import build_dashboard_router
 from workbench.api.engine_routes import build_stream_router
@@ -201,6 +202,8 @@ def build_engine_app(
     gate = Gate(catalog.identify, scrape_token=settings.auth.scrape_token)
     gate.install_docs(app, enabled=settings.auth.api_docs)
     app.include_router(build_user_router(catalog, gate))
+    app.include_router(build_alert_router(catalog, gate))
+    metrics.alerts_firing(catalog.firing_alerts_per_rule())
     metrics.active_streams.labels(metrics.pod).set_function(manager.active_count)
     app.include_router(build_stream_router(manager, gate))
     if queries is not None:

@@ -276,8 +276,9 @@ class RegistryTables:
             return int(result.inserted_primary_key[0])
 
     def delete_alert_rule(self, rule_id: int) -> None:
-        """Remove an alert rule (no error if it is already gone)."""
+        """Remove an alert rule and its alerts' states (no error if it is already gone)."""
         with self.engine.begin() as conn:
+            conn.execute(delete(t.alert_states).where(t.alert_states.c.rule_id == rule_id))
             conn.execute(delete(t.alert_rules).where(t.alert_rules.c.id == rule_id))
 
     # -- stream computations -----------------------------------------------------------------

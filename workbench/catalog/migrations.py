@@ -184,6 +184,10 @@ def _dashboards_and_examples(conn: Connection) -> None:
         )
 
 
+def _alert_states(conn: Connection) -> None:
+    t.alert_states.create(conn, checkfirst=True)
+
+
 class Migration(NamedTuple):
     version: int
     name: str
@@ -203,6 +207,7 @@ MIGRATIONS: list[Migration] = [
         9, "audit log; computation parameters, labels, owners", _audit_and_computation_labels
     ),
     Migration(10, "dashboards and tiles; example computations", _dashboards_and_examples),
+    Migration(11, "alert states and acknowledgements", _alert_states),
 ]
 
 

@@ -296,6 +296,86 @@ class AlertRule:
 
 
 @dataclass(frozen=True)
+class AlertObservation:
+    """What one gold batch saw of an alert rule on one sensor in one window."""
+
+    rule_id: int
+    ingestion_id: str
+    sensor_id: str
+    window_start: datetime
+    crossed: bool
+    """Whether the window's readings in the batch crossed the threshold."""
+    value: float | None
+    """The batch's most extreme value of the window on the rule's side (max for gt/ge)."""
+    sensitivity: str
+    worse_is_higher: bool = True
+    """True for ``gt``/``ge`` rules: a higher value is the worse one."""
+
+
+#: An alert's states: crossing its threshold, or back within it.
+ALERT_STATUSES = ("firing", "resolved")
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One alert rule on one sensor: firing or resolved, with who acknowledged it.
+
+    One row per ``(rule, ingestion_id, sensor_id)``, however many windows cross: an *episode*
+    starts when a window crosses while the alert is resolved (or new), and ends at the first
+    later window that does not. Acknowledging marks the current episode; the next one starts
+    unacknowledged.
+    """
+
+    rule_id: int
+    ingestion_id: str
+    sensor_id: str
+    status: str
+    value: float | None
+    """The episode's most extreme value so far."""
+    window_start: datetime
+    """The newest window seen for this sensor."""
+    fired_at: datetime
+    """When the current (or last) episode started."""
+    sensitivity: str
+    updated_at: datetime
+    resolved_at: datetime | None = None
+    episodes: int = 1
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    id: int | None = None
+    rule_name: str = ""
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        """Rule, ingestion id and sensor: what makes an alert one alert."""
+        return (self.rule_id, self.ingestion_id, self.sensor_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As answered (times in ISO 8601)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "rule": self.rule_name,
+            "ingestion_id": self.ingestion_id,
+            "sensor_id": self.sensor_id,
+            "status": self.status,
+            "value": self.value,
+            "window_start": iso(self.window_start),
+            "fired_at": iso(self.fired_at),
+            "resolved_at": iso(self.resolved_at),
+            "episodes": self.episodes,
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": iso(self.acknowledged_at),
+            "sensitivity": self.sensitivity,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
 class LossRow:
     """One dataset's loss accounting: the counters ingest keeps (see ``workbench.ingest.loss``).
 

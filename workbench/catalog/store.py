@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from workbench.catalog import tables as t
+from workbench.catalog.alert_states import AlertStateTables
 from workbench.catalog.audit import AuditTables
 from workbench.catalog.dashboards import DashboardTables
 from workbench.catalog.definitions import RegistryTables
@@ -87,9 +88,12 @@ def _enable_wal(cursor: Any, attempts: int = 100) -> None:
             time.sleep(0.02 * (attempt + 1))
 
 
-class Catalog(MetadataTables, RegistryTables, UserTables, AuditTables, DashboardTables):
+class Catalog(
+    MetadataTables, RegistryTables, UserTables, AuditTables, DashboardTables, AlertStateTables
+):
     """Sources, normalization rules and computations; datasets, schemas and their evolution
-    (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`).
+    (:class:`MetadataTables`); devices, value rules and alert rules (:class:`RegistryTables`);
+    users, the audit log, dashboards and alert states (the other mixins).
 
     Args:
         url: SQLAlchemy URL of the catalog database (``settings.catalog.url``).

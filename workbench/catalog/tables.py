@@ -278,3 +278,25 @@ tiles = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     sqlite_autoincrement=True,
 )
+
+# One row per alert rule and sensor: firing or resolved, and who acknowledged the episode.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, nullable=False),
+    Column("ingestion_id", String(200), nullable=False),
+    Column("sensor_id", String(200), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("value", Float),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("episodes", BigInteger, nullable=False, default=1),
+    Column("acknowledged_by", String(64)),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("sensitivity", String(20), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("rule_id", "ingestion_id", "sensor_id", name="uq_alert_state"),
+    sqlite_autoincrement=True,
+)

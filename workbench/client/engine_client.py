@@ -223,6 +223,46 @@ class EngineClient:
         """
         return QueryAnswer.from_dict(self._call("GET", f"/api/tiles/{tile_id}/data"))
 
+    # -- alerts --------------------------------------------------------------------------------
+
+    def alerts(self, *, status: str | None = None) -> dict[str, Any]:
+        """The alerts this token may see (``firing`` or ``resolved`` only, with ``status``):
+        ``{"alerts": [...], "hidden": n, "clearance": label}``."""
+        params = {"status": status} if status else None
+        return dict(self._call("GET", "/api/alerts", params=params))
+
+    def acknowledge_alert(self, alert_id: int) -> dict[str, Any]:
+        """Acknowledge an alert's current episode as this token's user (role user)."""
+        return dict(self._call("POST", f"/api/alerts/{int(alert_id)}/ack"))
+
+    def alert_rules(self) -> list[dict[str, Any]]:
+        """Every alert rule (role user)."""
+        return list(self._call("GET", "/api/alert-rules"))
+
+    def add_alert_rule(
+        self,
+        name: str,
+        field: str,
+        op: str,
+        threshold: float,
+        *,
+        ingestion_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a threshold rule: ``op`` ``gt``/``ge`` against a window's max, ``lt``/``le``
+        against its min (role user)."""
+        body = {
+            "name": name,
+            "field": field,
+            "op": op,
+            "threshold": threshold,
+            "ingestion_id": ingestion_id,
+        }
+        return dict(self._call("POST", "/api/alert-rules", json=body))
+
+    def delete_alert_rule(self, rule_id: int) -> None:
+        """Delete an alert rule and its alerts (role admin)."""
+        self._call("DELETE", f"/api/alert-rules/{int(rule_id)}")
+
     def me(self) -> dict[str, Any]:
         """Who this client's token speaks for: ``{user, role, token_id}``."""
         return dict(self._call("GET", "/api/me"))

@@ -4,12 +4,16 @@ A rule fires at most once per ``(rule, window, dataset, sensor)``: the first bat
 window's reading crosses the threshold inserts the alert, later batches of the same window only
 move its peak value. The next window starts clean, so a sensor that stays hot alerts once per
 window (not once forever, and not once per reading).
+
+The same partials also say, per rule, sensor and window, whether the window crossed
+(:func:`window_observations`): the catalog's alert states (firing, resolved, acknowledged)
+advance from those, one state per rule and sensor however many windows cross.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,7 +27,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from workbench.catalog.records import AlertRule
+from workbench.catalog.records import AlertObservation, AlertRule
 from workbench.core.settings import Settings
 from workbench.spark.delta import ensure_delta_table
 
@@ -88,6 +92,55 @@ def window_alerts(partials: DataFrame, rules: Sequence[AlertRule]) -> DataFrame 
             )
         )
     return reduce(DataFrame.unionByName, parts) if parts else None
+
+
+def window_observations(partials: DataFrame, rules: Sequence[AlertRule]) -> list[AlertObservation]:
+    """What one batch's partial window statistics say of every enabled rule, per sensor and
+    window: whether it crossed, and the batch's most extreme value (collected: one row per rule,
+    sensor and window of the batch)."""
+    parts = []
+    for rule in rules:
+        if not rule.enabled or rule.op not in _OPS:
+            continue
+        symbol, column = _OPS[rule.op]
+        scope = partials.where(F.col("field") == F.lit(rule.field))
+        if rule.ingestion_id:
+            scope = scope.where(F.col("ingestion_id") == F.lit(rule.ingestion_id))
+        parts.append(
+            scope.select(
+                F.lit(rule.id).cast(LongType()).alias("rule_id"),
+                F.lit(rule.op in ("gt", "ge")).alias("worse_is_higher"),
+                "ingestion_id",
+                "sensor_id",
+                "window_start",
+                F.coalesce(
+                    F.expr(f"{column} {symbol} {float(rule.threshold)!r}"), F.lit(False)
+                ).alias("crossed"),
+                F.col(column).alias("value"),
+                "sensitivity",
+            )
+        )
+    if not parts:
+        return []
+    rows = reduce(DataFrame.unionByName, parts).collect()
+    return [
+        AlertObservation(
+            rule_id=int(r["rule_id"]),
+            ingestion_id=r["ingestion_id"] or "",
+            sensor_id=r["sensor_id"] or "",
+            window_start=_utc(r["window_start"]),
+            crossed=bool(r["crossed"]),
+            value=None if r["value"] is None else float(r["value"]),
+            sensitivity=r["sensitivity"] or "restricted",
+            worse_is_higher=bool(r["worse_is_higher"]),
+        )
+        for r in rows
+    ]
+
+
+def _utc(value: datetime) -> datetime:
+    """Spark hands timestamps back naive, in the session's time zone (UTC in the engine)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def merge_sql(target: str, source_view: str, earliest: datetime) -> str:

@@ -5,7 +5,8 @@ A thin runner: each silver micro-batch is reduced to partial window statistics
 (:mod:`workbench.gold.alerts`) and folded into the gold table of every ``aggregate`` value rule
 (:mod:`workbench.gold.aggregates`). Each MERGE commits as Delta transaction
 ``(<query app id>-<table>, batch id)``, so a batch replayed after a crash is skipped per table
-and every reading is counted exactly once.
+and every reading is counted exactly once. The same alert check then advances the catalog's
+alert states (firing, resolved; a replayed batch leaves them as they are).
 
 The query keeps Spark's event-time watermark on ``event_time`` (``engine.watermark`` behind
 the newest event; checkpointed with each batch): a window that ends before it is complete. A
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -27,7 +28,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from workbench.catalog.records import AlertRule, RuleOutcome, StreamComputation, ValueRule
+from workbench.catalog.alert_states import Transition
+from workbench.catalog.records import (
+    AlertObservation,
+    AlertRule,
+    RuleOutcome,
+    StreamComputation,
+    ValueRule,
+)
 from workbench.core.settings import Settings
 from workbench.gold import aggregates, alerts, averages, stream_computation
 from workbench.metrics.engine import EngineMetrics
@@ -57,6 +65,12 @@ class GoldStore(Protocol):
     """What the gold stream reads from the catalog."""
 
     def list_alert_rules(self) -> list[AlertRule]: ...
+
+    def apply_alert_observations(
+        self, observations: Iterable[AlertObservation]
+    ) -> list[Transition]: ...
+
+    def firing_alerts_per_rule(self) -> dict[str, int]: ...
 
     def list_value_rules(self) -> list[ValueRule]: ...
 
@@ -99,6 +113,7 @@ class GoldProcessor:
         self.watermarks = watermarks
         """The event-time watermark (epoch s) a batch id ran with (:class:`BatchWatermark`)."""
         self._tables_ready: set[str] = set()
+        self._alerts_exported = False
 
     def process(self, batch: DataFrame, batch_id: int) -> dict[str, int]:
         """Fold one silver batch into gold; returns rows written per gold table."""
@@ -124,12 +139,16 @@ class GoldProcessor:
                 committed_at = time.time()
                 self._step("averages", started)
                 started = time.perf_counter()
-                fired = alerts.window_alerts(partials, self.store.list_alert_rules())
+                rules = self.store.list_alert_rules()
+                fired = alerts.window_alerts(partials, rules)
                 if fired is not None:
                     written[alerts.TABLE] = self._merge(
                         session, alerts.TABLE, fired, alerts.merge_sql, earliest, batch_id
                     )
                 self._step("alerts", started)
+                started = time.perf_counter()
+                self._advance_alerts(alerts.window_observations(partials, rules))
+                self._step("alert_states", started)
             finally:
                 partials.unpersist()
             started = time.perf_counter()
@@ -173,6 +192,22 @@ class GoldProcessor:
         return int(metrics.get("num_updated_rows") or 0) + int(
             metrics.get("num_inserted_rows") or 0
         )
+
+    def _advance_alerts(self, observations: list[AlertObservation]) -> None:
+        """Advance the alert states (after gold's MERGE: a replayed batch changes nothing)."""
+        transitions = self.store.apply_alert_observations(observations)
+        for before, after in transitions:
+            log.info(
+                "alert %s rule=%r ingestion_id=%s sensor_id=%s value=%s (was %s)",
+                after.status, after.rule_id, after.ingestion_id, after.sensor_id,
+                after.value, before or "new",
+            )  # fmt: skip
+        if self.metrics is not None:
+            for _, after in transitions:
+                self.metrics.alert_changed(str(after.rule_id), after.status)
+            if transitions or not self._alerts_exported:
+                self.metrics.alerts_firing(self.store.firing_alerts_per_rule())
+                self._alerts_exported = True
 
     def _rule_aggregates(
         self, session: SparkSession, batch: DataFrame, batch_id: int

@@ -211,6 +211,19 @@ class EngineMetrics:
             ["pod", "component", "code"],
             registry=r,
         )
+        self.alerts_firing_now = Gauge(
+            "workbench_alerts_firing",
+            "Sensors an enabled alert rule fires for now (the catalog's alert states).",
+            ["pod", "rule_id"],
+            registry=r,
+        )
+        self.alert_transitions = Counter(
+            "workbench_alert_transitions_total",
+            "Alerts that started firing or resolved, by rule.",
+            ["pod", "rule_id", "status"],
+            registry=r,
+        )
+        self._alert_rules: set[str] = set()
         self._newest: dict[str, float] = {}
         for layer in ("bronze", "silver", "gold"):
             self.data_age.labels(p, layer).set_function(partial(self._age, layer))
@@ -250,6 +263,18 @@ class EngineMetrics:
         """Count one reported computation run."""
         self.computations.labels(self.pod, name, status).inc()
         self.computation_latency.labels(self.pod, name).observe(seconds)
+
+    def alerts_firing(self, per_rule: dict[str, int]) -> None:
+        """Set how many sensors each alert rule fires for; rules gone are dropped."""
+        for gone in self._alert_rules - per_rule.keys():
+            self.alerts_firing_now.remove(self.pod, gone)
+        for rule_id, firing in per_rule.items():
+            self.alerts_firing_now.labels(self.pod, rule_id).set(firing)
+        self._alert_rules = set(per_rule)
+
+    def alert_changed(self, rule_id: str, status: str) -> None:
+        """Count an alert of ``rule_id`` that started firing or resolved."""
+        self.alert_transitions.labels(self.pod, rule_id, status).inc()
 
     def batch_finished(self, query: str, seconds: float | None) -> None:
         """Count one finished micro-batch of ``query`` and its wall time."""

@@ -4,7 +4,8 @@ The page knows nobody until its link carries a token (``?token=wbt_...``, as ``w
 and ``workbench users token`` print it): the engine then answers each tile from its shared
 cache for that token's clearance. Without a token, or with one the engine does not honour,
 the page shows how to get one and nothing else. A tile above the viewer's clearance shows a
-restricted card naming the label and the clearance it needs, never its data.
+restricted card naming the label and the clearance it needs, never its data; the alerts below
+the tiles are those the token may see.
 
 The token comes from the link only: a dashboard never falls back on a token file or variable of
 the server it runs on, which would show every visitor the server's own view.
@@ -26,6 +27,7 @@ from workbench.client.engine_client import EngineClient
 from workbench.client.results import QueryAnswer
 from workbench.core.errors import UnauthorizedError, WorkbenchError
 from workbench.core.settings import Settings
+from workbench.widgets.alerts import AlertsPanel
 from workbench.widgets.tile import TileWidget
 
 __all__ = [
@@ -62,15 +64,23 @@ def parse_link(query_string: str) -> Link:
 
 
 class DashboardView(widgets.VBox):
-    """A dashboard's header (title, who is signed in) and its tiles on a 12-column grid.
+    """A dashboard's header (title, who is signed in), its tiles on a 12-column grid and, below
+    them, its alerts.
 
-    ``tiles`` are the live :class:`TileWidget` s, for code and tests that look without a
-    browser.
+    ``tiles`` are the live :class:`TileWidget` s and ``alerts`` the :class:`AlertsPanel`, for
+    code and tests that look without a browser.
     """
 
-    def __init__(self, dashboard: Dashboard, me: dict[str, Any], tiles: list[TileWidget]):
+    def __init__(
+        self,
+        dashboard: Dashboard,
+        me: dict[str, Any],
+        tiles: list[TileWidget],
+        alerts: AlertsPanel | None = None,
+    ):
         self.dashboard = dashboard
         self.tiles = tiles
+        self.alerts = alerts
         header = widgets.HTML(
             f"<div class='workbench-dashboard-header'><h2 style='margin:4px 0'>"
             f"{escape(dashboard.title)}</h2>"
@@ -92,13 +102,19 @@ class DashboardView(widgets.VBox):
             widget.layout.min_height = f"{tile.h * _ROW_PIXELS}px"
             widget.layout.border = "1px solid #e0e0e0"
             widget.layout.padding = "8px"
-        super().__init__([header, grid], layout=widgets.Layout(width="100%"))
+        parts: list[widgets.Widget] = [header, grid]
+        if alerts is not None:
+            alerts.layout.margin = "12px 0 0 0"
+            parts.append(alerts)
+        super().__init__(parts, layout=widgets.Layout(width="100%"))
         self.add_class("workbench-dashboard")
 
     def close(self) -> None:
-        """Stop every tile's refresh and close the widgets."""
+        """Stop every tile's and the alerts' refresh and close the widgets."""
         for tile in self.tiles:
             tile.close()
+        if self.alerts is not None:
+            self.alerts.close()
         super().close()
 
 
@@ -114,8 +130,8 @@ def build_dashboard(
     refresh_seconds: float = REFRESH_SECONDS,
     auto_refresh: bool = True,
 ) -> DashboardView:
-    """Build the dashboard ``name`` and fill every tile once (all fetched at once), then keep
-    them fresh.
+    """Build the dashboard ``name`` and fill every tile and the alerts once (the tiles all
+    fetched at once), then keep them fresh. Users and admins may acknowledge alerts there.
 
     Raises:
         UnauthorizedError: the client's token is missing, expired or revoked.
@@ -132,11 +148,19 @@ def build_dashboard(
     # The page is sent once the notebook ran: every tile holds its figure before that, and the
     # tiles wait for the engine together rather than one after another.
     pending = [widget.begin_refresh() for widget in widgets_]
+    alerts = AlertsPanel(
+        client.alerts,
+        None if me["role"] == "viewer" else client.acknowledge_alert,
+        refresh_seconds=refresh_seconds,
+    )
+    alerts.refresh_now()
     for widget, future in zip(widgets_, pending, strict=True):
         widget.finish_refresh(future)
         if auto_refresh:
             widget.start()
-    return DashboardView(dashboard, me, widgets_)
+    if auto_refresh:
+        alerts.start()
+    return DashboardView(dashboard, me, widgets_, alerts)
 
 
 def dashboard_from_link(query_string: str, settings: Settings) -> widgets.Widget:
