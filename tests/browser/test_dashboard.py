@@ -24,6 +24,8 @@ from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-sco
     seed_gold_averages,
     stack_fixture,
 )
+from workbench.catalog.records import AlertObservation
+from workbench.catalog.store import Catalog
 from workbench.stack.up import without_secrets
 
 pytestmark = [pytest.mark.browser, pytest.mark.spark]
@@ -126,6 +128,18 @@ def lab(stack: Stack) -> dict[str, str]:
         ]
         for tile in tiles:
             http.post("/api/dashboards/lab/tiles", json=tile).raise_for_status()
+        rule = http.post(
+            "/api/alert-rules",
+            json={"name": "lab too hot", "field": "temperature", "op": "gt", "threshold": 30},
+        ).json()["id"]
+    # What the gold stream would record for a hot window of each device (tested on Spark in
+    # tests/spark/test_processor.py); the page must show each person only their own.
+    catalog = Catalog(stack.settings.catalog.url)
+    catalog.apply_alert_observations(
+        AlertObservation(rule, device, "lab-1", stack.seeded_at, True, 31.5, "public")
+        for device in ("demo-sensors", "secret-lab")
+    )
+    catalog.close()
     return {"admin": admin, "viewer": viewer}
 
 
@@ -157,9 +171,15 @@ def test_a_viewer_sees_public_tiles_and_a_restricted_card(
         # Nothing of the confidential rows reached the page, not even hidden.
         html = page.content()
         assert str(SECRET_VALUE) not in html and "vault-1" not in html
+        alerts = page.locator(".workbench-alerts")
+        text = alerts.inner_text()
+        assert "lab too hot" in text and "demo-sensors" in text, text
+        assert "secret-lab" not in text and "1 more above your clearance (public)" in text, text
+        assert alerts.get_by_role("button", name="Acknowledge").count() == 0  # viewers look
         badge = page.locator(".workbench-freshness").first.inner_text()
         assert badge.startswith("data ") and badge.endswith(" old"), badge
         SCREENSHOT_VIEWER.parent.mkdir(exist_ok=True)
+        page.set_viewport_size({"width": 1280, "height": 1000})  # Voila's page scrolls inside
         page.screenshot(path=str(SCREENSHOT_VIEWER), full_page=True)
 
         # New gold rows reach the open page: the tile refreshes, the engine's cache sees the
@@ -181,6 +201,13 @@ def test_an_admin_sees_the_confidential_tile(voila_url: str, lab: dict[str, str]
         page.get_by_text("vault-1").first.wait_for(timeout=30_000)
         assert page.locator(".workbench-restricted").count() == 0
         assert str(SECRET_VALUE) in page.content()
+        alerts = page.locator(".workbench-alerts")
+        assert "secret-lab" in alerts.inner_text()
+        buttons = alerts.get_by_role("button", name="Acknowledge")
+        assert buttons.count() == 2
+        buttons.first.click()
+        alerts.get_by_text("acknowledged by").first.wait_for(timeout=30_000)
+        assert buttons.count() == 1
         page.screenshot(path=str(SCREENSHOT_ADMIN), full_page=True)
 
 

@@ -3,7 +3,8 @@
 Every ``workbench up`` generates the secrets the services share (Spark Connect's token, the
 scrape token) unless they are configured, and gives the demo's users — ``admin``, ``analyst``
 (role ``user``) and ``viewer`` — new random tokens, revoking the ones the last run printed.
-The simulator's dataset is registered as ``public``, so the viewer has live tiles to watch.
+The simulator's dataset is registered as ``public``, so the viewer has live tiles to watch,
+and a first alert rule watches its temperatures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "DEMO_TOKEN_DAYS",
     "DEMO_USERS",
     "DemoUser",
+    "demo_alert_rules",
     "demo_devices",
     "demo_users",
     "with_admin_token",
@@ -90,6 +92,18 @@ def demo_devices(catalog: Catalog) -> list[Device]:
     device = Device(ingestion_id=iid, name="demo temperature sensors", sensitivity="public")
     catalog.save_device(device)
     return [device]
+
+
+#: The demo's alert rule: the simulator's afternoons reach it (its sensors peak near 35 °C).
+DEMO_ALERT = ("temperature above 30 °C", "temperature", "gt", 30.0)
+
+
+def demo_alert_rules(catalog: Catalog) -> list[int]:
+    """Add the demo's alert rule, unless there are alert rules already; returns new ids."""
+    if catalog.list_alert_rules(include_disabled=True):
+        return []
+    name, field, op, threshold = DEMO_ALERT
+    return [catalog.add_alert_rule(name, field, op, threshold)]
 
 
 def with_admin_token(settings: Settings, *, user: str = "service", days: float = 1.0) -> Settings:

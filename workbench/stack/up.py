@@ -23,6 +23,7 @@ from workbench.stack.broker import mosquitto_binary, wait_for_port, write_config
 from workbench.stack.demo_access import (
     DEMO_TOKEN_DAYS,
     DemoUser,
+    demo_alert_rules,
     demo_devices,
     demo_users,
     with_service_secrets,
@@ -109,6 +110,7 @@ def run_stack(settings: Settings) -> int:
     try:
         users = demo_users(catalog)
         demo_devices(catalog)
+        demo_alert_rules(catalog)
         saved = _save_admin_token(settings, catalog, users[0])
     finally:
         catalog.close()

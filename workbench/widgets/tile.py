@@ -340,13 +340,22 @@ def _badge_html(text: str, color: str) -> str:
     )
 
 
+#: A padlock drawn inline: an emoji needs a font the page's browser may not have.
+_PADLOCK = (
+    "<svg width='14' height='14' viewBox='0 0 24 24' fill='currentColor' aria-hidden='true' "
+    "style='vertical-align:-2px'><path d='M12 2a5 5 0 0 0-5 5v3H6a2 2 0 0 0-2 2v8a2 2 0 0 0 "
+    "2 2h12a2 2 0 0 0 2-2v-8a2 2 0 0 0-2-2h-1V7a5 5 0 0 0-5-5zm-3 8V7a3 3 0 0 1 6 0v3H9z'/>"
+    "</svg>"
+)
+
+
 def _restricted_html(reason: str) -> str:
     """The card shown instead of a result above the viewer's clearance: nothing of the data,
     only why and what to ask for."""
     return (
         "<div class='workbench-restricted' style='border:1px dashed #6a1b9a;border-radius:6px;"
         "padding:16px;color:#4a148c;background:#f3e5f5'>"
-        "<b>&#128274; Restricted</b><br>"
+        f"<b>{_PADLOCK} Restricted</b><br>"
         f"{escape(reason)}<br><small>Ask an admin for an account with that clearance.</small>"
         "</div>"
     )
