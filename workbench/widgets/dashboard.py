@@ -27,7 +27,7 @@ from workbench.client.engine_client import EngineClient
 from workbench.client.results import QueryAnswer
 from workbench.core.errors import UnauthorizedError, WorkbenchError
 from workbench.core.settings import Settings
-from workbench.widgets.alerts import AlertsPanel
+from workbench.widgets.alerts_panel import AlertsPanel
 from workbench.widgets.tile import TileWidget
 
 __all__ = [
