@@ -165,6 +165,21 @@ class Workbench:
         ]
         return pd.DataFrame(rows, columns=["table", "columns"])
 
+    def alerts(self, status: str | None = None) -> pd.DataFrame:
+        """The alerts you may see (``"firing"`` or ``"resolved"`` only, with ``status``), one
+        row per rule and sensor, firing first; ``.attrs["hidden"]`` counts the ones above your
+        clearance. Acknowledge one with ``wb.engine.acknowledge_alert(id)``."""
+        import pandas as pd
+
+        columns = [
+            "id", "status", "rule", "ingestion_id", "sensor_id", "value", "fired_at",
+            "resolved_at", "episodes", "acknowledged_by", "acknowledged_at", "sensitivity",
+        ]  # fmt: skip
+        answer = self.engine.alerts(status=status)
+        frame = pd.DataFrame(answer["alerts"], columns=columns)
+        frame.attrs["hidden"] = answer["hidden"]  # alerts above your clearance, not shown
+        return frame
+
     def tile(
         self,
         name: str,
