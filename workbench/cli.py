@@ -72,7 +72,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.bench import benchmark
 
     # Each benchmark has its own defaults; pass only what was given on the command line.
-    options = {k: getattr(args, k) for k in ("seconds", "records", "rate")}
+    options = {k: getattr(args, k) for k in ("seconds", "records", "rate", "clients", "rounds")}
     given = {k: v for k, v in options.items() if v is not None}
     outcome = benchmark(args.name)(settings, **given)
     print(json.dumps(outcome), flush=True)
@@ -114,6 +114,38 @@ def _streams(settings: Settings, args: argparse.Namespace) -> int:
         result: Any = [s.to_dict() for s in client.streams()]
     else:
         result = getattr(client, action)(args.name).to_dict()
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.client.engine_client import EngineClient
+
+    client = EngineClient(settings)
+    try:
+        action = args.alerts_command
+        if action == "ack":
+            result: Any = client.acknowledge_alert(args.alert_id)
+        elif action == "rules":
+            result = client.alert_rules()
+        elif action == "add-rule":
+            result = client.add_alert_rule(
+                args.name, args.field, args.op, args.threshold, ingestion_id=args.ingestion_id
+            )
+        elif action == "delete-rule":
+            client.delete_alert_rule(args.rule_id)
+            result = {"deleted": args.rule_id}
+        else:
+            result = client.alerts(status=args.status)
+            if result["hidden"]:
+                print(
+                    f"{result['hidden']} more alert(s) above your clearance "
+                    f"({result['clearance']})",
+                    file=sys.stderr,
+                )
+            result = result["alerts"]
+    finally:
+        client.close()
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -324,6 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("start", "stop", "restart"):
         st.add_parser(action, help=f"{action} a query by name").add_argument("name")
     streams.set_defaults(handler=_streams)
+    alerts = sub.add_parser("alerts", help="alerts (firing, resolved) and alert rules")
+    al = alerts.add_subparsers(dest="alerts_command", required=True)
+    al.add_parser("list", help="the alerts you may see, firing first").add_argument(
+        "--status", choices=["firing", "resolved"], default=None, help="only these"
+    )
+    al.add_parser("ack", help="acknowledge an alert by id").add_argument("alert_id", type=int)
+    al.add_parser("rules", help="every alert rule")
+    rule = al.add_parser("add-rule", help="add a threshold rule on a canonical field")
+    rule.add_argument("name")
+    rule.add_argument("field", help="canonical field, e.g. temperature")
+    rule.add_argument("op", choices=["gt", "ge", "lt", "le"], help="gt/ge: window max; lt/le: min")
+    rule.add_argument("threshold", type=float)
+    rule.add_argument("--ingestion-id", default=None, help="only this dataset")
+    al.add_parser("delete-rule", help="delete a rule and its alerts (admin)").add_argument(
+        "rule_id", type=int
+    )
+    alerts.set_defaults(handler=_alerts)
     users = sub.add_parser("users", help="users, roles and API tokens (on the catalog)")
     us = users.add_subparsers(dest="users_command", required=True)
     us.add_parser("list", help="every user with role")
@@ -389,7 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--records", type=int, default=None, help="enrich: bronze readings (default 1,000,000)"
     )
-    bench.add_argument("--rate", type=int, default=None, help="latency: msg/s (default 1000)")
+    bench.add_argument(
+        "--rate", type=int, default=None, help="latency, tiles: msg/s (default 1000; tiles 50)"
+    )
+    bench.add_argument(
+        "--clients", type=int, default=None, help="tiles: dashboard clients (default 20)"
+    )
+    bench.add_argument(
+        "--rounds", type=int, default=None, help="tiles: cache/baseline rounds (default 2)"
+    )
     return parser
 
 
