@@ -30,6 +30,8 @@ from tests.fixtures.stack import (  # noqa: F401  (stack_fixture: the module-sco
     stack_fixture,
 )
 from tests.spark.test_query_service import HOSTILE
+from workbench.catalog.records import AlertObservation
+from workbench.catalog.store import Catalog
 from workbench.core.errors import ComputationError
 from workbench.core.settings import Settings
 from workbench.kernel.handle import Workbench
@@ -322,8 +324,12 @@ def test_a_viewer_asking_a_confidential_tile_is_denied_with_the_reason(access: A
 
 
 def workbench_sql(access: Access, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return workbench_cli(access, token, "sql", *args)
+
+
+def workbench_cli(access: Access, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workbench", "sql", *args],
+        [sys.executable, "-m", "workbench", *args],
         env=child_env(access.settings(token)),
         cwd=ROOT,
         capture_output=True,
@@ -364,3 +370,36 @@ def test_the_cli_prints_the_refusal_and_exits_non_zero(access: Access) -> None:
         {"sensor_id": "vault-1", "avg_value": SECRET_VALUE}
     ]
     assert "sensitivity confidential" in allowed.stderr
+
+
+def test_alerts_through_the_cli_and_the_kernel_handle_follow_clearance(access: Access) -> None:
+    added = workbench_cli(access, access.user, "alerts", "add-rule", "lab hot", "temperature",
+                          "gt", "30")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    rule = json.loads(added.stdout)["id"]
+    # What the gold stream records for a hot window (tested on Spark in test_processor.py).
+    catalog = Catalog(access.stack.settings.catalog.url)
+    catalog.apply_alert_observations(
+        AlertObservation(rule, device, "lab-1", access.stack.seeded_at, True, 31.5, "public")
+        for device in ("demo-sensors", "secret-lab")
+    )
+    catalog.close()
+    try:
+        listed = workbench_cli(access, access.viewer, "alerts", "list", "--status", "firing")
+        assert listed.returncode == 0, listed.stderr
+        (alert,) = json.loads(listed.stdout)
+        assert (alert["ingestion_id"], alert["rule"]) == ("demo-sensors", "lab hot")
+        assert "1 more alert(s) above your clearance (public)" in listed.stderr
+        assert "secret-lab" not in listed.stdout + listed.stderr
+
+        frame = Workbench(access.settings(access.viewer)).alerts()
+        assert list(frame["ingestion_id"]) == ["demo-sensors"] and frame.attrs["hidden"] == 1
+
+        refused = workbench_cli(access, access.viewer, "alerts", "ack", str(alert["id"]))
+        assert refused.returncode == 1 and "workbench: forbidden: " in refused.stderr
+        acked = workbench_cli(access, access.user, "alerts", "ack", str(alert["id"]))
+        assert acked.returncode == 0, acked.stderr
+        assert json.loads(acked.stdout)["acknowledged_by"] == "ulla"
+    finally:
+        gone = workbench_cli(access, access.admin, "alerts", "delete-rule", str(rule))
+        assert gone.returncode == 0, gone.stderr

@@ -502,10 +502,7 @@ def tiles_settings(settings: Settings, home: Path) -> Settings:
     """``settings`` isolated under ``home``: every service, Voila included, on a free port."""
     bench = bench_settings(settings, home)
     voila = bench.voila.model_copy(update={"host": "127.0.0.1", "port": free_port()})
-    # The engine runs in the package's directory; its databases' directories belong in ``home``.
-    conf = {**bench.spark.extra_conf, "spark.sql.warehouse.dir": str(home / "spark-warehouse")}
-    spark = bench.spark.model_copy(update={"extra_conf": conf})
-    return bench.model_copy(update={"voila": voila, "spark": spark})
+    return bench.model_copy(update={"voila": voila})
 
 
 def wait_for_gold(path: str, engine: EngineService, timeout: float = GOLD_TIMEOUT) -> int:

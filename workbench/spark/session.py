@@ -20,6 +20,7 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from workbench.core.errors import ConfigError
@@ -166,6 +167,9 @@ def session_conf(settings: Settings, *, connect: bool = False) -> dict[str, str]
         # Tables are registered by the engine at start over Delta paths; no Hive metastore
         # (no derby files in the working directory, no metastore to keep in sync).
         "spark.sql.catalogImplementation": "in-memory",
+        # CREATE DATABASE makes a directory under the warehouse (./spark-warehouse by
+        # default): keep it in the workbench's home, never in whatever directory this runs in.
+        "spark.sql.warehouse.dir": str(Path(settings.home) / "spark-warehouse"),
         # Bad data must never stop a stream: a payload with a key twice keeps the last value
         # instead of failing the whole micro-batch.
         "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
