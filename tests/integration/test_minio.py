@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -77,7 +77,11 @@ def test_mqtt_readings_land_in_minio_with_the_local_layout(
     assert len(set(table["message_id"].to_pylist())) == 300
     objects = list_bronze(client, BUCKET, PREFIX)
     assert objects and all(LAYOUT.match(o.name) for o in objects), [o.name for o in objects]
-    assert {o.name.split("/hour=")[0].rsplit("date=")[1] for o in objects} == {"2026-11-26"}
+    # Partitioned by arrival (today, or yesterday just after midnight), not by event day.
+    arrived = {o.name.split("/hour=")[0].rsplit("date=")[1] for o in objects}
+    today = datetime.now(UTC).date()
+    assert arrived <= {str(today), str(today - timedelta(days=1))}, arrived
+    assert {t.date().isoformat() for t in table["event_time"].to_pylist()} == {"2026-11-26"}
     assert all(o.spill_seq is None for o in objects)  # the store was up: nothing spilled
     assert spilled_files(Path(settings.s3.spill_dir)) == []
 

@@ -1,6 +1,7 @@
+import dataclasses
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from workbench.core.errors import (
     StorageError,
 )
 from workbench.core.settings import IngestSettings
-from workbench.ingest.bronze_writer import BronzeWriter
+from workbench.ingest.bronze_writer import BronzeWriter, partitions, to_arrow
 from workbench.ingest.service import IngestService
 from workbench.lake.storage import LocalStorage
 from workbench.metrics.ingestor import IngestMetrics
@@ -75,22 +76,43 @@ def test_ack_runs_only_after_rows_are_in_a_file(tmp_path: Path) -> None:
     w.stop()
 
 
-def test_rows_land_in_their_own_event_hour(tmp_path: Path) -> None:
+def test_a_flush_lands_in_its_arrival_hour_whatever_the_event_times(tmp_path: Path) -> None:
     w = writer(tmp_path)
+    # A replay: a year apart in event time, arriving now. One file, in the arrival hour.
     w.add(reading(1, "2026-11-26T10:59:59Z"))
     w.add(reading(2, "2026-11-26T11:00:00Z"))
     w.add(reading(3, "2025-01-01T00:00:00+02:00"))
     assert w.stop()
-    parts = sorted(
-        p.relative_to(tmp_path / "bronze").parent.as_posix()
-        for p in (tmp_path / "bronze").rglob("*.parquet")
-    )
-    assert parts == [
-        "ingestion_id=ds/date=2024-12-31/hour=22",
-        "ingestion_id=ds/date=2026-11-26/hour=10",
-        "ingestion_id=ds/date=2026-11-26/hour=11",
-    ]
+    files = list((tmp_path / "bronze").rglob("*.parquet"))
+    now = datetime.now(UTC)
+    (part,) = {p.relative_to(tmp_path / "bronze").parent.as_posix() for p in files}
+    hours = {now.strftime("date=%Y-%m-%d/hour=%H"), (now - timedelta(hours=1)).strftime(
+        "date=%Y-%m-%d/hour=%H"
+    )}  # fmt: skip
+    assert part.removeprefix("ingestion_id=ds/") in hours, part
+    assert len(files) == 1
+    table = bronze_rows(tmp_path)
+    assert sorted(t.isoformat() for t in table["event_time"].to_pylist()) == [
+        "2024-12-31T22:00:00+00:00",
+        "2026-11-26T10:59:59+00:00",
+        "2026-11-26T11:00:00+00:00",
+    ]  # the event time is a column
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_flush_across_an_hour_boundary_writes_one_file_per_arrival_hour() -> None:
+    rows = [
+        *reading(1, "2020-01-01T00:00:00Z"),
+        *reading(2, "2020-01-01T00:00:00Z"),
+    ]
+    late = datetime(2026, 12, 4, 11, 0, 0, tzinfo=UTC)
+    rows[1] = dataclasses.replace(rows[1], received_at=late)
+    rows[0] = dataclasses.replace(rows[0], received_at=late - timedelta(microseconds=1))
+    parts = partitions(to_arrow(rows))
+    assert [(key, t.num_rows) for key, t in parts] == [
+        (("2026-12-04", "10"), 1),
+        (("2026-12-04", "11"), 1),
+    ]
 
 
 def test_failed_flush_keeps_rows_and_retries(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ yields the same files. Key spellings drift per sensor the way real fleets do (``
 ``carbon_monoxide_ppm``...), so the normalization rules have real work.
 
 Rows go through the ingest path's own functions: :func:`build_envelopes` (event time parsed like
-the connectors do), :func:`to_arrow` and :func:`partitions` (the bronze schema and the event-hour
+the connectors do), :func:`to_arrow` and :func:`partitions` (the bronze schema and the arrival-hour
 split) and :class:`LocalStorage` (zstd, temp file, fsync, rename), in files of ``FILE_ROWS`` rows
 per dataset, like the ingest service's ``flush_rows``.
 
@@ -39,7 +39,7 @@ from workbench.simulators.temperature import temperature_reading
 from workbench.simulators.traffic import traffic_reading
 
 #: Bump when the generated data changes: cached lakes of another version are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 FILE_ROWS = 20_000
 SENSORS_PER_KIND = 100
 INTERVAL = timedelta(seconds=5)

@@ -1,6 +1,9 @@
 """The bronze file contract between the ingest writer and the enrichment stream.
 
-Layout: ``bronze/ingestion_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/part-<uuid>.parquet``. Each file
+Layout: ``bronze/ingestion_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/part-<uuid>.parquet``, where
+``date`` and ``hour`` are when the rows **arrived** (``received_at``), not their event time. Lakes
+written before bronze was partitioned by arrival hold event-hour partitions: they read the same
+(the partition values are only names), only retention then goes by event day. Each file
 is written atomically (a temporary name starting with ``.``, then a rename), so Spark, which
 ignores files starting with ``.`` or ``_``, never reads a partial file.
 

@@ -54,7 +54,8 @@ _TS = pa.timestamp("us", tz="UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-#: Columns of every bronze file. ``ingestion_id``, ``date`` and ``hour`` live in the path.
+#: Columns of every bronze file. ``ingestion_id``, and the arrival ``date`` and ``hour``, live in
+#: the path.
 BRONZE_FILE_SCHEMA = pa.schema(
     [
         ("message_id", pa.string()),
@@ -107,14 +108,18 @@ class _Countdown:
 
 
 def partitions(table: pa.Table) -> list[tuple[tuple[str, str], pa.Table]]:
-    """A bronze table split by event hour (receive time when none) into ``(date, hour)`` parts.
+    """A bronze table split by arrival hour (``received_at``) into ``(date, hour)`` parts.
 
-    Computed in Arrow, one hour value per row and one formatted ``(date, hour)`` per distinct
-    hour: formatting a datetime per row was the flusher's largest cost.
+    Bronze is partitioned by when data arrived, never by its event time: a flush is one file
+    per dataset (two when it spans an hour boundary) however old its readings are, and a new
+    file only ever lands in the newest partitions. A replay of a year of readings would
+    otherwise write one small file per event hour. The event time stays a column.
+
+    Computed in Arrow, one formatted ``(date, hour)`` per distinct hour.
     """
     if table.num_rows == 0:
         return []
-    hours = pc.floor_temporal(pc.coalesce(table["event_time"], table["received_at"]), unit="hour")
+    hours = pc.floor_temporal(table["received_at"], unit="hour")
     distinct = pc.unique(hours)
     if len(distinct) == 1:
         return [(_date_hour(distinct[0].as_py()), table)]

@@ -127,12 +127,12 @@ class Partition:
 
     @property
     def date(self) -> str | None:
-        """``YYYY-MM-DD`` of the rows' event hour."""
+        """``YYYY-MM-DD`` of the partition: in bronze, the day the rows arrived."""
         return self.values.get("date")
 
     @property
     def hour(self) -> str | None:
-        """``HH`` of the rows' event hour."""
+        """``HH`` of the partition: in bronze, the hour the rows arrived."""
         return self.values.get("hour")
 
 
