@@ -199,6 +199,10 @@ class EngineSettings(BaseModel):
     """The most rows any query returns (a query's own limit defaults to 1,000)."""
     query_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     """How long a query may run unless it asks for less; its Spark jobs are then cancelled."""
+    live_horizon_seconds: Annotated[float, Field(gt=0)] = 600.0
+    """A reading older than this (event time) when it reaches a layer is historical (a backfill,
+    a replay, a device's buffer emptied late): it is counted apart from the latency histograms,
+    so those keep describing live sensors."""
     dedupe_minutes: Annotated[float, Field(ge=0)] = 15.0
     """Bronze rows repeating a ``message_id`` seen within this many minutes of processing time
     are dropped before silver (redeliveries after an ingest crash); 0 disables."""

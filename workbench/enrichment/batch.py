@@ -432,9 +432,14 @@ class BatchProcessor:
         if self.metrics is None:
             return
         lake = LakeFiles(self._session)
-        found = file_latencies((lake.readable(f) for f in files), committed_at)
+        found = file_latencies(
+            (lake.readable(f) for f in files),
+            committed_at,
+            horizon=self.settings.engine.live_horizon_seconds,
+        )
         m = self.metrics
         m.observe_latency("pipeline_sensor_to_enrichment_latency_seconds", found.silver)
+        m.observe_historical("silver", found.historical)
         m.observe_stage("ingest", found.ingest)
         m.observe_stage("enrichment", found.enrichment)
         m.newest_event("bronze", found.newest_event)

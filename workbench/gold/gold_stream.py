@@ -45,7 +45,7 @@ from workbench.spark.delta import (
     idempotent_sql,
     latest_version,
 )
-from workbench.streams.latency import bucket_counts, frame_epoch_seconds
+from workbench.streams.latency import bucket_counts, frame_epoch_seconds, split_live
 from workbench.streams.queries import (
     BatchFailures,
     BatchWatermark,
@@ -275,9 +275,10 @@ class GoldProcessor:
         late = 0 if watermark is None else int(np.count_nonzero(event < watermark))
         m.late_records.labels(m.pod).inc(late)
         stage = bucket_counts(committed_at - enriched)
-        m.observe_latency(
-            "pipeline_sensor_to_gold_latency_seconds", bucket_counts(committed_at - event)
-        )
+        age = committed_at - event
+        live, historical = split_live(age, self.settings.engine.live_horizon_seconds)
+        m.observe_latency("pipeline_sensor_to_gold_latency_seconds", bucket_counts(age[live]))
+        m.observe_historical("gold", historical)
         m.observe_latency("pipeline_enrichment_to_gold_latency_seconds", stage)
         m.observe_stage("gold", stage)
         if np.any(~np.isnan(event)):

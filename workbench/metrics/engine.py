@@ -46,6 +46,15 @@ class LatencyCounts:
     total: float
 
 
+@dataclass(frozen=True)
+class Historical:
+    """Readings of one batch older than the live horizon when committed."""
+
+    count: int
+    oldest_age: float
+    """The largest commit time − event time among them (0 without any)."""
+
+
 class BulkHistogram(Collector):
     """A histogram fed with whole batches of per-record observations."""
 
@@ -204,6 +213,20 @@ class EngineMetrics:
             ["pod", "layer"],
             registry=r,
         )
+        self.historical_records = Counter(
+            "pipeline_historical_records_total",
+            "Readings whose event time was older than engine.live_horizon_seconds when they "
+            "reached the layer (backfills, replays): left out of the latency histograms.",
+            ["pod", "layer"],
+            registry=r,
+        )
+        self.historical_age = Gauge(
+            "pipeline_historical_age_seconds",
+            "Commit time minus event time of the oldest historical reading in the layer's "
+            "last batch (0: the batch held only live readings).",
+            ["pod", "layer"],
+            registry=r,
+        )
         self.component_failures = Counter(
             "workbench_component_failures_total",
             "Components (a stream, a maintenance step) stopped by a terminal error, by the "
@@ -227,6 +250,9 @@ class EngineMetrics:
         self._newest: dict[str, float] = {}
         for layer in ("bronze", "silver", "gold"):
             self.data_age.labels(p, layer).set_function(partial(self._age, layer))
+        for layer in ("silver", "gold"):
+            self.historical_records.labels(p, layer)
+            self.historical_age.labels(p, layer).set(0)
         self.latency = {name: BulkHistogram(name, doc, ["pod"]) for name, doc in LATENCIES.items()}
         self.stage_latency = BulkHistogram(
             "pipeline_stage_latency_seconds", "Per-record latency of each stage.", ["pod", "stage"]
@@ -305,6 +331,11 @@ class EngineMetrics:
     def observe_latency(self, name: str, counts: LatencyCounts) -> None:
         """Add a batch's per-record latencies to one of :data:`LATENCIES`."""
         self.latency[name].add([self.pod], counts)
+
+    def observe_historical(self, layer: str, historical: Historical) -> None:
+        """Count a batch's historical readings in ``layer`` and the oldest one's age."""
+        self.historical_records.labels(self.pod, layer).inc(historical.count)
+        self.historical_age.labels(self.pod, layer).set(historical.oldest_age)
 
     def observe_stage(self, stage: str, counts: LatencyCounts) -> None:
         """Add a batch's per-record latencies of one of :data:`STAGES`."""

@@ -2,6 +2,11 @@
 
 Latencies are computed by the driver from Arrow columns: of the files a commit wrote
 (:func:`file_latencies`, no Spark job) or of a cached batch (:func:`frame_epoch_seconds`).
+
+Latencies measured from event time describe live readings only: a reading whose event time
+is older than the live horizon when it is committed (``engine.live_horizon_seconds``) is
+historical, and :func:`split_live` counts it apart (:class:`Historical`), so one backfill of
+year-old readings does not turn every latency panel into a chart of their age.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from workbench.metrics.engine import LATENCY_BUCKETS, LatencyCounts
+from workbench.metrics.engine import LATENCY_BUCKETS, Historical, LatencyCounts
 
 
 def frame_epoch_seconds(df: DataFrame, *columns: str) -> list[np.ndarray]:
@@ -39,14 +44,24 @@ def bucket_counts(seconds: np.ndarray) -> LatencyCounts:
     return LatencyCounts(tuple(int(c) for c in cumulative), int(values.size), float(values.sum()))
 
 
+def split_live(age: np.ndarray, horizon: float) -> tuple[np.ndarray, Historical]:
+    """``age`` (commit time − event time, per record) as a mask of the live records (within
+    ``horizon`` seconds), and what the others were. NaN (no event time) is neither."""
+    known = ~np.isnan(age)
+    historical = known & (age > horizon)
+    oldest = float(age[historical].max()) if historical.any() else 0.0
+    return known & ~historical, Historical(int(historical.sum()), oldest)
+
+
 @dataclass(frozen=True)
 class FileLatencies:
     """Per-record latencies of the rows a commit wrote, at its commit time.
 
     Attributes:
-        silver: commit time − event time.
-        ingest: receive time − event time.
-        enrichment: commit time − receive time.
+        silver: commit time − event time, of live readings.
+        ingest: receive time − event time, of live readings.
+        enrichment: commit time − receive time, of every row.
+        historical: the readings older than the live horizon at commit.
         newest_event: the newest event time (epoch seconds), None without any.
         oldest_received: the oldest receive time (epoch seconds), None without rows.
     """
@@ -54,16 +69,20 @@ class FileLatencies:
     silver: LatencyCounts
     ingest: LatencyCounts
     enrichment: LatencyCounts
+    historical: Historical
     newest_event: float | None
     oldest_received: float | None
 
 
-def file_latencies(files: Iterable[str | bytes], committed_at: float) -> FileLatencies:
+def file_latencies(
+    files: Iterable[str | bytes], committed_at: float, *, horizon: float = float("inf")
+) -> FileLatencies:
     """Latencies of the rows in Parquet files (their ``event_time`` and ``received_at``).
 
     Args:
         files: local paths or file contents (:meth:`workbench.spark.files.LakeFiles.readable`).
         committed_at: when the commit that added them became visible (epoch seconds).
+        horizon: the live horizon (seconds): older readings are historical.
     """
     columns = ("event_time", "received_at")
     tables = [
@@ -72,10 +91,12 @@ def file_latencies(files: Iterable[str | bytes], committed_at: float) -> FileLat
     ]
     event, received = (_epoch_seconds(tables, name) for name in columns)
     silver = committed_at - event
+    live, historical = split_live(silver, horizon)
     return FileLatencies(
-        silver=bucket_counts(silver),
-        ingest=bucket_counts(received - event),
+        silver=bucket_counts(silver[live]),
+        ingest=bucket_counts((received - event)[live]),
         enrichment=bucket_counts(committed_at - received),
+        historical=historical,
         newest_event=float(np.nanmax(event)) if np.any(~np.isnan(event)) else None,
         oldest_received=float(np.nanmin(received)) if np.any(~np.isnan(received)) else None,
     )
