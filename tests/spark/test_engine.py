@@ -151,6 +151,8 @@ def test_engine_serves_streams_and_connect(
     assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_bucket", 'le="30.0"') == 0
     assert _sample(text, "pipeline_sensor_to_enrichment_latency_seconds_bucket", 'le="300.0"') == 2
     assert _sample(text, "pipeline_sensor_to_gold_latency_seconds_count") == 2.0
+    # Both readings are live (within engine.live_horizon_seconds): nothing historical.
+    assert _sample(text, "pipeline_historical_records_total{", 'layer="silver"') == 0.0
     assert _sample(text, 'gold_records_written_total{pod="', 'table="sensor_averages"') >= 1.0
     assert _sample(text, "spark_source_latest_offset_seconds{", 'query="enrichment"') >= 0.0
     assert _sample(text, "gold_late_records_total{") == 0.0
@@ -187,6 +189,8 @@ ENGINE_METRICS = (
     "pipeline_sensor_to_gold_latency_seconds",
     "pipeline_enrichment_to_gold_latency_seconds",
     "pipeline_stage_latency_seconds",
+    "pipeline_historical_records_total",
+    "pipeline_historical_age_seconds",
     "spark_batch_processing_latency_seconds",
     "enrichment_records_processed_total",
     "gold_records_written_total",
