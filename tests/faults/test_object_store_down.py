@@ -22,7 +22,13 @@ import pytest
 from minio import Minio
 
 from tests.faults.load import SteadyPublisher
-from tests.fixtures.minio import BronzeObject, MinioServer, list_bronze, s3_lake_settings
+from tests.fixtures.minio import (
+    BronzeObject,
+    MinioServer,
+    list_bronze,
+    list_manifest,
+    s3_lake_settings,
+)
 from tests.fixtures.services import IngestProcess
 from tests.integration.conftest import wait_for
 from workbench.client.credentials import auth_headers
@@ -133,9 +139,18 @@ def test_object_store_down_60s_under_load(
     # Batches did spill (acks kept flowing while the store was down) and all were drained.
     assert spilled and spill_files(spill_dir) == []
     assert spilled_rows >= sent_during_outage // 2
-    # In order: sequence numbers 1..K without gaps, uploaded once each, in that order...
-    assert [o.spill_seq for o in spilled] == list(range(1, len(spilled) + 1))
-    assert uploaded_log == list(range(1, len(spilled) + 1))
+    # In order: spill sequence numbers 1..K without gaps (bronze files and their manifest
+    # entries, interleaved), uploaded once each, in that order...
+    spilled_seqs = [o.spill_seq for o in spilled]
+    assert uploaded_log == list(range(1, len(uploaded_log) + 1))
+    assert spilled_seqs == sorted(set(spilled_seqs)) and set(spilled_seqs) <= set(uploaded_log)
+    # ...every bronze file named by exactly one manifest entry, entries without gaps...
+    entries = list_manifest(minio.client(), BUCKET, PREFIX)
+    assert len({e.writer for e in entries}) == 1  # one ingest process
+    assert [e.seq for e in entries] == list(range(len(entries)))
+    named = [f"{PREFIX}/{f.path}" for e in entries for f in e.files]
+    assert sorted(named) == sorted(reader.objects) and len(set(named)) == len(named)
+    assert sum(f.rows for e in entries for f in e.files) == rows
     # ...arriving in MinIO in that order, which is the order the writer produced them...
     arrivals = [o.last_modified for o in spilled]
     assert arrivals == sorted(arrivals)

@@ -2,7 +2,8 @@
 
 Connectors call :meth:`BronzeWriter.add` with envelopes and an ``on_durable`` callback (the MQTT
 ack, the HTTP response). The callback runs only after every row of the call is in a file that
-was fsynced and atomically renamed into place. When buffers hold more than
+was fsynced and atomically renamed into place, and the flush's entry in the bronze manifest
+(:mod:`workbench.lake.manifest`) is durable too. When buffers hold more than
 ``max_buffer_bytes``, ``add`` blocks: connectors stop reading instead of dropping.
 
 A failed flush keeps its rows; whether it is retried is the error's to say
@@ -45,6 +46,7 @@ from workbench.core.errors import (
     should_retry,
 )
 from workbench.core.settings import IngestSettings
+from workbench.lake.manifest import ManifestFile, ManifestWriter
 from workbench.lake.storage import LakeStorage
 from workbench.metrics.ingestor import IngestMetrics
 
@@ -211,8 +213,11 @@ class BronzeWriter:
         metrics: IngestMetrics,
         *,
         observer: Observer | None = None,
+        manifest: ManifestWriter | None = None,
     ) -> None:
         self._storage = storage
+        self.manifest = manifest or ManifestWriter(storage)
+        """Where each flush's files are recorded once durable (one writer id per writer)."""
         self._settings = settings
         self._metrics = metrics
         self._observer = observer
@@ -411,6 +416,9 @@ class BronzeWriter:
                 cause=error_code(err),
             )
         )
+        # Counted before it is visible: whoever sees the failure sees it counted too.
+        m = self._metrics
+        m.component_failures.labels(m.pod, "bronze_writer", failure.code).inc()
         with self._lock:
             self._failure = failure
             self._lock.notify_all()
@@ -424,8 +432,6 @@ class BronzeWriter:
             rows,
             size,
         )
-        m = self._metrics
-        m.component_failures.labels(m.pod, "bronze_writer", failure.code).inc()
 
     def _restore(self, iid: str, buf: _Buffer) -> None:
         """Put a failed buffer back in front of anything that arrived meanwhile."""
@@ -441,14 +447,19 @@ class BronzeWriter:
     def _write(self, iid: str, buf: _Buffer) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         m = self._metrics
+        files = []
         for (date, hour), table in partitions(to_arrow(buf.rows)):
             path = (
                 f"bronze/ingestion_id={iid}/date={date}/hour={hour}/"
                 f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
             )
             written = self._storage.write_parquet(path, table)
+            files.append(ManifestFile(path, table.num_rows, written))
             m.bytes_written.labels(m.pod, "bronze").inc(written)
             m.files_written.labels(m.pod, "bronze").inc()
+        # After the files, before the acks: a crash in between leaves files no entry names,
+        # which no reader sees, and messages nobody acknowledged, which come again.
+        self.manifest.record(files)
         source_type = buf.rows[0].source_type
         m.processed.labels(m.pod, source_type, iid).inc(len(buf.rows))
 

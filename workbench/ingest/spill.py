@@ -130,7 +130,15 @@ class SpillingStorage:
         Raises:
             StorageError: only when the local spill directory cannot be written either.
         """
-        data = encode_parquet(table)
+        return self.write_bytes(relative_path, encode_parquet(table))
+
+    def write_bytes(self, relative_path: str, data: bytes) -> int:
+        """Write to the store, or durably to the spill when it is down or still draining; in
+        write order either way (a file and then its manifest entry reach the store so).
+
+        Raises:
+            StorageError: only when the local spill directory cannot be written either.
+        """
         with self._write_lock:
             with self._lock:
                 spilling = bool(self._queue)

@@ -109,7 +109,7 @@ class S3Storage:
                 name,
                 io.BytesIO(data),
                 len(data),
-                content_type="application/vnd.apache.parquet",
+                content_type=_content_type(relative_path),
                 metadata=metadata,
             )
         except _S3_FAILURES as err:
@@ -120,6 +120,10 @@ class S3Storage:
         """Write ``table`` as one Parquet object; returns bytes."""
         return self.put_bytes(relative_path, encode_parquet(table))
 
+    def write_bytes(self, relative_path: str, data: bytes) -> int:
+        """Write ``data`` as one object; returns bytes."""
+        return self.put_bytes(relative_path, data)
+
     def _error(self, what: str, err: Exception) -> StorageError:
         return StorageError(
             f"{what} in bucket {self.bucket!r} at {self.url}: {type(err).__name__}: {err}. "
@@ -129,3 +133,9 @@ class S3Storage:
             bucket=self.bucket,
             layer="bronze",
         )
+
+
+def _content_type(relative_path: str) -> str:
+    if relative_path.endswith(".json"):
+        return "application/json"
+    return "application/vnd.apache.parquet"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +25,10 @@ class LakeStorage(Protocol):
 
     def write_parquet(self, relative_path: str, table: pa.Table) -> int:
         """Write ``table`` so that readers see the whole file or nothing; returns bytes."""
+        ...
+
+    def write_bytes(self, relative_path: str, data: bytes) -> int:
+        """Write ``data`` so that readers see the whole file or nothing; returns bytes."""
         ...
 
 
@@ -61,12 +66,21 @@ class LocalStorage:
 
     def write_parquet(self, relative_path: str, table: pa.Table) -> int:
         """Write ``table`` atomically and durably under the lake root; returns bytes."""
+        return self._write(
+            relative_path, lambda tmp: pq.write_table(table, tmp, compression="zstd")
+        )
+
+    def write_bytes(self, relative_path: str, data: bytes) -> int:
+        """Write ``data`` atomically and durably under the lake root; returns bytes."""
+        return self._write(relative_path, lambda tmp: tmp.write_bytes(data))
+
+    def _write(self, relative_path: str, fill: Callable[[Path], object]) -> int:
         target = self.root / relative_path
         # Spark and the lake browser skip names starting with "." so a partial file is invisible.
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, tmp, compression="zstd")
+            fill(tmp)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
