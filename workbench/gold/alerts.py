@@ -12,11 +12,11 @@ advance from those, one state per rule and sensor however many windows cross.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import reduce
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -59,13 +59,11 @@ _OPS = {
 }
 
 
-def window_alerts(partials: DataFrame, rules: Sequence[AlertRule]) -> DataFrame | None:
-    """Alerts raised by one batch's partial window statistics (:func:`partial_averages`).
-
-    A partial maximum above a threshold means the window's maximum is too, so the batch's own
-    partials decide without reading the stored windows back. Returns None without rules.
-    """
-    parts = []
+def _rule_scopes(
+    partials: DataFrame, rules: Sequence[AlertRule]
+) -> Iterator[tuple[AlertRule, DataFrame, Column, str]]:
+    """Each enabled rule with the partials it watches, its crossing test and the column the
+    test reads (``max_value`` for gt/ge, ``min_value`` for lt/le)."""
     for rule in rules:
         if not rule.enabled or rule.op not in _OPS:
             continue
@@ -73,24 +71,33 @@ def window_alerts(partials: DataFrame, rules: Sequence[AlertRule]) -> DataFrame 
         scope = partials.where(F.col("field") == F.lit(rule.field))
         if rule.ingestion_id:
             scope = scope.where(F.col("ingestion_id") == F.lit(rule.ingestion_id))
-        fired = scope.where(F.expr(f"{column} {symbol} {float(rule.threshold)!r}"))
-        parts.append(
-            fired.select(
-                F.lit(rule.id).cast(LongType()).alias("rule_id"),
-                F.lit(rule.name).alias("rule_name"),
-                "field",
-                F.lit(rule.op).alias("op"),
-                F.lit(float(rule.threshold)).alias("threshold"),
-                "window_start",
-                "window_end",
-                "ingestion_id",
-                "sensor_id",
-                F.col(column).alias("value"),
-                "sensitivity",
-                F.current_timestamp().alias("first_seen_at"),
-                F.current_timestamp().alias("updated_at"),
-            )
+        yield rule, scope, F.expr(f"{column} {symbol} {float(rule.threshold)!r}"), column
+
+
+def window_alerts(partials: DataFrame, rules: Sequence[AlertRule]) -> DataFrame | None:
+    """Alerts raised by one batch's partial window statistics (:func:`partial_averages`).
+
+    A partial maximum above a threshold means the window's maximum is too, so the batch's own
+    partials decide without reading the stored windows back. Returns None without rules.
+    """
+    parts = [
+        scope.where(crossed).select(
+            F.lit(rule.id).cast(LongType()).alias("rule_id"),
+            F.lit(rule.name).alias("rule_name"),
+            "field",
+            F.lit(rule.op).alias("op"),
+            F.lit(float(rule.threshold)).alias("threshold"),
+            "window_start",
+            "window_end",
+            "ingestion_id",
+            "sensor_id",
+            F.col(column).alias("value"),
+            "sensitivity",
+            F.current_timestamp().alias("first_seen_at"),
+            F.current_timestamp().alias("updated_at"),
         )
+        for rule, scope, crossed, column in _rule_scopes(partials, rules)
+    ]
     return reduce(DataFrame.unionByName, parts) if parts else None
 
 
@@ -98,28 +105,19 @@ def window_observations(partials: DataFrame, rules: Sequence[AlertRule]) -> list
     """What one batch's partial window statistics say of every enabled rule, per sensor and
     window: whether it crossed, and the batch's most extreme value (collected: one row per rule,
     sensor and window of the batch)."""
-    parts = []
-    for rule in rules:
-        if not rule.enabled or rule.op not in _OPS:
-            continue
-        symbol, column = _OPS[rule.op]
-        scope = partials.where(F.col("field") == F.lit(rule.field))
-        if rule.ingestion_id:
-            scope = scope.where(F.col("ingestion_id") == F.lit(rule.ingestion_id))
-        parts.append(
-            scope.select(
-                F.lit(rule.id).cast(LongType()).alias("rule_id"),
-                F.lit(rule.op in ("gt", "ge")).alias("worse_is_higher"),
-                "ingestion_id",
-                "sensor_id",
-                "window_start",
-                F.coalesce(
-                    F.expr(f"{column} {symbol} {float(rule.threshold)!r}"), F.lit(False)
-                ).alias("crossed"),
-                F.col(column).alias("value"),
-                "sensitivity",
-            )
+    parts = [
+        scope.select(
+            F.lit(rule.id).cast(LongType()).alias("rule_id"),
+            F.lit(rule.op in ("gt", "ge")).alias("worse_is_higher"),
+            "ingestion_id",
+            "sensor_id",
+            "window_start",
+            F.coalesce(crossed, F.lit(False)).alias("crossed"),
+            F.col(column).alias("value"),
+            "sensitivity",
         )
+        for rule, scope, crossed, column in _rule_scopes(partials, rules)
+    ]
     if not parts:
         return []
     rows = reduce(DataFrame.unionByName, parts).collect()
