@@ -9,7 +9,6 @@ the engine read in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from html import escape
@@ -18,10 +17,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from workbench.core.errors import WorkbenchError
+from workbench.widgets.tile import repeat_on_loop
 
 __all__ = ["AlertsPanel"]
-
-logger = logging.getLogger(__name__)
 
 _STATUS_COLOURS = {"firing": "#c62828", "resolved": "#2e7d32"}
 _OPS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
@@ -62,14 +60,13 @@ class AlertsPanel(widgets.VBox):
 
     def start(self) -> asyncio.Task[None] | None:
         """Refresh every ``refresh_seconds`` on the running event loop; no-op without one."""
-        if self._task is not None and not self._task.done():
-            return self._task
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        self._task = loop.create_task(self._run())
+        if self._task is None or self._task.done():
+            self._task = repeat_on_loop(self.refresh_seconds, self.refresh, "alerts panel")
         return self._task
+
+    async def refresh(self) -> None:
+        """Fetch in a worker thread and draw, without blocking the event loop."""
+        self._show(await asyncio.to_thread(self._read))
 
     def close(self) -> None:
         """Stop refreshing and close the widgets."""
@@ -77,14 +74,6 @@ class AlertsPanel(widgets.VBox):
             self._task.cancel()
             self._task = None
         super().close()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            try:
-                self._show(await asyncio.to_thread(self._read))
-            except Exception:  # the loop must outlive any one bad refresh
-                logger.exception("alerts panel refresh failed")
 
     def _read(self) -> dict[str, Any] | str:
         try:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +27,7 @@ from workbench.catalog.records import Computation
 from workbench.client.results import QueryAnswer
 from workbench.core.errors import SensitivityDenied, WorkbenchError
 
-__all__ = ["PLOTLY_MIME", "Fetch", "TileWidget", "build_tile"]
+__all__ = ["PLOTLY_MIME", "Fetch", "TileWidget", "build_tile", "repeat_on_loop"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +140,9 @@ class TileWidget(widgets.VBox):
 
     def start(self) -> asyncio.Task[None] | None:
         """Start auto-refresh on the running event loop (the kernel's); no-op without one."""
-        if self._task is not None and not self._task.done():
-            return self._task
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            logger.debug("tile=%s no running event loop, auto-refresh off", self.computation.name)
-            return None
-        self._task = loop.create_task(self._run_auto_refresh())
+        if self._task is None or self._task.done():
+            what = f"tile={self.computation.name}"
+            self._task = repeat_on_loop(self.refresh_seconds, self.refresh, what)
         return self._task
 
     def stop(self) -> None:
@@ -164,14 +159,6 @@ class TileWidget(widgets.VBox):
             child.close()
         self._plot.close()
         super().close()
-
-    async def _run_auto_refresh(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            try:
-                await self.refresh()
-            except Exception:  # the loop must outlive any one bad refresh; the tile shows it
-                logger.exception("tile=%s refresh failed", self.computation.name)
 
     def _schedule_refresh(self) -> None:
         try:
@@ -269,6 +256,28 @@ class TileWidget(widgets.VBox):
             age = max(now - datetime.fromisoformat(result.computed_at), timedelta(0))
         self._set_badge(*_freshness(age, self.refresh_seconds))
         self._plot.outputs = (_figure_output(figure, self.computation.name, len(frame)),)
+
+
+def repeat_on_loop(
+    seconds: float, refresh: Callable[[], Awaitable[object]], what: str
+) -> asyncio.Task[None] | None:
+    """Run ``refresh`` every ``seconds`` on the running event loop (the kernel's); None
+    without one. A failing refresh is logged and the next one comes all the same."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.debug("%s no running event loop, auto-refresh off", what)
+        return None
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await refresh()
+            except Exception:  # the loop must outlive any one bad refresh; the widget shows it
+                logger.exception("%s refresh failed", what)
+
+    return loop.create_task(run())
 
 
 def build_tile(
