@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"name", "figure", "unit", "baseline", "ratio", "lost", "machine", "versions", "params"}
 
 
-def _bench(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
+def run_bench(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
     env = {"PATH": "/usr/sbin:/usr/bin:/bin", "HOME": str(tmp_path)}
     env["WORKBENCH__HOME"] = str(tmp_path / "home")
     env["WORKBENCH__CONFIG"] = str(tmp_path / "none.toml")
@@ -43,7 +43,7 @@ def _bench(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], 
 
 @pytest.mark.spark
 def test_enrich_benchmark_accounts_for_every_bronze_row(tmp_path: Path) -> None:
-    result, _ = _bench(tmp_path, "enrich", "--records", "5000", timeout=400)
+    result, _ = run_bench(tmp_path, "enrich", "--records", "5000", timeout=400)
     assert result["name"] == "enrich"
     assert result["params"]["records"] == 5000
     assert result["params"]["normalization_rules"] == 10
@@ -67,7 +67,7 @@ def test_enrich_benchmark_accounts_for_every_bronze_row(tmp_path: Path) -> None:
 @pytest.mark.spark
 @pytest.mark.slow
 def test_latency_benchmark_sees_every_reading_in_silver_and_gold(tmp_path: Path) -> None:
-    result, _ = _bench(tmp_path, "latency", "--seconds", "10", "--rate", "50", timeout=600)
+    result, _ = run_bench(tmp_path, "latency", "--seconds", "10", "--rate", "50", timeout=600)
     assert result["name"] == "latency"
     assert result["details"]["published"] == 500
     assert result["lost"] == 0

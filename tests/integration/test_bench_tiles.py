@@ -9,16 +9,13 @@ watched.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-KEYS = {"name", "figure", "unit", "baseline", "ratio", "lost", "machine", "versions", "params"}
+from tests.integration.test_bench_engine import run_bench
+
 FIGURES = {
     "warm_p95_s",
     "fresh_p95_s",
@@ -33,24 +30,9 @@ pytestmark = [pytest.mark.spark, pytest.mark.browser]
 
 
 def _bench(tmp_path: Path, *args: str, timeout: float) -> tuple[dict[str, Any], str]:
-    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "HOME": str(tmp_path)}
-    env["WORKBENCH__HOME"] = str(tmp_path / "home")
-    env["WORKBENCH__CONFIG"] = str(tmp_path / "none.toml")
-    env["WORKBENCH__SPARK__JAR_CACHE"] = str(ROOT / ".workbench" / "jars")
-    done = subprocess.run(
-        [sys.executable, "-m", "workbench", "bench", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(result) >= KEYS | FIGURES
-    assert {"cores", "ram_gb"} <= set(result["machine"])
-    assert "%|" in done.stderr  # the tqdm bar
-    return result, done.stderr
+    result, stderr = run_bench(tmp_path, *args, timeout=timeout)
+    assert set(result) >= FIGURES
+    return result, stderr
 
 
 def test_tiles_benchmark_measures_both_paths_on_the_same_refreshes(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ ROUNDS = 2
 PUBLISH_SECONDS = 3600.0
 GOLD_TIMEOUT = 240.0
 CLIENT_START_TIMEOUT = 180.0
-#: Debian's Chromium, with the flags the browser tests use: without the background-networking
+#: Debian's Chromium, with the flags the browser tests use too: without the background-networking
 #: ones it keeps trying to reach the internet, which this machine refuses.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
