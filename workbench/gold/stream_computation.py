@@ -117,7 +117,11 @@ def build_computation(
     session = silver.sparkSession
     # Checked on Spark's parsed plan before the session resolves anything: one read-only query
     # over the view alone (no command runs in the engine's session, no file or table is read).
-    SqlChecker(session).check(sql, frozenset({(SILVER_VIEW,)}), what=f"{WHAT} {name!r}")
+    try:
+        SqlChecker(session).check(sql, frozenset({(SILVER_VIEW,)}), what=f"{WHAT} {name!r}")
+    except ComputationError as err:
+        err.fields.setdefault("computation", name)
+        raise
     silver_view(silver, watermark=watermark).createOrReplaceTempView(SILVER_VIEW)
     try:
         out = session.sql(sql)
