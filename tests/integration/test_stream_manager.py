@@ -196,7 +196,8 @@ def test_schema_change_restart_mid_way_keeps_silver_exact(
 
     from workbench.catalog.store import Catalog
     from workbench.enrichment import silver_stream as enrichment
-    from workbench.streams.queries import FileSourceLag, checkpoint_path
+    from workbench.enrichment.bronze_source import ManifestLag
+    from workbench.streams.queries import checkpoint_path
 
     # One file per batch, so the restart lands between batches of a backlog.
     settings = make_settings(tmp_path, engine={"max_files_per_trigger": 1})
@@ -209,8 +210,8 @@ def test_schema_change_restart_mid_way_keeps_silver_exact(
 
     for batch in range(3):
         write_bronze(settings, "mqtt_demo_0001", rows(batch))
-    lag = FileSourceLag(
-        settings.lake.bronze, checkpoint_path(settings.lake.checkpoints, enrichment.QUERY_NAME)
+    lag = ManifestLag(
+        settings, checkpoint_path(settings.lake.checkpoints, enrichment.CHECKPOINT), spark
     )
     before = lag()
     assert before.kind == "files" and before.pending == 3 and before.seconds > 0

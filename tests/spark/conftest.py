@@ -17,6 +17,8 @@ import pytest
 from tests.fixtures.services import make_settings
 from workbench.core.settings import Settings
 from workbench.enrichment.bronze_schema import BRONZE_ARROW_SCHEMA
+from workbench.lake.manifest import ManifestFile, ManifestWriter
+from workbench.lake.storage import LocalStorage
 
 WriteBronze = Callable[..., Path]
 
@@ -65,7 +67,9 @@ def bronze_row(
 
 @pytest.fixture
 def write_bronze() -> WriteBronze:
-    """Write rows as one bronze file, atomically (hidden temp name, then rename)."""
+    """Write rows as one bronze file, atomically (hidden temp name, then rename), and name it
+    in the lake's bronze manifest as the ingest writer does (one writer per lake)."""
+    writers: dict[str, ManifestWriter] = {}
 
     def _write(
         settings: Settings, ingestion_id: str, rows: list[dict[str, Any]], *, hour: str = "10"
@@ -78,6 +82,10 @@ def write_bronze() -> WriteBronze:
         table = pa.Table.from_pylist(rows, schema=BRONZE_ARROW_SCHEMA)
         pq.write_table(table, tmp, compression="zstd")  # as the ingest writer does
         os.replace(tmp, folder / name)
+        root = settings.lake.root
+        writer = writers.setdefault(root, ManifestWriter(LocalStorage(root)))
+        relative = (folder / name).relative_to(root).as_posix()
+        writer.record([ManifestFile(relative, len(rows), (folder / name).stat().st_size)])
         return folder / name
 
     return _write

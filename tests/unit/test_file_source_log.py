@@ -1,4 +1,4 @@
-"""Which bronze files a file-source batch read, and what is pending, from its checkpoint.
+"""Which bronze files a file-source checkpoint read (lakes from before the bronze manifest).
 
 The checkpoint is written here in Spark's own format (offset log ``offsets/<batch>``, file
 log ``sources/0/<k>`` and ``<k>.compact``), with a batch without new files in between so the
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from workbench.streams.queries import BatchFiles, FileSourceLag
+from workbench.streams.queries import FileSourceLog
 
 META = '{"batchWatermarkMs":0,"batchTimestampMs":0,"conf":{}}'
 
@@ -49,7 +49,7 @@ def _bronze(root: Path, names: list[str]) -> dict[str, str]:
     return paths
 
 
-def test_batch_files_follow_the_offset_log_across_a_batch_without_files(tmp_path: Path) -> None:
+def test_the_files_read_follow_the_log_across_compactions(tmp_path: Path) -> None:
     checkpoint = tmp_path / "ckpt"
     f = _bronze(tmp_path / "bronze", ["f0", "f1", "f2", "f3"])
     # batch 0 read entry 0; batch 1 had no new files (a watermark batch); batch 2 read entry 1;
@@ -61,26 +61,13 @@ def test_batch_files_follow_the_offset_log_across_a_batch_without_files(tmp_path
     _entries(checkpoint, "2", [(f["f2"], 2)])
     _entries(checkpoint, "3.compact", [(f["f0"], 0), (f["f1"], 1), (f["f2"], 2), (f["f3"], 3)])
 
-    files = BatchFiles(str(checkpoint))
-    assert files(0) == [f"file://{f['f0']}"]
-    assert files(1) == []
-    assert files(2) == [f"file://{f['f1']}"]
-    assert files(3) == [f"file://{f['f2']}", f"file://{f['f3']}"]
-    assert files(4) is None  # not planned yet
-
-    lag = FileSourceLag(str(tmp_path / "bronze"), str(checkpoint))
-    assert lag().pending == 4  # nothing committed
-    _commit(checkpoint, 0)
-    _commit(checkpoint, 1)
-    assert lag().pending == 3
-    _commit(checkpoint, 2)
-    now = lag()
-    assert now.pending == 2 and now.seconds > 0  # entries 2 and 3 belong to running batch 3
-    _commit(checkpoint, 3)
-    assert lag().pending == 0
+    log = FileSourceLog(str(checkpoint))
+    assert [log.log_offset(b) for b in (-1, 0, 1, 2, 3, 4)] == [-1, 0, 0, 1, 3, None]
+    assert log.read_through(1) == [f"file://{f['f0']}", f"file://{f['f1']}"]
+    assert log.read_through(3) == [f"file://{f[n]}" for n in ("f0", "f1", "f2", "f3")]
 
 
-def test_lag_reads_a_compaction_when_plain_entries_are_gone(tmp_path: Path) -> None:
+def test_plain_entries_compacted_away_are_read_from_the_compaction(tmp_path: Path) -> None:
     checkpoint = tmp_path / "ckpt"
     f = _bronze(tmp_path / "bronze", ["f0", "f1", "f2", "f3"])
     for batch, offset in enumerate([0, 1, 2, 3]):
@@ -90,7 +77,6 @@ def test_lag_reads_a_compaction_when_plain_entries_are_gone(tmp_path: Path) -> N
     _entries(checkpoint, "2.compact", [(f["f0"], 0), (f["f1"], 1), (f["f2"], 2)])
     _entries(checkpoint, "3", [(f["f3"], 3)])
 
-    assert FileSourceLag(str(tmp_path / "bronze"), str(checkpoint))().pending == 0
-    files = BatchFiles(str(checkpoint))
-    assert files(0) is None  # its entry is gone: the processor then asks the rows
-    assert files(2) == [f"file://{f['f2']}"]
+    log = FileSourceLog(str(checkpoint))
+    assert log.read_through(3) == [f"file://{f[n]}" for n in ("f0", "f1", "f2", "f3")]
+    assert log.text(0) is None and log.newest_compact(3) == 2

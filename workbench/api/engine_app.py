@@ -44,13 +44,14 @@ from workbench.catalog.store import Catalog
 from workbench.core.logs import configure_logging
 from workbench.core.settings import Settings, ensure_local_dirs, load_settings
 from workbench.enrichment import silver_stream as enrichment
+from workbench.enrichment.bronze_source import ManifestLag
 from workbench.gold import alerts, averages
 from workbench.gold import gold_stream as gold
 from workbench.gold.computation_service import StreamComputations
 from workbench.maintenance.runner import MaintenanceScheduler
 from workbench.metrics.engine import EngineMetrics
 from workbench.spark.session import build_session
-from workbench.streams.queries import DeltaSourceLag, FileSourceLag, checkpoint_path
+from workbench.streams.queries import DeltaSourceLag, checkpoint_path
 from workbench.streams.supervisor import STOP_TIMEOUT_SECONDS, StreamManager
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,11 @@ def slow_input_advice(settings: Settings) -> dict[str, str]:
     """What to do when a query is slow to find its new input, by query name."""
     return {
         enrichment.QUERY_NAME: (
-            f"Spark's file source lists all of bronze ({settings.lake.bronze}) at every "
-            "trigger, so this grows with the lake; set a bronze retention "
+            f"the source asks every writer in {settings.lake.bronze}/_manifest for its next "
+            "entries; each ingest process start adds a writer, and bronze retention "
             "(WORKBENCH__MAINTENANCE__BRONZE_RETENTION_DAYS, then `workbench maintain "
-            "retention --layer bronze`) to bound it"
+            "retention --layer bronze`) removes the writers whose files are all gone. If "
+            "the object store is slow to answer, check its latency"
         ),
     }
 
@@ -276,9 +278,7 @@ def run_engine(settings: Settings, *, stop: threading.Event | None = None) -> No
             lambda: enrichment.start_enrichment(
                 spark, settings, catalog, metrics=metrics, failures=manager.failures
             ),
-            lag=FileSourceLag(
-                settings.lake.bronze, checkpoint_path(checkpoints, enrichment.QUERY_NAME), spark
-            ),
+            lag=ManifestLag(settings, checkpoint_path(checkpoints, enrichment.CHECKPOINT), spark),
         )
         manager.register(
             gold.QUERY_NAME,

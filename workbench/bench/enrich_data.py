@@ -28,9 +28,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from workbench.connectors.envelope import Envelope, build_envelopes
 from workbench.core.ids import ingestion_id
 from workbench.ingest.bronze_writer import partitions, to_arrow
+from workbench.lake.manifest import ManifestFile, ManifestWriter
 from workbench.lake.storage import LocalStorage
 from workbench.simulators.air_quality import air_quality_reading
 from workbench.simulators.energy import energy_reading
@@ -253,11 +256,15 @@ def link_bronze(cached: Path, lake_root: Path, *, per_dataset: int | None = None
     Each run gets its own lake (fresh silver, checkpoints) over the very same bronze files.
     ``per_dataset`` links only the first files of each dataset (a warm-up lake).
 
+    The linked files are named in the lake's bronze manifest, a few per entry like the ingest
+    writer's flushes, so the enrichment finds them.
+
     Returns:
         Bronze files linked.
     """
     count = 0
     taken: dict[str, int] = {}
+    linked: list[ManifestFile] = []
     for src in sorted((cached / "bronze").rglob("*.parquet")):
         dataset = src.relative_to(cached / "bronze").parts[0]
         if per_dataset is not None and taken.get(dataset, 0) >= per_dataset:
@@ -269,5 +276,12 @@ def link_bronze(cached: Path, lake_root: Path, *, per_dataset: int | None = None
             os.link(src, target)
         except OSError:
             shutil.copy2(src, target)
+        relative = target.relative_to(lake_root).as_posix()
+        linked.append(
+            ManifestFile(relative, pq.read_metadata(target).num_rows, target.stat().st_size)
+        )
         count += 1
+    writer = ManifestWriter(LocalStorage(str(lake_root)))
+    for first in range(0, len(linked), len(KINDS)):
+        writer.record(linked[first : first + len(KINDS)])
     return count

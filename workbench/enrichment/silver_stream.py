@@ -1,13 +1,13 @@
 """The enrichment stream: bronze Parquet → silver ``readings`` Delta.
 
-A thin runner around :class:`workbench.enrichment.batch.BatchProcessor`: it wires the file
-source, the de-duplication of redelivered messages, the checkpoint and the trigger.
+A thin runner around :class:`workbench.enrichment.batch.BatchProcessor`: it wires the
+manifest source (:mod:`workbench.enrichment.bronze_source`), the de-duplication of
+redelivered messages, the checkpoint and the trigger.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -15,7 +15,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from workbench.core.settings import Settings
 from workbench.enrichment.batch import BatchProcessor, EngineStore, ensure_held_table
-from workbench.enrichment.bronze_schema import BRONZE_READ_SCHEMA
+from workbench.enrichment.bronze_source import ManifestBatchFiles, bronze_stream
+from workbench.enrichment.legacy_bronze import name_legacy_bronze
 from workbench.enrichment.normalization import (
     SILVER_PARTITIONS,
     SILVER_PROPERTIES,
@@ -25,7 +26,6 @@ from workbench.metrics.engine import EngineMetrics
 from workbench.spark.delta import ensure_delta_table
 from workbench.streams.queries import (
     BatchFailures,
-    BatchFiles,
     TriggerMode,
     await_query,
     checkpoint_path,
@@ -35,6 +35,11 @@ from workbench.streams.queries import (
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "enrichment"
+#: The query's checkpoint under the checkpoints root. Named apart from the query: lakes from
+#: before the manifest have a file-source checkpoint under the query's own name
+#: (:data:`FILE_SOURCE_CHECKPOINT`), which this source cannot resume.
+CHECKPOINT = "enrichment-manifest"
+FILE_SOURCE_CHECKPOINT = QUERY_NAME
 
 
 def ensure_silver_table(spark: SparkSession, settings: Settings) -> None:
@@ -50,7 +55,7 @@ def ensure_silver_table(spark: SparkSession, settings: Settings) -> None:
 
 
 def read_bronze(spark: SparkSession, settings: Settings) -> DataFrame:
-    """The bronze files as a stream, with the partition columns from the path.
+    """The new bronze files as a stream (from the manifest), with the partition columns.
 
     Messages redelivered after an ingest crash reach bronze twice with the same
     ``message_id``; rows repeating an id seen within ``engine.dedupe_minutes`` of *processing*
@@ -58,15 +63,7 @@ def read_bronze(spark: SparkSession, settings: Settings) -> DataFrame:
     receive time, so no row is ever "late" and dropped for its age (spilled uploads, old
     replays): only repeats are.
     """
-    if "://" not in settings.lake.bronze:
-        # The file source refuses a missing directory; the ingest service may not have run yet.
-        Path(settings.lake.bronze).mkdir(parents=True, exist_ok=True)
-    bronze = (
-        spark.readStream.format("parquet")
-        .schema(BRONZE_READ_SCHEMA)
-        .option("maxFilesPerTrigger", settings.engine.max_files_per_trigger)
-        .load(settings.lake.bronze)
-    )
+    bronze = bronze_stream(spark, settings)
     minutes = settings.engine.dedupe_minutes
     if not minutes:
         return bronze
@@ -98,7 +95,9 @@ def start_enrichment(
         failures: where a failing batch's error is kept (the stream manager's).
     """
     ensure_silver_table(spark, settings)
-    files = BatchFiles(checkpoint_path(settings.lake.checkpoints, QUERY_NAME), spark)
+    name_legacy_bronze(spark, settings, old_checkpoint=FILE_SOURCE_CHECKPOINT)
+    checkpoint = checkpoint_path(settings.lake.checkpoints, CHECKPOINT)
+    files = ManifestBatchFiles(settings, checkpoint, spark)
     return start_batch_query(
         read_bronze(spark, settings),
         lambda app_id: BatchProcessor(
@@ -106,6 +105,7 @@ def start_enrichment(
         ),
         name=QUERY_NAME,
         checkpoints=settings.lake.checkpoints,
+        checkpoint=checkpoint,
         trigger=trigger,
         interval_seconds=settings.engine.enrichment_trigger_seconds,
         attempts=settings.engine.batch_attempts,

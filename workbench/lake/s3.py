@@ -124,6 +124,46 @@ class S3Storage:
         """Write ``data`` as one object; returns bytes."""
         return self.put_bytes(relative_path, data)
 
+    def read_bytes(self, relative_path: str) -> bytes | None:
+        """The object's bytes; None if there is no such object.
+
+        Raises:
+            StorageError: the store cannot be reached or refuses the read.
+        """
+        name = self.object_name(relative_path)
+        try:
+            response = self._client.get_object(self.bucket, name)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise self._error(f"cannot read {name}", err) from err
+        except _S3_FAILURES as err:
+            raise self._error(f"cannot read {name}", err) from err
+
+    def names(self, relative_dir: str) -> list[str]:
+        """The names directly under ``relative_dir`` (objects and prefixes), sorted.
+
+        Raises:
+            StorageError: the store cannot be reached or refuses the listing.
+        """
+        prefix = self.object_name(relative_dir).rstrip("/") + "/"
+        try:
+            found = self._client.list_objects(self.bucket, prefix=prefix, recursive=False)
+            return sorted(
+                str(obj.object_name)[len(prefix) :].rstrip("/") for obj in found if obj.object_name
+            )
+        except S3Error as err:
+            if err.code == "NoSuchBucket":
+                return []
+            raise self._error(f"cannot list {prefix}", err) from err
+        except _S3_FAILURES as err:
+            raise self._error(f"cannot list {prefix}", err) from err
+
     def _error(self, what: str, err: Exception) -> StorageError:
         return StorageError(
             f"{what} in bucket {self.bucket!r} at {self.url}: {type(err).__name__}: {err}. "

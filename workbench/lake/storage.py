@@ -32,6 +32,22 @@ class LakeStorage(Protocol):
         ...
 
 
+class LakeReader(Protocol):
+    """Reads relative to the lake root: what the bronze manifest's reader needs."""
+
+    def read_bytes(self, relative_path: str) -> bytes | None:
+        """The file's bytes; None if it does not exist."""
+        ...
+
+    def names(self, relative_dir: str) -> list[str]:
+        """The names directly under ``relative_dir`` (files and directories; [] if absent)."""
+        ...
+
+
+class LakeStore(LakeReader, LakeStorage, Protocol):
+    """Reads and durable writes relative to the lake root (:class:`LocalStorage`, the S3 store)."""
+
+
 class ObjectStore(Protocol):
     """What :class:`SpillingStorage` needs from the store it protects."""
 
@@ -73,6 +89,29 @@ class LocalStorage:
     def write_bytes(self, relative_path: str, data: bytes) -> int:
         """Write ``data`` atomically and durably under the lake root; returns bytes."""
         return self._write(relative_path, lambda tmp: tmp.write_bytes(data))
+
+    def read_bytes(self, relative_path: str) -> bytes | None:
+        """The file's bytes; None if it does not exist.
+
+        Raises:
+            StorageError: it exists but cannot be read.
+        """
+        target = self.root / relative_path
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StorageError(f"cannot read {target}: {err}", path=str(target)) from err
+
+    def names(self, relative_dir: str) -> list[str]:
+        """The names directly under ``relative_dir``, sorted ([] if it does not exist)."""
+        try:
+            return sorted(os.listdir(self.root / relative_dir))
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StorageError(f"cannot list {self.root / relative_dir}: {err}") from err
 
     def _write(self, relative_path: str, fill: Callable[[Path], object]) -> int:
         target = self.root / relative_path

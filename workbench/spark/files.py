@@ -27,7 +27,8 @@ class LakeFiles:
         self._spark = spark
 
     @staticmethod
-    def _local(path: str) -> str | None:
+    def local_path(path: str) -> str | None:
+        """The local path of ``path`` (a ``file:`` URI or a plain path); None for a remote one."""
         if path.startswith("file:"):
             return unquote(urlparse(path).path)
         return None if "://" in path else path
@@ -44,7 +45,7 @@ class LakeFiles:
 
     def walk(self, root: str) -> Iterator[tuple[str, float]]:
         """``(path, mtime seconds)`` of every visible file under ``root`` (none if absent)."""
-        local = self._local(root)
+        local = self.local_path(root)
         if local is not None:
             for folder, dirs, names in os.walk(local):
                 # Spark's file source skips names starting with "." or "_" (temporary files,
@@ -73,7 +74,7 @@ class LakeFiles:
 
     def names(self, folder: str) -> list[str]:
         """File names directly in ``folder`` (empty if absent)."""
-        local = self._local(folder)
+        local = self.local_path(folder)
         if local is not None:
             try:
                 return os.listdir(local)
@@ -86,7 +87,7 @@ class LakeFiles:
 
     def delete_tree(self, path: str) -> None:
         """Remove a file or a folder with everything in it; nothing if it is absent."""
-        local = self._local(path)
+        local = self.local_path(path)
         if local is not None:
             try:
                 if os.path.isdir(local) and not os.path.islink(local):
@@ -102,7 +103,7 @@ class LakeFiles:
 
     def read_text(self, path: str) -> str | None:
         """A small file's text, or ``None`` if it is gone (compacted or cleaned up)."""
-        local = self._local(path)
+        local = self.local_path(path)
         if local is not None:
             try:
                 return Path(local).read_text()
@@ -130,7 +131,7 @@ class LakeFiles:
         Raises:
             FileNotFoundError: a remote file does not exist.
         """
-        local = self._local(path)
+        local = self.local_path(path)
         if local is not None:
             return local
         fs, hpath = self._hadoop(path)
@@ -144,7 +145,7 @@ class LakeFiles:
 
     def mtime(self, path: str) -> float | None:
         """A file's modification time in seconds, ``None`` if it is gone."""
-        local = self._local(path)
+        local = self.local_path(path)
         if local is not None:
             try:
                 return os.stat(local).st_mtime

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -273,6 +274,10 @@ def build_session(settings: Settings, *, app_name: str, connect: bool = False) -
     """
     from pyspark.sql import SparkSession
 
+    # Python workers (the bronze source's readers) run the interpreter named here, read by the
+    # JVM from its environment at launch; without it Spark runs whatever ``python3`` is first
+    # on the PATH, which may lack pyarrow and the workbench. An operator's own choice wins.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     with _token_in_environment(session_conf(settings, connect=connect)) as conf:
         # The object-store keys go into the running JVM's Hadoop configuration, not onto the
         # spark-submit command line every local user can read (/proc/<pid>/cmdline).

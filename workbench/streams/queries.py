@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
-from urllib.parse import unquote, urlparse
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
@@ -119,13 +118,6 @@ class BatchFailures:
 
 
 # -- lag behind the input ----------------------------------------------------------------------
-
-
-def _normal(path: str) -> str:
-    """One spelling per file: the file log stores ``file:///a%20b``, a listing ``/a b``."""
-    if path.startswith("file:"):
-        return unquote(urlparse(path).path)
-    return path
 
 
 _BATCH_ID = re.compile(r'"batchId"\s*:\s*(\d+)')
@@ -244,87 +236,22 @@ class FileSourceLog:
                 paths.append(str(json.loads(line)["path"]))
         return paths
 
-
-class FileSourceLag:
-    """Lag of a file-source query (``pending`` bronze files, age of the oldest).
-
-    Reads the checkpoint's file log (:class:`FileSourceLog`) through the last committed
-    batch's offset, incrementally: each log entry once.
-
-    Args:
-        source: the directory the query reads (``settings.lake.bronze``).
-        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
-        spark: used only to reach ``s3a://`` paths through Hadoop.
-    """
-
-    def __init__(self, source: str, checkpoint: str, spark: SparkSession | None = None) -> None:
-        self.source = source
-        self._log = FileSourceLog(checkpoint, spark)
-        self._processed: set[str] = set()
-        self._read_through = -1  # the file log entries read so far
-
-    def __call__(self) -> Lag:
-        """The lag now."""
-        committed = last_committed_batch(self._log.files, self._log.checkpoint)
-        upto = None if committed is None else self._log.log_offset(committed)
-        if committed is None:
-            self._processed, self._read_through = set(), -1  # a new checkpoint
-        elif upto is not None and upto > self._read_through:
-            self._read_log(upto)
-        now = time.time()
-        pending = [
-            mtime
-            for path, mtime in self._log.files.walk(self.source)
-            if path.endswith(".parquet") and _normal(path) not in self._processed
-        ]
-        return Lag("files", len(pending), max(0.0, now - min(pending)) if pending else 0.0)
-
-    def _read_log(self, upto: int) -> None:
-        k = self._read_through + 1
+    def read_through(self, upto: int) -> list[str]:
+        """Every path of the file log entries ``0..upto`` (plain entries compacted away are
+        read from the newest compaction)."""
+        paths: list[str] = []
+        k = 0
         while k <= upto:
-            text = self._log.text(k)
+            text = self.text(k)
             if text is None:
-                # A plain entry compacted away: the newest compaction holds it.
-                compact = self._log.newest_compact(upto)
+                compact = self.newest_compact(upto)
                 if compact is None or compact < k:
                     k += 1
                     continue
-                text, k = self._log.text(compact), compact
-            self._processed.update(_normal(p) for p in self._log.paths(text or ""))
+                text, k = self.text(compact), compact
+            paths += self.paths(text or "")
             k += 1
-        self._read_through = upto
-
-
-class BatchFiles:
-    """The files a file-source query's batch read (:class:`FileSourceLog`).
-
-    The ``foreachBatch`` frame of a stream is an opaque RDD (``inputFiles()`` is empty), but
-    its checkpoint knows, before the batch runs.
-
-    Args:
-        checkpoint: the query's checkpoint (:func:`checkpoint_path`).
-        spark: used only to reach ``s3a://`` paths through Hadoop.
-    """
-
-    def __init__(self, checkpoint: str, spark: SparkSession | None = None) -> None:
-        self._log = FileSourceLog(checkpoint, spark)
-
-    def __call__(self, batch_id: int) -> list[str] | None:
-        """The paths batch ``batch_id`` read (empty for a batch without new files).
-
-        None if the checkpoint does not say (offsets or file log entries are gone).
-        """
-        upto = self._log.log_offset(batch_id)
-        after = self._log.log_offset(batch_id - 1)
-        if upto is None or after is None:
-            return None
-        paths: list[str] = []
-        for k in range(after + 1, upto + 1):
-            text = self._log.text(k)
-            if text is None:
-                return None
-            paths += self._log.paths(text, only=k)
-        return paths
+        return list(dict.fromkeys(paths))  # a compaction repeats the entries before it
 
 
 class DeltaSourceLag:
