@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +43,72 @@ def test_benchmark_prints_its_result_as_the_last_stdout_line(name: str, tmp_path
     assert {"python", "paho", "pyarrow"} <= set(result["versions"])
     assert 0 < result["peak_rss_mb"] < 2000
     assert "%|" in done.stderr  # the tqdm bar
+    if name == "ingest-rest":
+        _check_rest_baselines(result)
+
+
+def _check_rest_baselines(result: dict[str, Any]) -> None:
+    """The ceiling is reported beside the durable baseline, which wrote what it answered."""
+    details = result["details"]
+    assert result["http_ceiling"] > 0
+    assert details["baseline_records"] > 0 and details["baseline_errors"] == 0
+    assert details["baseline_rows_written"] == details["baseline_records"]
+    assert details["baseline_files"] == details["baseline_records"] // result["params"]["batch"]
+    targets = details["targets"]
+    assert targets["ratio"] == 0.8 and targets["records_per_s"] == 50_000
+    assert isinstance(targets["met"], bool)
+
+
+def test_durable_endpoint_answers_once_its_records_are_in_parquet(tmp_path: Path) -> None:
+    import httpx
+    import pyarrow.parquet as pq
+
+    from workbench.bench.harness import free_port
+
+    port = free_port()
+    root = tmp_path / "files"
+    module = "workbench.bench.durable_server"
+    server = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), "--root", str(root)], cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(url, timeout=1).json() == {"status": "ok"}
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert list(root.iterdir()) == []  # the probe wrote nothing
+        with httpx.Client(timeout=10) as client:
+            first = client.post(url, content=b'{"a": 1}\n{"a": 2}\n\n{"a": 3}\n')
+            second = client.post(url, content=b'{"b": "\xc3\xa9"}')
+            resent = client.post(url, content=b'{"a": 1}\n{"a": 2}\n\n{"a": 3}\n')
+            refused = client.post(url, content=b'{"c": 1}\nnot json')
+            empty = client.post(url, content=b"")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert [r.json() for r in (first, second, resent, empty)] == [
+        {"accepted": 3},
+        {"accepted": 1},
+        {"accepted": 3},
+        {"accepted": 0},
+    ]
+    assert refused.status_code == 400
+    files = sorted(root.iterdir())
+    assert len(files) == 3 and all(f.suffix == ".parquet" for f in files)  # no temp file left
+    rows = [pq.read_table(f).to_pylist() for f in files]
+    assert sorted(len(r) for r in rows) == [1, 3, 3]
+    by_payload = {tuple(row["payload"] for row in r): r for r in rows}
+    assert set(by_payload) == {('{"a": 1}', '{"a": 2}', '{"a": 3}'), ('{"b": "é"}',)}
+    three = [r for r in rows if len(r) == 3]
+    # A resent body gets the same record ids; each record's id is its own.
+    assert [row["message_id"] for row in three[0]] == [row["message_id"] for row in three[1]]
+    assert len({row["message_id"] for row in three[0]}) == 3
+    assert all(row["received_at"] is not None for r in rows for row in r)
 
 
 def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The REST baseline: a trivial endpoint that reads the whole body and answers.
+"""The REST ceiling: a trivial endpoint that reads the whole body and answers.
 
 Run as ``python -m workbench.bench.echo_server --port P``. The same server stack as the ingest
 service (uvicorn, one worker, same loop and HTTP parser) with a bare ASGI app: no parsing, no

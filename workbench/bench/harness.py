@@ -33,7 +33,8 @@ from workbench.stack.process import child_env, stop_process, wait_healthy
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+#: The checkout; children start here, so ``python -m workbench...`` runs this checkout's code.
+ROOT = Path(__file__).resolve().parents[2]
 PROFILE_ENV = "WORKBENCH_BENCH_PROFILE"
 #: Inherited by a child, these would turn a process into a Spark Connect client.
 _VERSIONED = ("paho-mqtt", "pyarrow", "fastapi", "uvicorn", "httpx", "prometheus-client", "orjson")
