@@ -72,7 +72,12 @@ def write_bronze() -> WriteBronze:
     writers: dict[str, ManifestWriter] = {}
 
     def _write(
-        settings: Settings, ingestion_id: str, rows: list[dict[str, Any]], *, hour: str = "10"
+        settings: Settings,
+        ingestion_id: str,
+        rows: list[dict[str, Any]],
+        *,
+        hour: str = "10",
+        manifest: bool = True,
     ) -> Path:
         folder = Path(settings.lake.bronze) / f"ingestion_id={ingestion_id}"
         folder = folder / "date=2026-11-26" / f"hour={hour}"
@@ -82,6 +87,8 @@ def write_bronze() -> WriteBronze:
         table = pa.Table.from_pylist(rows, schema=BRONZE_ARROW_SCHEMA)
         pq.write_table(table, tmp, compression="zstd")  # as the ingest writer does
         os.replace(tmp, folder / name)
+        if not manifest:  # as ingest wrote bronze before the manifest existed
+            return folder / name
         root = settings.lake.root
         writer = writers.setdefault(root, ManifestWriter(LocalStorage(root)))
         relative = (folder / name).relative_to(root).as_posix()

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,10 +27,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.types import StructType
 
-from workbench.core.settings import LakeSettings, S3Settings, Settings
+from workbench.core.settings import S3Settings, Settings
 from workbench.enrichment.bronze_schema import BRONZE_ARROW_SCHEMA, BRONZE_READ_SCHEMA
+from workbench.lake.manifest import bronze_partition
 from workbench.lake.manifest_reader import ManifestReader, Offset
-from workbench.lake.storage import LakeReader, LakeStore, LocalStorage, is_object_store_root
+from workbench.lake.storage import LakeReader, is_object_store_root, open_lake
 from workbench.spark.files import LakeFiles
 from workbench.streams.queries import last_committed_batch, source_offset
 from workbench.streams.status import Lag
@@ -44,7 +43,6 @@ __all__ = [
     "ManifestBatchFiles",
     "ManifestLag",
     "bronze_stream",
-    "lake_reader",
     "read_bronze_file",
 ]
 
@@ -52,17 +50,6 @@ log = logging.getLogger(__name__)
 
 #: The source's format name (``spark.readStream.format(FORMAT)``).
 FORMAT = "workbench_bronze"
-
-_PARTITION = re.compile(r"ingestion_id=([^/]+)/date=([^/]+)/hour=([^/]+)/")
-
-
-def lake_reader(root: str, s3: S3Settings | None) -> LakeStore:
-    """Reads relative to the lake ``root``: the directory, or the bucket through ``s3``."""
-    if not is_object_store_root(root):
-        return LocalStorage(root)
-    from workbench.lake.s3 import S3Storage  # only a lake on S3 loads the client
-
-    return S3Storage(Settings.model_construct(lake=LakeSettings(root=root), s3=s3 or S3Settings()))
 
 
 def read_bronze_file(lake: LakeReader, path: str) -> pa.Table | None:
@@ -79,8 +66,7 @@ def read_bronze_file(lake: LakeReader, path: str) -> pa.Table | None:
         table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(rows, f.type)
         for f in BRONZE_ARROW_SCHEMA
     ]
-    found = _PARTITION.search(path)
-    values = (unquote(found.group(1)), found.group(2), found.group(3)) if found else (None,) * 3
+    values = bronze_partition(path) or (None, None, None)
     columns += [pa.repeat(pa.scalar(v, pa.string()), rows) for v in values]
     return pa.Table.from_arrays(columns, names=BRONZE_READ_SCHEMA.fieldNames())
 
@@ -126,7 +112,7 @@ class ManifestStream(DataSourceStreamReader):
     @property
     def lake(self) -> LakeReader:
         if self._lake is None:
-            self._lake = lake_reader(self._root, self._s3)
+            self._lake = open_lake(self._root, self._s3)
         return self._lake
 
     @property
@@ -218,7 +204,7 @@ class ManifestBatchFiles:
     def __init__(self, settings: Settings, checkpoint: str, spark: SparkSession | None) -> None:
         self._files = LakeFiles(spark)
         self._checkpoint = checkpoint.rstrip("/")
-        self._manifest = ManifestReader(lake_reader(settings.lake.root, settings.s3))
+        self._manifest = ManifestReader(open_lake(settings.lake.root, settings.s3))
 
     def __call__(self, batch_id: int) -> list[str] | None:
         """The paths batch ``batch_id`` read; None if the checkpoint does not say."""
@@ -242,7 +228,7 @@ class ManifestLag:
     def __init__(self, settings: Settings, checkpoint: str, spark: SparkSession | None) -> None:
         self._files = LakeFiles(spark)
         self._checkpoint = checkpoint.rstrip("/")
-        self._manifest = ManifestReader(lake_reader(settings.lake.root, settings.s3))
+        self._manifest = ManifestReader(open_lake(settings.lake.root, settings.s3))
 
     def __call__(self) -> Lag:
         """The lag now."""

@@ -10,8 +10,8 @@ the writer :data:`LEGACY_WRITER` (which sorts before every real writer), each br
 - the old file-source checkpoint (``_checkpoints/enrichment``) had not read: nothing is read
   twice and nothing is skipped.
 
-The writer's entries are written once; a lake that never had old files gets one empty entry,
-so the check costs one listing of ``_manifest/`` from then on. Bronze partitioned by event
+The writer's entries are written once and end with an empty one, the mark that it was done
+(kept by bronze retention), so the check costs one listing of ``_manifest/`` from then on. Bronze partitioned by event
 hour reads the same (the partition values are names only).
 """
 
@@ -22,9 +22,9 @@ import logging
 from pyspark.sql import SparkSession
 
 from workbench.core.settings import Settings
-from workbench.enrichment.bronze_source import lake_reader
 from workbench.lake.manifest import ManifestFile, ManifestWriter
 from workbench.lake.manifest_reader import ManifestReader
+from workbench.lake.storage import open_lake
 from workbench.spark.files import LakeFiles
 from workbench.streams.queries import FileSourceLog, checkpoint_path, last_committed_batch
 
@@ -48,7 +48,7 @@ def name_legacy_bronze(spark: SparkSession, settings: Settings, *, old_checkpoin
     Returns:
         Files named now (0 when it was done before).
     """
-    lake = lake_reader(settings.lake.root, settings.s3)
+    lake = open_lake(settings.lake.root, settings.s3)
     manifest = ManifestReader(lake)
     writers = manifest.writers()
     if LEGACY_WRITER in writers:
@@ -74,8 +74,7 @@ def name_legacy_bronze(spark: SparkSession, settings: Settings, *, old_checkpoin
     for first in range(0, len(unlisted), FILES_PER_ENTRY):
         # Rows unknown (0): they only balance the tasks of a batch.
         writer.record([ManifestFile(p, 0, 0) for p in unlisted[first : first + FILES_PER_ENTRY]])
-    if not unlisted:
-        writer.record([])
+    writer.record([])  # the mark that this was done: an entry without files, never pruned
     log.info(
         "named bronze files from before the manifest files=%d already_read=%d",
         len(unlisted),

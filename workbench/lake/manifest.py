@@ -16,10 +16,12 @@ browser) skip it.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from workbench.core.errors import ConfigError
 from workbench.lake.storage import LakeStorage
@@ -29,6 +31,7 @@ __all__ = [
     "ManifestEntry",
     "ManifestFile",
     "ManifestWriter",
+    "bronze_partition",
     "entry_path",
     "new_writer_id",
 ]
@@ -88,6 +91,18 @@ class ManifestEntry:
             return cls(str(body["writer"]), int(body["seq"]), files, float(body["written_at"]))
         except (ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{where} is not a bronze manifest entry: {err}", path=where) from err
+
+
+def bronze_partition(path: str) -> tuple[str, str, str] | None:
+    """``(ingestion_id, date, hour)`` of a bronze file's path (the id unquoted); None if the
+    path is outside the layout."""
+    found = _PARTITION.search(path)
+    if found is None:
+        return None
+    return unquote(found.group(1)), found.group(2), found.group(3)
+
+
+_PARTITION = re.compile(r"ingestion_id=([^/]+)/date=([^/]+)/hour=([^/]+)/")
 
 
 def entry_path(writer: str, seq: int) -> str:

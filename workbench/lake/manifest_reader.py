@@ -11,7 +11,7 @@ The writer side, the entry format and the layout are in :mod:`workbench.lake.man
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from workbench.lake.manifest import MANIFEST_DIR, ManifestEntry, entry_path
@@ -135,6 +135,24 @@ class ManifestReader:
                 oldest = entry.written_at if oldest is None else min(oldest, entry.written_at)
                 seq += 1
         return Pending(entries, files, oldest)
+
+    def gone_segments(self, kept: Callable[[ManifestEntry], bool]) -> list[str]:
+        """Directories of entries (relative to the lake root) with no entry ``kept``.
+
+        Each writer's directories are looked at oldest first, each from its newest entry
+        back; the first directory with a kept entry stops that writer (what follows is newer).
+        """
+        gone: list[str] = []
+        for writer in self.writers():
+            folder = f"{MANIFEST_DIR}/{WRITER_PREFIX}{writer}"
+            for segment in sorted(n for n in self._lake.names(folder) if n.isdigit()):
+                names = self._lake.names(f"{folder}/{segment}")
+                seqs = sorted((int(n[:-5]) for n in names if n[:-5].isdigit()), reverse=True)
+                entries = (self.entry(writer, seq) for seq in seqs)
+                if any(entry is not None and kept(entry) for entry in entries):
+                    break
+                gone.append(f"{folder}/{segment}")
+        return gone
 
     def forget(self, upto: Mapping[str, int]) -> None:
         """Drop the entries kept in memory at or before ``upto`` (a committed offset)."""

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.core.errors import ConfigError, StorageError
+from workbench.core.settings import S3Settings
 
 _OBJECT_STORE_SCHEMES = ("s3a://", "s3://")
 
@@ -130,6 +131,16 @@ class LocalStorage:
             raise StorageError(
                 f"cannot write {target}: {err}", path=str(target), layer="bronze"
             ) from err
+
+
+def open_lake(root: str, s3: S3Settings | None = None) -> LakeStore:
+    """Reads and writes relative to the lake ``root``: the directory, or the bucket via ``s3``."""
+    if not is_object_store_root(root):
+        return LocalStorage(root)
+    from workbench.core.settings import LakeSettings, Settings
+    from workbench.lake.s3 import S3Storage  # only a lake on S3 loads the client
+
+    return S3Storage(Settings.model_construct(lake=LakeSettings(root=root), s3=s3 or S3Settings()))
 
 
 def is_object_store_root(root: str) -> bool:

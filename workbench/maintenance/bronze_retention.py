@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,8 +23,10 @@ from minio.error import S3Error
 from workbench.core.errors import StorageError
 from workbench.core.settings import Settings
 from workbench.lake.browser import LakeBrowser, LakeNotFoundError
+from workbench.lake.manifest import ManifestEntry, bronze_partition
+from workbench.lake.manifest_reader import ManifestReader
 from workbench.lake.s3 import S3Storage
-from workbench.lake.storage import is_object_store_root
+from workbench.lake.storage import is_object_store_root, open_lake
 from workbench.maintenance.policy import device_retention
 from workbench.maintenance.steps import MaintenanceResult
 
@@ -67,13 +69,13 @@ def _bronze_days(browser: LakeBrowser) -> list[_BronzeDay]:
     return sorted(days.values(), key=lambda d: (d.ingestion_id, d.day))
 
 
-def _delete_local(root: str, day: _BronzeDay) -> None:
-    shutil.rmtree(Path(root) / day.path)
+def _delete_local(root: str, path: str) -> None:
+    shutil.rmtree(Path(root) / path)
 
 
-def _delete_objects(storage: S3Storage, day: _BronzeDay) -> None:
-    """Every object under the day's prefix, hidden ones (uploads in progress) included."""
-    prefix = storage.object_name(day.path) + "/"
+def _delete_objects(storage: S3Storage, path: str) -> None:
+    """Every object under ``path``, hidden ones (uploads in progress) included."""
+    prefix = storage.object_name(path) + "/"
     try:
         names = [
             obj.object_name
@@ -96,6 +98,32 @@ def _delete_objects(storage: S3Storage, day: _BronzeDay) -> None:
             table="bronze",
             path=prefix,
         )
+
+
+def _prune_manifest(
+    settings: Settings,
+    present: set[tuple[str, str]],
+    delete: Callable[[str], None],
+    *,
+    written_since: float,
+) -> None:
+    """Delete the manifest's entry directories whose files are all gone, after the files.
+
+    An entry is kept while one of its files' ``ingestion_id=/date=`` days is ``present``,
+    when it was written since ``written_since`` (epoch s; its day may be newer than the
+    listing ``present`` came from), and when it names no file (a mark).
+    """
+
+    def kept(entry: ManifestEntry) -> bool:
+        if entry.written_at >= written_since or not entry.files:
+            return True  # recent, or a mark (an entry naming no file)
+        days = (bronze_partition(f.path) for f in entry.files)
+        return any(day is None or day[:2] in present for day in days)
+
+    manifest = ManifestReader(open_lake(settings.lake.root, settings.s3))
+    for path in manifest.gone_segments(kept):
+        delete(path)
+        log.info("bronze manifest entries deleted, their files are gone path=%s", path)
 
 
 def apply_bronze_retention(
@@ -150,15 +178,23 @@ def apply_bronze_retention(
             log.info("bronze day past retention kept: written recently path=%s", day.path)
             continue
         doomed.append(day)
+    root = settings.lake.root
+    storage = S3Storage(settings) if is_object_store_root(root) else None
+
+    def delete(path: str) -> None:
+        if storage is None:
+            _delete_local(root, path)
+        else:
+            _delete_objects(storage, path)
+
     if doomed and not dry_run:
-        root = settings.lake.root
-        storage = S3Storage(settings) if is_object_store_root(root) else None
         for day in doomed:
-            if storage is None:
-                _delete_local(root, day)
-            else:
-                _delete_objects(storage, day)
+            delete(day.path)
             log.info("bronze day deleted path=%s files=%d bytes=%d", day.path, day.files, day.bytes)
+    if not dry_run:
+        present = {(d.ingestion_id, d.day.isoformat()) for d in days if d not in doomed}
+        since = (moment - min_file_age).timestamp()
+        _prune_manifest(settings, present, delete, written_since=since)
     gone_files = sum(d.files for d in doomed)
     gone_bytes = sum(d.bytes for d in doomed)
     return replace(
