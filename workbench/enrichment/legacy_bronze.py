@@ -11,8 +11,8 @@ the writer :data:`LEGACY_WRITER` (which sorts before every real writer), each br
   twice and nothing is skipped.
 
 The writer's entries are written once and end with an empty one, the mark that it was done
-(kept by bronze retention), so the check costs one listing of ``_manifest/`` from then on. Bronze partitioned by event
-hour reads the same (the partition values are names only).
+(kept by bronze retention), so the check costs one listing of ``_manifest/`` from then on.
+Bronze partitioned by event hour reads the same (the partition values are names only).
 """
 
 from __future__ import annotations
