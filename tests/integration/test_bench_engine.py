@@ -3,7 +3,8 @@
 ``workbench bench enrich`` and ``workbench bench latency`` run as the user runs them (the CLI,
 in a child process with its own Spark driver), on a size small enough for the test suite. Speed
 is never asserted (benchmarks are not timed tests); the shape of the result, zero loss, the
-same-run baseline and the progress bar on stderr are.
+same-run baselines (for enrich, a job by hand that must write the same rows) and the progress
+bar on stderr are.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def test_enrich_benchmark_accounts_for_every_bronze_row(tmp_path: Path) -> None:
     assert result["params"]["records"] == 5000
     assert result["params"]["normalization_rules"] == 10
     assert result["details"]["bronze_rows"] == 5000
-    assert result["details"]["baseline_rows"] == 5000
+    assert result["details"]["copy_rows"] == 5000
     # Every reading is in silver exactly once, or was dropped by a value rule.
     assert result["details"]["silver_duplicates"] == 0
     assert result["lost"] == 0
@@ -56,8 +57,17 @@ def test_enrich_benchmark_accounts_for_every_bronze_row(tmp_path: Path) -> None:
         assert len(result["params"]["value_rules"]) == 5
         assert result["details"]["dropped_by_rules"] > 0
         assert result["details"]["must_drop_rows_in_silver"] == 0
-    assert result["figure"] > 0 and result["baseline"] > 0
+    # The baseline is the same rules written by hand: it wrote the very same silver rows.
+    assert result["details"]["by_hand_rows"] == result["details"]["silver_rows"]
+    assert result["details"]["by_hand_ids_not_in_silver"] == 0
+    assert result["details"]["silver_ids_not_by_hand"] == 0
+    assert result["details"]["by_hand_same_rows"] is True
+    assert result["figure"] > 0 and result["baseline"] > 0 and result["copy_baseline"] > 0
     assert result["ratio"] == pytest.approx(result["figure"] / result["baseline"], rel=0.02)
+    assert result["copy_ratio"] == pytest.approx(
+        result["figure"] / result["copy_baseline"], rel=0.02
+    )
+    assert result["details"]["targets"]["ratio"] == 1.0
     assert {"pyspark", "delta-spark"} <= set(result["versions"])
     # The bronze lake is cached per size: a second run reuses it.
     cached = list((tmp_path / "home" / "bench").glob("enrich-bronze-5000-v*/manifest.json"))
