@@ -11,10 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.fixtures.services import make_settings
 from tests.unit.test_bronze_writer import reading, writer
 from workbench.core.errors import ConfigError
 from workbench.enrichment.bronze_schema import BRONZE_READ_SCHEMA
-from workbench.enrichment.bronze_source import plan_partitions, read_bronze_file
+from workbench.enrichment.bronze_source import (
+    ManifestBatchFiles,
+    ManifestLag,
+    plan_partitions,
+    read_bronze_file,
+)
 from workbench.lake.manifest import ManifestFile, ManifestWriter, entry_path
 from workbench.lake.manifest_reader import ManifestReader
 from workbench.lake.storage import LocalStorage
@@ -156,3 +162,40 @@ def test_an_older_file_without_a_column_reads_it_as_null(tmp_path: Path) -> None
     row = table.to_pylist()[0]
     assert row["message_id"] == "m1" and row["meta"] is None
     assert (row["ingestion_id"], row["date"], row["hour"]) == ("old set", "2025-01-02", "03")
+
+
+def _checkpoint(root: Path, offsets: list[dict[str, int]], committed: int | None) -> Path:
+    """A manifest stream's checkpoint as Spark lays it out (``offsets/``, ``commits/``)."""
+    checkpoint = root / "_checkpoints" / "enrichment-manifest"
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "commits").mkdir()
+    meta = '{"batchWatermarkMs":0,"batchTimestampMs":0,"conf":{}}'
+    for batch, offset in enumerate(offsets):
+        (checkpoint / "offsets" / str(batch)).write_text(f"v1\n{meta}\n{json.dumps(offset)}")
+    for batch in range(-1 if committed is None else committed + 1):
+        (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
+    return checkpoint
+
+
+def test_batch_files_and_lag_come_from_the_checkpoint_and_the_manifest(tmp_path: Path) -> None:
+    put(tmp_path, "w1", [2, 1, 1])
+    put(tmp_path, "w2", [3])
+    settings = make_settings(tmp_path)
+    settings.lake.root = str(tmp_path)
+    # Batch 1 had no new entries (Spark runs such batches to move a watermark).
+    checkpoint = _checkpoint(tmp_path, [{"w1": 0}, {"w1": 0}, {"w1": 2, "w2": 0}], committed=0)
+    files = ManifestBatchFiles(settings, str(checkpoint), None)
+    assert files(0) == ["bronze/w1-0-0.parquet", "bronze/w1-0-1.parquet"]
+    assert files(1) == []
+    assert files(2) == [
+        "bronze/w1-1-0.parquet",
+        "bronze/w1-2-0.parquet",
+        "bronze/w2-0-0.parquet",
+        "bronze/w2-0-1.parquet",
+        "bronze/w2-0-2.parquet",
+    ]
+    assert files(3) is None  # not planned yet
+    lag = ManifestLag(settings, str(checkpoint), None)()
+    assert (lag.kind, lag.pending) == ("files", 5) and lag.seconds >= 0.0
+    (checkpoint / "commits" / "2").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    assert ManifestLag(settings, str(checkpoint), None)().pending == 0
