@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -17,13 +17,25 @@ from workbench.core.settings import Settings
 class SteadyPublisher:
     """Publishes ``{"seq": n, ...}`` readings with QoS 1 at ``rate`` per second.
 
+    Each reading is stamped now, or, with ``history_start``, a replay of old hourly readings:
+    reading ``n`` is stamped ``n`` hours after it.
+
     A persistent session (``clean_session=False``) and paho's unbounded outgoing queue mean a
     message published while the broker is away is sent, and an unacknowledged one resent, once
     it is back: what a well-behaved sensor gateway does.
     """
 
-    def __init__(self, settings: Settings, rate: int, topic: str, client_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rate: int,
+        topic: str,
+        client_id: str,
+        *,
+        history_start: datetime | None = None,
+    ) -> None:
         self.rate, self.topic = rate, topic
+        self.history_start = history_start
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
         )
@@ -59,10 +71,15 @@ class SteadyPublisher:
                 "seq": self.sent,
                 "sensor_id": "load-1",  # one sensor: seq is its gap-free sequence
                 "temperature": 20 + self.sent % 7,
-                "timestamp": datetime.now(UTC).isoformat(),
+                "timestamp": self._stamp(self.sent),
             }
             self.client.publish(self.topic, json.dumps(reading), qos=1)
             self.sent += 1
+
+    def _stamp(self, seq: int) -> str:
+        if self.history_start is None:
+            return datetime.now(UTC).isoformat()
+        return (self.history_start + timedelta(hours=seq)).isoformat()
 
     def stop(self, ack_timeout: float = 120) -> None:
         """Stop publishing; wait until the broker acknowledged every message."""

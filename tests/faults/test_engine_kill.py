@@ -1,4 +1,5 @@
-"""``kill -9`` of the engine mid-batch under load, restart: silver and gold exactly once.
+"""``kill -9`` of the engine mid-batch under load, restart: silver and gold exactly once, for
+live readings and for a backfill of old ones.
 
 Readings with gap-free sequence numbers flow through the real broker and ingest into bronze
 while the engine runs; the engine is killed while an enrichment batch executes, restarted, and
@@ -31,6 +32,7 @@ from workbench.gold import averages
 pytestmark = pytest.mark.fault
 
 RATE = 300  # readings per second
+BACKFILL_RATE = 1000
 ENRICHMENT = "enrichment"
 
 
@@ -63,14 +65,26 @@ def _window(ts: datetime) -> datetime:
     return ts.replace(second=0, microsecond=0)
 
 
+#: Live readings at a steady rate, or a backfill: a replay of hourly readings from a year ago,
+#: many days a second, each reading late for gold's watermark.
+LOADS = {
+    "live": (RATE, None),
+    "backfill": (BACKFILL_RATE, datetime(2025, 1, 1, tzinfo=UTC)),
+}
+
+
+@pytest.mark.parametrize("load", sorted(LOADS))
 def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
-    settings: Settings, ingest: IngestProcess
+    settings: Settings, ingest: IngestProcess, load: str
 ) -> None:
     from deltalake import DeltaTable
 
+    rate, history = LOADS[load]
     t0 = time.monotonic()
     engine = start_engine(settings)
-    publisher = SteadyPublisher(settings, rate=RATE, topic="sensors/r4/1", client_id="r4-pub")
+    publisher = SteadyPublisher(
+        settings, rate=rate, topic="sensors/r4/1", client_id="r4-pub", history_start=history
+    )
     publisher.start()
     try:
         # Mid-batch: silver has rows and the enrichment query is executing a batch right now.
@@ -86,7 +100,7 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
         _kill_9(engine, settings)
         killed_at = publisher.sent
         engine = start_engine(settings)
-        publisher.wait_sent(killed_at + 2 * RATE)  # load keeps flowing into the restarted engine
+        publisher.wait_sent(killed_at + 2 * rate)  # load keeps flowing into the restarted engine
         publisher.stop()
         sent = publisher.sent
         wait_for(lambda: len(seqs(settings)) >= sent, timeout=60, what=f"{sent} in bronze")
@@ -116,7 +130,8 @@ def test_kill_9_mid_batch_keeps_silver_and_gold_exact(
     silver_ids = [r["message_id"] for r in silver]
     silver_seqs = sorted(int(dict(r["raw"])["seq"]) for r in silver)
     print(
-        f"engine killed: published={sent} bronze_rows={len(bronze)} bronze_ids={len(bronze_ids)} "
+        f"engine killed ({load}): published={sent} bronze_rows={len(bronze)} "
+        f"bronze_ids={len(bronze_ids)} "
         f"killed_in_batch={at_kill['last_batch_id']}+1 silver_before_kill={before} "
         f"silver_rows={len(silver)} "
         f"silver_ids={len(set(silver_ids))} restarts_after={restarts} "
