@@ -72,7 +72,10 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.bench import benchmark
 
     # Each benchmark has its own defaults; pass only what was given on the command line.
-    options = {k: getattr(args, k) for k in ("seconds", "records", "rate", "clients", "rounds")}
+    options = {
+        k: getattr(args, k)
+        for k in ("seconds", "records", "rate", "clients", "rounds", "sensors", "hours")
+    }
     given = {k: v for k, v in options.items() if v is not None}
     outcome = benchmark(args.name)(settings, **given)
     print(json.dumps(outcome), flush=True)
@@ -446,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--rounds", type=int, default=None, help="tiles: cache/baseline rounds (default 2)"
+    )
+    bench.add_argument(
+        "--sensors", type=int, default=None, help="backfill: replayed sensors (default 23)"
+    )
+    bench.add_argument(
+        "--hours", type=int, default=None, help="backfill: hours replayed (default 8,760)"
     )
     return parser
 

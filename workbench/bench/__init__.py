@@ -13,7 +13,7 @@ from typing import Any
 Benchmark = Callable[..., dict[str, Any]]
 
 #: Every benchmark's name, as ``workbench bench`` takes it.
-BENCHMARKS = ("ingest-mqtt", "ingest-rest", "enrich", "latency", "tiles")
+BENCHMARKS = ("ingest-mqtt", "ingest-rest", "enrich", "latency", "tiles", "backfill")
 
 
 def benchmark(name: str) -> Benchmark:
@@ -33,6 +33,8 @@ def benchmark(name: str) -> Benchmark:
         from workbench.bench.sensor_latency import run
     elif name == "tiles":
         from workbench.bench.dashboard_tiles import run
+    elif name == "backfill":
+        from workbench.bench.backfill import run
     else:
         raise KeyError(f"no benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
     return run

@@ -2,9 +2,10 @@
 
 Run as ``python -m workbench.bench.rate_publisher --port P --rate R --seconds S``. Prints ``ready``
 once connected, then ``{"published": n, "acked": m}`` progress lines about twice a second, and a
-last JSON line: ``published`` (every one acknowledged by the broker), ``first``, ``last``,
-``last_ack`` (wall times). Each payload carries its own event time (``timestamp``, ISO 8601 with
-milliseconds, taken right before the publish) and a sequence number ``seq``.
+last JSON line (also when SIGTERM ends the run early): ``published`` (every one acknowledged
+by the broker), ``first``, ``last``, ``last_ack`` (wall times). Each payload carries its own
+event time (``timestamp``, ISO 8601 with milliseconds, taken right before the publish) and a
+sequence number ``seq``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -57,7 +60,11 @@ def run_publisher(
     next_progress = start
     last = first
     total = int(seconds * rate)
-    while sent < total:
+    stopping = threading.Event()
+    # SIGTERM ends the run early (a benchmark that runs it until something else is done): what
+    # was published is still acknowledged and summed up.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    while sent < total and not stopping.is_set():
         elapsed = time.monotonic() - start
         # Catch up to where the schedule says we should be: a steady rate, never a burst
         # larger than one slot unless the process was starved. The last slot sends the rest,
