@@ -25,8 +25,14 @@ from workbench.lake.storage import LakeStorage, LocalStorage, encode_parquet
 from workbench.maintenance.bronze_retention import apply_bronze_retention
 
 NOW = datetime.now(UTC)
-#: After the files these tests write now: with no minimum file age, every file is old enough.
-LATER = NOW + timedelta(minutes=10)
+
+
+def later() -> datetime:
+    """After the files a test has written (not after import: a suite can run for an hour), so
+    with no minimum file age every file is old enough."""
+    return datetime.now(UTC) + timedelta(minutes=10)
+
+
 PER_DEVICE = {"temp-*": 10, "temp-001": 3}
 
 
@@ -147,14 +153,14 @@ def test_retention_prunes_the_manifest_directories_whose_files_are_all_gone(
     apply_bronze_retention(settings, default_days=30, per_device=PER_DEVICE, now=NOW, dry_run=True)
     assert sorted(p.name for p in folder.iterdir()) == ["00000000", "00000001", "00000002"]
     apply_bronze_retention(
-        settings, default_days=30, per_device=PER_DEVICE, now=LATER, min_file_age=timedelta(0)
+        settings, default_days=30, per_device=PER_DEVICE, now=later(), min_file_age=timedelta(0)
     )
     # Only directory 0 goes: directory 1 still names a kept file, which stops the writer there.
     assert sorted(p.name for p in folder.iterdir()) == ["00000001", "00000002"]
     assert ManifestReader(store).entry("00000000000000000002-mark", 0) is not None
     # Once that file's day goes too, the rest follow.
     apply_bronze_retention(
-        settings, default_days=1, per_device={}, now=LATER, min_file_age=timedelta(0)
+        settings, default_days=1, per_device={}, now=later(), min_file_age=timedelta(0)
     )
     assert not any(folder.iterdir())
 
@@ -180,7 +186,7 @@ def test_manifest_pruning_on_minio(tmp_path: Path, minio: MinioServer) -> None:
         store.put_bytes(path, PARQUET)
     _manifest_of(settings, store, [[part("air-1", 31)], [part("air-1", 11)]])
     apply_bronze_retention(
-        settings, default_days=30, per_device={}, now=LATER, min_file_age=timedelta(0)
+        settings, default_days=30, per_device={}, now=later(), min_file_age=timedelta(0)
     )
     reader = ManifestReader(store)
     # One directory holds both entries (10,000 a directory) and one of them keeps a file.
@@ -189,6 +195,6 @@ def test_manifest_pruning_on_minio(tmp_path: Path, minio: MinioServer) -> None:
         True,
     ]
     apply_bronze_retention(
-        settings, default_days=5, per_device={}, now=LATER, min_file_age=timedelta(0)
+        settings, default_days=5, per_device={}, now=later(), min_file_age=timedelta(0)
     )
     assert ManifestReader(store).writers() == []

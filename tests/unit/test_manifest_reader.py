@@ -4,6 +4,7 @@ range always names the same files, and a bronze file reads back as the stream's 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from workbench.enrichment.bronze_source import (
     ManifestBatchFiles,
     ManifestLag,
     plan_partitions,
+    reached,
     read_bronze_file,
 )
 from workbench.lake.manifest import ManifestFile, ManifestWriter, entry_path
@@ -77,6 +79,28 @@ def test_writers_take_turns_within_the_file_budget(tmp_path: Path) -> None:
     assert end == {"backfill": 3, "live": 2}
     # One entry is always taken, however many files it names.
     assert reader.advance({}, max_files=1) == {"backfill": 0}
+
+
+def test_a_drain_stops_at_its_target_however_much_is_written_after(tmp_path: Path) -> None:
+    put(tmp_path, "a", [2] * 6)
+    reader = ManifestReader(LocalStorage(str(tmp_path)))
+    target = reader.advance({}, max_files=sys.maxsize)
+    assert target == {"a": 5}
+    more = ManifestWriter(LocalStorage(str(tmp_path)), "a")
+    more.next_seq = 6
+    more.record([ManifestFile("bronze/after.parquet", 1, 1)])
+    ManifestWriter(LocalStorage(str(tmp_path)), "b").record(
+        [ManifestFile("bronze/b.parquet", 1, 1)]
+    )
+    # Batches of at most 4 files up to the target; the writer that came later does not move.
+    fresh = ManifestReader(LocalStorage(str(tmp_path)))
+    steps, position = [], {}
+    while not reached(position, target):
+        position = fresh.advance(position, max_files=4, until=target)
+        steps.append(position)
+    assert steps == [{"a": 1}, {"a": 3}, {"a": 5}]
+    assert fresh.advance(position, max_files=4, until=target) == {"a": 5}
+    assert reached({"a": 7}, target) and not reached({"b": 0}, target)
 
 
 def test_a_range_names_the_same_files_every_time(tmp_path: Path) -> None:

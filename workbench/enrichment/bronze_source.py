@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ __all__ = [
     "ManifestBatchFiles",
     "ManifestLag",
     "bronze_stream",
+    "committed_offset",
+    "drain_target",
+    "reached",
     "read_bronze_file",
 ]
 
@@ -97,6 +101,10 @@ class ManifestStream(DataSourceStreamReader):
     Spark 4.0 does not tell ``latestOffset`` where the last batch ended, so the reader keeps
     it: the end of the last range it returned or was asked to plan (after a restart Spark plans
     the last batch of the checkpoint first, which tells it).
+
+    Nor does it let a Python source split an available-now run into batches: it takes the
+    first ``latestOffset`` as the end. A drain therefore runs on a processing-time trigger with
+    the option ``until`` (an offset, JSON) that no batch goes past (:func:`drain_target`).
     """
 
     def __init__(self, options: dict[str, str]) -> None:
@@ -105,6 +113,8 @@ class ManifestStream(DataSourceStreamReader):
         self._s3 = S3Settings.model_validate_json(secret) if secret else None
         self._max_files = int(options.get("maxFilesPerTrigger", "500"))
         self._max_partitions = int(options.get("maxPartitions", "2"))
+        until = options.get("until")
+        self._until: Offset | None = json.loads(until) if until is not None else None
         self._manifest: ManifestReader | None = None
         self._lake: LakeReader | None = None
         self._position: Offset = {}
@@ -125,7 +135,9 @@ class ManifestStream(DataSourceStreamReader):
         return {}
 
     def latestOffset(self) -> dict[str, int]:
-        self._position = self.manifest.advance(self._position, max_files=self._max_files)
+        self._position = self.manifest.advance(
+            self._position, max_files=self._max_files, until=self._until
+        )
         return self._position
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
@@ -162,8 +174,13 @@ class BronzeManifestSource(DataSource):
         return ManifestStream(self.options)
 
 
-def bronze_stream(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Bronze as a stream of new files from the manifest (at most ``max_files_per_trigger``)."""
+def bronze_stream(
+    spark: SparkSession, settings: Settings, *, until: Offset | None = None
+) -> DataFrame:
+    """Bronze as a stream of new files from the manifest (at most ``max_files_per_trigger``).
+
+    ``until``: an offset no batch goes past (a drain, see :func:`drain_target`).
+    """
     spark.dataSource.register(BronzeManifestSource)
     reader = (
         spark.readStream.format(FORMAT)
@@ -171,6 +188,8 @@ def bronze_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("maxFilesPerTrigger", str(settings.engine.max_files_per_trigger))
         .option("maxPartitions", str(max(1, spark.sparkContext.defaultParallelism)))
     )
+    if until is not None:
+        reader = reader.option("until", json.dumps(until))
     if is_object_store_root(settings.lake.root):
         # Spark redacts options whose key says "secret" wherever it shows a plan.
         reader = reader.option("s3.secret", _s3_json(settings.s3))
@@ -187,6 +206,28 @@ def _s3_json(s3: S3Settings) -> str:
 
 def _offset(files: LakeFiles, checkpoint: str, batch_id: int) -> dict[str, Any] | None:
     return {} if batch_id < 0 else source_offset(files, checkpoint, batch_id)
+
+
+def committed_offset(files: LakeFiles, checkpoint: str) -> Offset:
+    """The offset the stream's last committed batch read up to (``{}`` before any)."""
+    committed = last_committed_batch(files, checkpoint)
+    return (_offset(files, checkpoint, committed) if committed is not None else None) or {}
+
+
+def drain_target(settings: Settings, checkpoint: str, spark: SparkSession | None) -> Offset:
+    """Everything the manifest names now beyond the stream's committed offset, as an offset.
+
+    Costs what is new: each writer's entries after the committed position are probed by name.
+    """
+    files = LakeFiles(spark)
+    manifest = ManifestReader(open_lake(settings.lake.root, settings.s3))
+    start = committed_offset(files, checkpoint.rstrip("/"))
+    return manifest.advance(start, max_files=sys.maxsize)
+
+
+def reached(committed: Offset, target: Offset) -> bool:
+    """Whether ``committed`` is at or past ``target`` for every writer in it."""
+    return all(committed.get(writer, -1) >= seq for writer, seq in target.items())
 
 
 class ManifestBatchFiles:
@@ -232,8 +273,6 @@ class ManifestLag:
 
     def __call__(self) -> Lag:
         """The lag now."""
-        committed = last_committed_batch(self._files, self._checkpoint)
-        start = {} if committed is None else _offset(self._files, self._checkpoint, committed)
-        pending = self._manifest.pending(start or {})
+        pending = self._manifest.pending(committed_offset(self._files, self._checkpoint))
         age = 0.0 if pending.oldest is None else max(0.0, time.time() - pending.oldest)
         return Lag("files", pending.files, age)

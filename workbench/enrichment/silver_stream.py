@@ -15,19 +15,26 @@ from pyspark.sql.streaming import StreamingQuery
 
 from workbench.core.settings import Settings
 from workbench.enrichment.batch import BatchProcessor, EngineStore, ensure_held_table
-from workbench.enrichment.bronze_source import ManifestBatchFiles, bronze_stream
+from workbench.enrichment.bronze_source import (
+    ManifestBatchFiles,
+    bronze_stream,
+    committed_offset,
+    drain_target,
+    reached,
+)
 from workbench.enrichment.legacy_bronze import name_legacy_bronze
 from workbench.enrichment.normalization import (
     SILVER_PARTITIONS,
     SILVER_PROPERTIES,
     SILVER_SCHEMA,
 )
+from workbench.lake.manifest_reader import Offset
 from workbench.metrics.engine import EngineMetrics
 from workbench.spark.delta import ensure_delta_table
+from workbench.spark.files import LakeFiles
 from workbench.streams.queries import (
     BatchFailures,
-    TriggerMode,
-    await_query,
+    await_until,
     checkpoint_path,
     start_batch_query,
 )
@@ -54,7 +61,9 @@ def ensure_silver_table(spark: SparkSession, settings: Settings) -> None:
     ensure_held_table(spark, settings)
 
 
-def read_bronze(spark: SparkSession, settings: Settings) -> DataFrame:
+def read_bronze(
+    spark: SparkSession, settings: Settings, *, until: Offset | None = None
+) -> DataFrame:
     """The new bronze files as a stream (from the manifest), with the partition columns.
 
     Messages redelivered after an ingest crash reach bronze twice with the same
@@ -63,7 +72,7 @@ def read_bronze(spark: SparkSession, settings: Settings) -> DataFrame:
     receive time, so no row is ever "late" and dropped for its age (spilled uploads, old
     replays): only repeats are.
     """
-    bronze = bronze_stream(spark, settings)
+    bronze = bronze_stream(spark, settings, until=until)
     minutes = settings.engine.dedupe_minutes
     if not minutes:
         return bronze
@@ -80,34 +89,50 @@ def start_enrichment(
     settings: Settings,
     store: EngineStore,
     *,
-    trigger: TriggerMode = "processing_time",
     metrics: EngineMetrics | None = None,
     failures: BatchFailures | None = None,
 ) -> StreamingQuery:
-    """Start the bronze → silver query (named :data:`QUERY_NAME`).
+    """Start the bronze → silver query (named :data:`QUERY_NAME`) on its processing-time
+    trigger; :func:`run_enrichment_once` drains and stops instead.
 
     Args:
         spark: the engine's session.
         settings: lake paths, trigger interval, files per trigger, device policy.
         store: where rules and devices are read and usage recorded (the catalog).
-        trigger: ``processing_time`` for the service, ``available_now`` to drain and stop.
         metrics: the engine's metrics (step durations, counts, latencies).
         failures: where a failing batch's error is kept (the stream manager's).
     """
+    checkpoint = _prepare(spark, settings)
+    return _start(spark, settings, store, checkpoint, None, metrics, failures)
+
+
+def _prepare(spark: SparkSession, settings: Settings) -> str:
+    """The tables exist, a lake from before the manifest has its files named; the checkpoint."""
     ensure_silver_table(spark, settings)
     name_legacy_bronze(spark, settings, old_checkpoint=FILE_SOURCE_CHECKPOINT)
-    checkpoint = checkpoint_path(settings.lake.checkpoints, CHECKPOINT)
+    return checkpoint_path(settings.lake.checkpoints, CHECKPOINT)
+
+
+def _start(
+    spark: SparkSession,
+    settings: Settings,
+    store: EngineStore,
+    checkpoint: str,
+    until: Offset | None,
+    metrics: EngineMetrics | None,
+    failures: BatchFailures | None,
+) -> StreamingQuery:
     files = ManifestBatchFiles(settings, checkpoint, spark)
     return start_batch_query(
-        read_bronze(spark, settings),
+        read_bronze(spark, settings, until=until),
         lambda app_id: BatchProcessor(
             spark, settings, store, app_id=app_id, metrics=metrics, batch_files=files
         ),
         name=QUERY_NAME,
         checkpoints=settings.lake.checkpoints,
         checkpoint=checkpoint,
-        trigger=trigger,
-        interval_seconds=settings.engine.enrichment_trigger_seconds,
+        trigger="processing_time",
+        interval_seconds=0 if until is not None else settings.engine.enrichment_trigger_seconds,
         attempts=settings.engine.batch_attempts,
         failures=failures,
     )
@@ -120,13 +145,15 @@ def run_enrichment_once(
     *,
     metrics: EngineMetrics | None = None,
 ) -> None:
-    """Process every bronze file available now, then return (tests, backfills, benchmarks).
+    """Process every bronze file the manifest names now, then return (tests, backfills,
+    benchmarks): in batches of at most ``engine.max_files_per_trigger`` files, as the service.
 
     Raises:
         EngineError: if a batch failed.
     """
+    checkpoint = _prepare(spark, settings)
+    target = drain_target(settings, checkpoint, spark)
+    files = LakeFiles(spark)
     failures = BatchFailures()
-    query = start_enrichment(
-        spark, settings, store, trigger="available_now", metrics=metrics, failures=failures
-    )
-    await_query(query, failures)
+    query = _start(spark, settings, store, checkpoint, target, metrics, failures)
+    await_until(query, lambda: reached(committed_offset(files, checkpoint), target), failures)

@@ -76,20 +76,29 @@ class ManifestReader:
         self._entries[key] = found
         return found
 
-    def advance(self, start: Mapping[str, int], *, max_files: int) -> Offset:
+    def advance(
+        self,
+        start: Mapping[str, int],
+        *,
+        max_files: int,
+        until: Mapping[str, int] | None = None,
+    ) -> Offset:
         """The offset after taking new entries from ``start``, about ``max_files`` files' worth.
 
         Writers take one entry each in turn, so a writer with a long backlog (a backfill) does
         not hold back the others. At least one entry is taken when any is new, however many
         files it names. Writers in ``start`` that are no longer listed keep their position.
+        With ``until``, no writer goes past its number there (nor moves when absent from it).
         """
         position = {writer: start.get(writer, -1) for writer in self.writers()}
         position.update({w: s for w, s in start.items() if w not in position})
         budget, taken = max_files, False
-        active = sorted(position)
+        active = sorted(w for w in position if until is None or w in until)
         while active:
             still: list[str] = []
             for writer in active:
+                if until is not None and position[writer] >= until[writer]:
+                    continue
                 entry = self.entry(writer, position[writer] + 1)
                 if entry is None:
                     continue

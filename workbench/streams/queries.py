@@ -3,10 +3,8 @@
 Lag behind the input is read from the query's checkpoint, never from Spark's in-memory
 progress, so it is known for a stopped or crashed query too and costs no Spark job:
 
-- :class:`FileSourceLag` (the enrichment query over bronze Parquet files): ``pending`` is the
-  number of visible bronze data files not yet in a *committed* batch of the checkpoint's file
-  log, ``seconds`` the age (now − mtime) of the oldest of them, 0 when nothing is pending. A file
-  in the batch that is running counts as pending until that batch commits.
+- the enrichment over the bronze manifest: ``ManifestLag`` in
+  :mod:`workbench.enrichment.bronze_source` (files named after the committed offset).
 - :class:`DeltaSourceLag` (queries over a Delta table, e.g. gold over silver): ``pending`` is
   the number of table versions after the source offset of the last committed batch, ``seconds``
   the age of the oldest of those commits.
@@ -85,6 +83,31 @@ def await_query(query: StreamingQuery, failures: BatchFailures | None = None) ->
         if failure is not None and is_terminal(failure):
             raise failure from err
         raise EngineError(f"stream {query.name} failed: {err}", query=query.name) from err
+
+
+def await_until(
+    query: StreamingQuery,
+    done: Callable[[], bool],
+    failures: BatchFailures | None = None,
+    *,
+    poll_seconds: float = 0.2,
+) -> None:
+    """Wait until ``done()`` (checked between polls), then stop the query.
+
+    For a drain that ``trigger(availableNow=True)`` cannot split into batches; stopping after
+    the last wanted commit is safe: a batch cut short is replayed from the checkpoint.
+
+    Raises:
+        as :func:`await_query`, if the query stops first.
+    """
+    while query.isActive:
+        if done():
+            query.stop()
+            return
+        time.sleep(poll_seconds)
+    await_query(query, failures)
+    if not done():
+        raise EngineError(f"stream {query.name} stopped before it was done", query=query.name)
 
 
 # -- why a batch failed ------------------------------------------------------------------------
