@@ -74,7 +74,10 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     # Each benchmark has its own defaults; pass only what was given on the command line.
     options = {
         k: getattr(args, k)
-        for k in ("seconds", "records", "rate", "clients", "rounds", "sensors", "hours")
+        for k in (
+            *("seconds", "records", "rate", "clients", "rounds", "sensors", "hours"),
+            *("sizes", "triggers"),
+        )
     }
     given = {k: v for k, v in options.items() if v is not None}
     outcome = benchmark(args.name)(settings, **given)
@@ -456,7 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--hours", type=int, default=None, help="backfill: hours replayed (default 8,760)"
     )
+    bench.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=None,
+        help="lake-size: bronze files per lake, comma-separated (default 10000,100000,1000000)",
+    )
+    bench.add_argument(
+        "--triggers", type=int, default=None, help="lake-size: triggers per lake (default 200)"
+    )
     return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 10000,100000; got {text!r}"
+        ) from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every size must be at least 1; got {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 Benchmark = Callable[..., dict[str, Any]]
 
 #: Every benchmark's name, as ``workbench bench`` takes it.
-BENCHMARKS = ("ingest-mqtt", "ingest-rest", "enrich", "latency", "tiles", "backfill")
+BENCHMARKS = ("ingest-mqtt", "ingest-rest", "enrich", "latency", "tiles", "backfill", "lake-size")
 
 
 def benchmark(name: str) -> Benchmark:
@@ -35,6 +35,8 @@ def benchmark(name: str) -> Benchmark:
         from workbench.bench.dashboard_tiles import run
     elif name == "backfill":
         from workbench.bench.backfill import run
+    elif name == "lake-size":
+        from workbench.bench.lake_size import run
     else:
         raise KeyError(f"no benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
     return run
