@@ -37,3 +37,8 @@ def test_backfill_benchmark_reports_its_figures_and_loses_nothing(tmp_path: Path
         "bronze_files_per_flush",
         "met",
     }
+    # Where the time went: each service's CPU while the figure was measured, and the machine's.
+    assert set(details["baseline_cpu_s"]) == {"ingest", "broker", "machine"}
+    assert set(details["cpu_s"]) == {"ingest", "engine", "broker", "machine"}
+    assert details["cpu_s"]["engine"] > 0 and details["baseline_cpu_s"]["ingest"] > 0
+    assert details["cpu_s"]["machine"] >= details["cpu_s"]["engine"]

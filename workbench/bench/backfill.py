@@ -15,8 +15,12 @@ loopback ports in a temporary directory:
 ``figure`` = (b), ``baseline`` = (a). ``live_silver_p95_s`` is the sensor → silver p95 of the
 live readings stamped while the replay ran (:mod:`workbench.bench.delta_watch`, from outside
 the engine). ``bronze_files_per_flush`` is the most files one dataset got in one manifest entry
-(one flush). ``lost`` = replayed + live readings published − those in silver. Targets: ratio ≥
-0.8, live p95 ≤ 5 s, lost 0, at most 2 bronze files per dataset per flush.
+(one flush). ``details.cpu_s`` and ``details.baseline_cpu_s``: CPU seconds of the ingest
+service, the engine (its JVM included) and the broker while each run's figure was measured,
+and ``machine``, every core's busy seconds (publishers and anything else running included):
+where the backfill's time goes. ``lost`` = replayed + live readings published − those in
+silver. Targets: ratio ≥ 0.8, live p95 ≤ 5 s, lost 0, at most 2 bronze files per dataset per
+flush.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from workbench.bench.harness import (
     result,
     spawn,
 )
+from workbench.bench.processes import CpuMeter
 from workbench.bench.sensor_latency import (
     FIELD,
     EngineService,
@@ -99,6 +104,9 @@ def _ingest_only(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
         service.start(need_mqtt=True)
         bar.set_description("baseline: replay into ingest alone")
         replay = _replay(settings, sensors, hours)
+        assert service.proc is not None
+        meter = CpuMeter({"ingest": service.proc.pid, "broker": broker.pid})
+        meter.start()
         summary = last_json_line(replay, 3600)
         target = int(summary["published"])
         done, last_change, seen = 0.0, time.monotonic(), -1.0
@@ -110,6 +118,7 @@ def _ingest_only(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
                 seen, last_change = done, time.monotonic()
             time.sleep(0.1)
         durable = time.time()
+        cpu = meter.spent()
     finally:
         service.stop()
         stop_process(broker)
@@ -118,7 +127,13 @@ def _ingest_only(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
         default=durable,
     )
     span = max(newest - float(summary["first"]), 1e-6)
-    return {"published": target, "durable": int(done), "seconds": span, "rate": done / span}
+    return {
+        "published": target,
+        "durable": int(done),
+        "seconds": span,
+        "rate": done / span,
+        "cpu_s": cpu,
+    }
 
 
 def _with_engine(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dict[str, Any]:
@@ -147,6 +162,11 @@ def _with_engine(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
         bar.set_description("replaying a year while live sensors publish")
         started = time.time()
         replay = _replay(settings, sensors, hours)
+        assert ingest.proc is not None and engine.proc is not None
+        meter = CpuMeter(
+            {"ingest": ingest.proc.pid, "engine": engine.proc.pid, "broker": broker.pid}
+        )
+        meter.start()
         target = sensors * hours
         last_change, seen, replay_summary = time.monotonic(), (-1, -1), None
         while time.monotonic() - last_change < IDLE_SECONDS:
@@ -165,6 +185,7 @@ def _with_engine(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
                 seen, last_change = now, time.monotonic()
             time.sleep(POLL_SECONDS)
         done = time.time()
+        cpu = meter.spent()
         live.stop()  # SIGTERM: it stops publishing, waits for its acks and sums up
         live_published = int(
             (live.wait(timeout=60) if live.summary is None else live.summary)["published"]
@@ -201,6 +222,7 @@ def _with_engine(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
         "live_latencies": live_lat,
         "jvm_peak_rss_mb": jvm_peak,
         "profile": batch_profile(engine.log),
+        "cpu_s": cpu,
     }
 
 
@@ -276,6 +298,8 @@ def run(settings: Settings, *, sensors: int = 23, hours: int = 8760, **_: Any) -
             "manifest_entries": entries,
             "load_avg_1m": [round(x, 2) for x in load],
             "batch_profile": run_b["profile"],
+            "baseline_cpu_s": base["cpu_s"],
+            "cpu_s": run_b["cpu_s"],
             "targets": {**TARGETS, "met": met},
         },
         extra_versions={"mosquitto": mosquitto_version()},

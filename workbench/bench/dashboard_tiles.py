@@ -84,6 +84,13 @@ from tqdm import tqdm
 from workbench.analytics.tile_cache import MIN_REFRESH_SECONDS
 from workbench.bench.delta_watch import percentile
 from workbench.bench.harness import ROOT, IngestService, free_port, mosquitto_version, result
+from workbench.bench.processes import (
+    cpu_seconds,
+    own_cpu_seconds,
+    process_tree,
+    rss_mb,
+    sched_seconds,
+)
 from workbench.bench.sensor_latency import EngineService, PublisherProcess, bench_settings
 from workbench.catalog.records import Tile
 from workbench.catalog.store import Catalog
@@ -437,62 +444,6 @@ class ClientGroup:
         for client in self.clients:
             client.stop()
         self._readers.shutdown(wait=False, cancel_futures=True)
-
-
-# -- processes: CPU time, memory ------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every descendant of it alive now."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                todo.extend(int(c) for c in children.read_text().split())
-            except OSError:
-                continue
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid``'s process tree so far (``/proc/<pid>/stat``)."""
-    return sum(own_cpu_seconds(each) for each in process_tree(pid))
-
-
-def own_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` alone (all its threads; 0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def sched_seconds(pid: int) -> tuple[float, float]:
-    """Seconds every thread of ``pid`` ran so far, and waited for a CPU while runnable
-    (``/proc/<pid>/task/*/schedstat``; threads that exited are not counted)."""
-    ran = waited = 0
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            on_cpu, queued, _ = stat.read_text().split()
-        except (OSError, ValueError):
-            continue
-        ran += int(on_cpu)
-        waited += int(queued)
-    return ran / 1e9, waited / 1e9
-
-
-def rss_mb(pid: int) -> float:
-    """``VmRSS`` of ``pid`` in MB (0 when unavailable)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
 
 
 # -- the stack ------------------------------------------------------------------------------
