@@ -439,13 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "run a benchmark; its JSON result is the last stdout line")
     bench.add_argument("name", choices=list(BENCHMARKS), help="which benchmark")
     bench.add_argument(
-        "--seconds", type=float, default=None, help="load duration (default 20; latency 120)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="load duration (default 20; latency 120, lake-size 60 per lake)",
     )
     bench.add_argument(
         "--records", type=int, default=None, help="enrich: bronze readings (default 1,000,000)"
     )
     bench.add_argument(
-        "--rate", type=int, default=None, help="latency, tiles: msg/s (default 1000; tiles 50)"
+        "--rate",
+        type=int,
+        default=None,
+        help="latency, lake-size, tiles: msg/s (default 1000; tiles 50)",
     )
     bench.add_argument(
         "--clients", type=int, default=None, help="tiles: dashboard clients (default 20)"
@@ -466,7 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="lake-size: bronze files per lake, comma-separated (default 10000,100000,1000000)",
     )
     bench.add_argument(
-        "--triggers", type=int, default=None, help="lake-size: triggers per lake (default 200)"
+        "--triggers",
+        type=int,
+        default=None,
+        help="lake-size: reader-alone triggers per lake (default 200)",
     )
     return parser
 

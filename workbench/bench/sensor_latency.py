@@ -249,13 +249,18 @@ def batch_profile(engine_log: Path) -> dict[str, Any]:
     return out
 
 
-def bronze_arrivals(lake_root: str) -> list[float]:
-    """Per measured bronze row: its file's mtime − its event time, in seconds."""
+def bronze_arrivals(lake_root: str, *, since: float = 0.0) -> list[float]:
+    """Per measured bronze row: its file's mtime − its event time, in seconds.
+
+    Files written before ``since`` (epoch s; a lake's history) are not read.
+    """
     out: list[float] = []
     for path in (Path(lake_root) / "bronze").rglob("*.parquet"):
         if path.name.startswith("."):
             continue
         mtime = path.stat().st_mtime
+        if mtime < since:
+            continue
         rows = pq.read_table(path, columns=["event_time", "topic"])
         rows = rows.filter(pc.starts_with(rows["topic"], f"sensors/latency/{SENSOR_PREFIX}"))
         out.extend(mtime - t for t in epoch_seconds(rows["event_time"]) if t is not None)
@@ -314,60 +319,69 @@ def run(
 ) -> dict[str, Any]:
     """Start the stack, publish, observe, stop; return the result object."""
     with tempfile.TemporaryDirectory(prefix="wb-bench-latency-") as tmp:
-        home = Path(tmp)
-        bench = bench_settings(settings, home)
+        bench = bench_settings(settings, Path(tmp))
         ensure_local_dirs(bench)
         devices = register_devices(bench)
-        broker = start_broker(home / "broker", bench.mqtt.host, bench.mqtt.port)
-        ingest = IngestService(bench, profile_name="latency-ingest")
-        engine = EngineService(bench)
-        publisher: PublisherProcess | None = None
-        load = [os.getloadavg()[0]]
-        try:
-            with tqdm(total=int(seconds), unit="s", file=sys.stderr) as bar:
-                bar.set_description("starting ingest")
-                ingest.start(need_mqtt=True)
-                bar.set_description("starting engine")
-                engine.start()
-                silver = SilverWatch(bench.lake.silver_readings)
-                gold = GoldWatch(bench.lake.gold("sensor_averages"), FIELD)
-                # Warm-up: a few readings through both streams first, so the measured ones
-                # never pay for the JVM's first compilation of the batch code.
-                publisher = PublisherProcess(
-                    bench, rate=min(rate, 100), seconds=WARMUP_SECONDS, prefix=WARMUP_PREFIX
-                )
-                publisher.start()
-                _follow(
-                    publisher,
-                    (silver, gold),
-                    bar,
-                    seconds=WARMUP_SECONDS,
-                    prefix=WARMUP_PREFIX,
-                    phase="warm-up",
-                )
-                publisher = PublisherProcess(
-                    bench, rate=rate, seconds=seconds, prefix=SENSOR_PREFIX
-                )
-                publisher.start()
-                summary = _follow(
-                    publisher,
-                    (silver, gold),
-                    bar,
-                    seconds=seconds,
-                    prefix=SENSOR_PREFIX,
-                    phase="load",
-                )
-            load.append(os.getloadavg()[0])
-            jvm_peak = engine.jvm_peak_rss_mb()
-            ingest_peak = ingest.peak_rss_mb()
-        finally:
-            if publisher is not None:
-                publisher.stop()
-            engine.stop()
-            ingest.stop()
-            stop_process(broker)
-        arrivals = bronze_arrivals(bench.lake.root)
-        profile = batch_profile(engine.log)
+        return latency_run(bench, seconds=seconds, rate=rate, devices=devices)
+
+
+def latency_run(
+    bench: Settings, *, seconds: float, rate: int, devices: int, label: str = ""
+) -> dict[str, Any]:
+    """The latency run on the lake and catalog of ``bench`` (prepared by the caller).
+
+    ``label`` prefixes the progress bar's phases (a benchmark that runs several).
+    """
+    home = Path(bench.home)
+    broker = start_broker(home / "broker", bench.mqtt.host, bench.mqtt.port)
+    ingest = IngestService(bench, profile_name="latency-ingest")
+    engine = EngineService(bench)
+    publisher: PublisherProcess | None = None
+    load = [os.getloadavg()[0]]
+    try:
+        with tqdm(total=int(seconds), unit="s", file=sys.stderr) as bar:
+            bar.set_description(f"{label}starting ingest")
+            ingest.start(need_mqtt=True)
+            bar.set_description(f"{label}starting engine")
+            engine.start()
+            started = time.time()
+            silver = SilverWatch(bench.lake.silver_readings)
+            gold = GoldWatch(bench.lake.gold("sensor_averages"), FIELD)
+            # Warm-up: a few readings through both streams first, so the measured ones
+            # never pay for the JVM's first compilation of the batch code.
+            publisher = PublisherProcess(
+                bench, rate=min(rate, 100), seconds=WARMUP_SECONDS, prefix=WARMUP_PREFIX
+            )
+            publisher.start()
+            _follow(
+                publisher,
+                (silver, gold),
+                bar,
+                seconds=WARMUP_SECONDS,
+                prefix=WARMUP_PREFIX,
+                phase=f"{label}warm-up",
+            )
+            publisher = PublisherProcess(bench, rate=rate, seconds=seconds, prefix=SENSOR_PREFIX)
+            publisher.start()
+            summary = _follow(
+                publisher,
+                (silver, gold),
+                bar,
+                seconds=seconds,
+                prefix=SENSOR_PREFIX,
+                phase=f"{label}load",
+            )
+        load.append(os.getloadavg()[0])
+        jvm_peak = engine.jvm_peak_rss_mb()
+        ingest_peak = ingest.peak_rss_mb()
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        engine.stop()
+        ingest.stop()
+        stop_process(broker)
+    arrivals = bronze_arrivals(bench.lake.root, since=started)
+    profile = batch_profile(engine.log)
     return _result(
         bench,
         summary,
