@@ -127,6 +127,8 @@ def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
         "'filter': 0.05}",
         "2026-11-26 15:00:00,000 INFO workbench.enrichment.batch enrichment batch batch_id=2 "
         "committed=False written=0 dropped=0 held=0 released=0 steps={'write': 9.0}",
+        "2026-11-26 15:00:00,000 INFO workbench.gold.gold_stream gold batch batch_id=1 "
+        "written={'sensor_averages': 40} late=0 steps={'partials': 0.5, 'averages': 2.0}",
         "not a log line",
     ]
     log = tmp_path / "engine.log"
@@ -139,6 +141,10 @@ def test_latency_batch_profile_reads_the_engine_log(tmp_path: Path) -> None:
     assert profile["enrichment_steps"] == {  # committed batches only
         "write": {"p50": 1.25, "p95": 1.25},
         "filter": {"p50": 0.05, "p95": 0.05},
+    }
+    assert profile["gold_steps"] == {
+        "partials": {"p50": 0.5, "p95": 0.5},
+        "averages": {"p50": 2.0, "p95": 2.0},
     }
     assert batch_profile(tmp_path / "missing.log") == {}
 

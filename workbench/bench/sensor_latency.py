@@ -205,17 +205,20 @@ def register_devices(settings: Settings) -> int:
 
 _PROGRESS = re.compile(r"stream progress query=(\S+) batch_id=\d+ rows=(\d+) duration_ms=(\{.*\})")
 _STEPS = re.compile(r"enrichment batch batch_id=\d+ committed=True .* steps=(\{.*\})")
+_GOLD_STEPS = re.compile(r"gold batch batch_id=\d+ .* steps=(\{.*\})")
 
 
 def batch_profile(engine_log: Path) -> dict[str, Any]:
     """Where the engine's micro-batches spent their time, from its log (medians, p95).
 
     Per query: Spark's trigger phases (``addBatch`` is the batch function) of batches with
-    input rows; for the enrichment also the processor's five steps of committed batches.
+    input rows; for the enrichment also the processor's five steps of committed batches, for
+    gold the gold processor's steps.
     """
     phases: dict[str, dict[str, list[float]]] = {}
     rows: dict[str, list[int]] = {}
     steps: dict[str, list[float]] = {}
+    gold_steps: dict[str, list[float]] = {}
     try:
         lines = engine_log.read_text(errors="replace").splitlines()
     except OSError:
@@ -230,6 +233,9 @@ def batch_profile(engine_log: Path) -> dict[str, Any]:
         elif match := _STEPS.search(line):
             for step, seconds in ast.literal_eval(match.group(1)).items():
                 steps.setdefault(step, []).append(float(seconds))
+        elif match := _GOLD_STEPS.search(line):
+            for step, seconds in ast.literal_eval(match.group(1)).items():
+                gold_steps.setdefault(step, []).append(float(seconds))
 
     def summary(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)
@@ -246,6 +252,8 @@ def batch_profile(engine_log: Path) -> dict[str, Any]:
     }
     if steps:
         out["enrichment_steps"] = {step: summary(v) for step, v in steps.items()}
+    if gold_steps:
+        out["gold_steps"] = {step: summary(v) for step, v in gold_steps.items()}
     return out
 
 

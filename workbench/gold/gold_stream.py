@@ -119,6 +119,7 @@ class GoldProcessor:
         """Fold one silver batch into gold; returns rows written per gold table."""
         session = batch.sparkSession
         written: dict[str, int] = {}
+        steps: dict[str, float] = {}
         batch.persist()
         try:
             started = time.perf_counter()
@@ -131,13 +132,13 @@ class GoldProcessor:
                 earliest = bounds[0] if bounds else None
                 if earliest is None:
                     return written
-                self._step("partials", started)
+                self._step("partials", started, steps)
                 started = time.perf_counter()
                 written[averages.TABLE] = self._merge(
                     session, averages.TABLE, partials, averages.merge_sql, earliest, batch_id
                 )
                 committed_at = time.time()
-                self._step("averages", started)
+                self._step("averages", started, steps)
                 started = time.perf_counter()
                 rules = self.store.list_alert_rules()
                 fired = alerts.window_alerts(partials, rules)
@@ -145,17 +146,25 @@ class GoldProcessor:
                     written[alerts.TABLE] = self._merge(
                         session, alerts.TABLE, fired, alerts.merge_sql, earliest, batch_id
                     )
-                self._step("alerts", started)
+                self._step("alerts", started, steps)
                 started = time.perf_counter()
                 self._advance_alerts(alerts.window_observations(partials, rules))
-                self._step("alert_states", started)
+                self._step("alert_states", started, steps)
             finally:
                 partials.unpersist()
             started = time.perf_counter()
             written.update(self._rule_aggregates(session, batch, batch_id))
-            self._step("aggregates", started)
+            self._step("aggregates", started, steps)
+            started = time.perf_counter()
             late = self._observe(batch, batch_id, committed_at, written)
-            log.info("gold batch batch_id=%s written=%s late=%s", batch_id, written, late)
+            self._step("observe", started, steps)
+            log.info(
+                "gold batch batch_id=%s written=%s late=%s steps=%s",
+                batch_id,
+                written,
+                late,
+                {k: round(v, 3) for k, v in steps.items()},
+            )
             return written
         finally:
             batch.unpersist()
@@ -252,9 +261,11 @@ class GoldProcessor:
         register_gold_table(session, table, path)
         self._tables_ready.add(table)
 
-    def _step(self, step: str, started: float) -> None:
+    def _step(self, step: str, started: float, steps: dict[str, float]) -> None:
+        """Record a step's duration in the batch's ``steps`` (its log line) and the metrics."""
+        steps[step] = elapsed = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.step(MODULE, step, time.perf_counter() - started)
+            self.metrics.step(MODULE, step, elapsed)
 
     def _observe(
         self,
