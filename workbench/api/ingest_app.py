@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -44,6 +45,10 @@ from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
 
+PUSH_THREADS = 16
+"""Threads that take pushes (their token checks may wait for the catalog; parsing is bounded
+by the cores)."""
+
 
 def build_ingest_app(settings: Settings) -> FastAPI:
     """The ingest service as an ASGI app; starting it (lifespan) starts every source."""
@@ -66,12 +71,15 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     )
     service.register_defaults()
 
-    # Parsing a body is CPU work under the GIL: more bodies parsed at once than there are cores
-    # only adds memory (their envelopes) and thread switching, never throughput. Waiting for
-    # durability happens outside, so group commit still gathers every sender's batch. A push
-    # makes one call on this pool: the API-token check, the parse, the hand-over to the bronze
-    # writer and the answer's encoding (each hop to a thread and back wakes the event loop).
-    pushers = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="push")
+    # A push makes one call on this pool: the API-token check, the parse, the hand-over to the
+    # bronze writer and the answer's encoding (each hop to a thread and back wakes the event
+    # loop). Parsing a body is CPU work under the GIL: more bodies parsed at once than there
+    # are cores only adds memory (their rows) and thread switching, never throughput, so the
+    # parse takes one of ``parsing``'s slots; the token check waits outside them (it may wait
+    # for SQLite's lock), and so does durability, so group commit still gathers every
+    # sender's batch.
+    pushers = ThreadPoolExecutor(max_workers=PUSH_THREADS, thread_name_prefix="push")
+    parsing = threading.BoundedSemaphore(os.cpu_count() or 2)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -159,8 +167,9 @@ def build_ingest_app(settings: Settings) -> FastAPI:
         def accept(data: bytes) -> bytes:
             if check_user:
                 _push_allowed(gate, request)
-            batch = service.push(source, data, content_type, on_durable, ingestion_id=iid)
-            return push_answer(batch)  # sent only once the rows are durable
+            with parsing:
+                batch = service.push(source, data, content_type, on_durable, ingestion_id=iid)
+                return push_answer(batch)  # sent only once the rows are durable
 
         answer = await loop.run_in_executor(pushers, accept, bytes(body))
         del body

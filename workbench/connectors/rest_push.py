@@ -106,13 +106,14 @@ def parse_push_batch(
     if content_type.split(";")[0].strip().lower() not in NDJSON_TYPES:
         return EnvelopeBatch.from_envelopes(envelopes_of(body))
     base = message_identity(endpoint, body)
-    lines = enumerate(body.split(b"\n"))
-    numbered = [(n, line) for n, line in lines if line and not line.isspace()]
-    if not numbered:  # nothing but blank lines: no records
+    lines = body.split(b"\n")
+    while lines and (not lines[-1] or lines[-1].isspace()):
+        lines.pop()  # a final newline (or trailing blank lines): no records there
+    if not lines:  # nothing but blank lines: no records
         return EnvelopeBatch.empty(ingestion_id, SOURCE_TYPE)
     fast = fast_json_safe(body)  # one scan of the body instead of one per line
     batch = ndjson_objects(
-        numbered,
+        lines,
         base,
         ingestion_id=ingestion_id,
         endpoint=endpoint,
@@ -122,6 +123,9 @@ def parse_push_batch(
     )
     if batch is not None:
         return batch
+    numbered = [(n, line) for n, line in enumerate(lines) if line and not line.isspace()]
+    if not numbered:
+        return EnvelopeBatch.empty(ingestion_id, SOURCE_TYPE)
     return EnvelopeBatch.from_envelopes(
         _ndjson_envelopes(
             numbered,
@@ -137,7 +141,7 @@ def parse_push_batch(
 
 
 def ndjson_objects(
-    numbered: list[tuple[int, bytes]],
+    lines: list[bytes],
     base: str,
     *,
     ingestion_id: str,
@@ -152,10 +156,11 @@ def ndjson_objects(
     comprehension, the event time looked up by its first field name for all rows at once and
     parsed once per distinct value. None (any line that is not an object, not UTF-8, or not
     for orjson) sends the whole body down the line-by-line path, which decides each line as a
-    single message body would be decided.
+    single message body would be decided. A blank line is not JSON to orjson, so a body this
+    path takes has none: record ``n`` is line ``n``.
 
     Args:
-        numbered: ``(line number, line)`` of the non-blank lines.
+        lines: the body's lines, without trailing blank ones.
         base: the body's identity; record ``n`` is ``<base>:<line number>``.
         ingestion_id: the dataset.
         endpoint: the push path (the rows' topic).
@@ -165,7 +170,6 @@ def ndjson_objects(
     """
     if not fast:
         return None
-    lines = [line for _, line in numbered]
     try:
         records: list[Any] = [orjson.loads(line) for line in lines]
     except orjson.JSONDecodeError:
@@ -179,7 +183,7 @@ def ndjson_objects(
     return EnvelopeBatch(
         ingestion_id=ingestion_id,
         source_type=SOURCE_TYPE,
-        message_ids=[f"{base}:{number}" for number, _ in numbered],
+        message_ids=[f"{base}:{number}" for number in range(n)],
         source_types=[SOURCE_TYPE] * n,
         topics=[endpoint] * n,
         received_at=[received_at] * n,

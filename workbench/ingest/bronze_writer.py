@@ -209,28 +209,45 @@ def batch_table(batch: EnvelopeBatch) -> pa.Table:
             text = dumped[key] = json.dumps(meta)
         return text
 
-    metas: list[str] = []
-    for meta in batch.metas:
-        # A push shares one meta dict among its rows: look each object up once.
-        text = by_object.get(id(meta))  # the batch keeps every dict alive: ids are unique
-        if text is None:
-            text = by_object[id(meta)] = meta_text(meta)
-        metas.append(text)
+    metas: list[str | None]
+    first = batch.metas[0] if batch.metas else None
+    if first is not None and all(meta is first for meta in batch.metas):
+        metas = [meta_text(first)] * len(batch.metas)  # a push: one dict for all its rows
+    else:
+        metas = []
+        for meta in batch.metas:
+            # MQTT messages repeat a few small metas: look each object up once.
+            text = by_object.get(id(meta))  # the batch keeps every dict alive: ids are unique
+            if text is None:
+                text = by_object[id(meta)] = meta_text(meta)
+            metas.append(text)
     return pa.Table.from_arrays(
         [
-            pa.array(batch.message_ids, pa.string()),
-            pa.array(batch.source_types, pa.string()),
-            pa.array(batch.topics, pa.string()),
+            string_array(batch.message_ids),
+            string_array(batch.source_types),
+            string_array(batch.topics),
             timestamp_array(batch.received_at),
             timestamp_array(batch.event_times),
-            pa.array(batch.event_times_raw, pa.string()),
-            pa.array(batch.payloads, pa.string()),
-            pa.array(batch.kinds, pa.string()),
-            pa.array(batch.errors, pa.string()),
-            pa.array(metas, pa.string()),
+            string_array(batch.event_times_raw),
+            string_array(batch.payloads),
+            string_array(batch.kinds),
+            string_array(batch.errors),
+            string_array(metas),
         ],
         schema=BRONZE_FILE_SCHEMA,
     )
+
+
+def string_array(values: Sequence[str | None]) -> pa.Array:
+    """A string column; one repeated value (a push's source type, topic, kind, no error) is
+    converted once and repeated by Arrow, instead of once per row."""
+    n = len(values)
+    if n and values.count(values[0]) == n:
+        first = values[0]
+        if first is None:
+            return pa.nulls(n, pa.string())
+        return pa.repeat(pa.scalar(first, pa.string()), n)
+    return pa.array(values, pa.string())
 
 
 class BronzeWriter:
