@@ -258,14 +258,16 @@ class DatasetObservation:
         self.objects += len(inferred)
         # Each field's values gathered in record order, fields in the order first seen (the
         # order new fields are logged in), then folded in per field.
-        columns: dict[str, list[Any]] = {}
-        for record in inferred:
-            for path, value in flatten(record).items():
-                column = columns.get(path)
-                if column is None:
-                    columns[path] = [value]
-                else:
-                    column.append(value)
+        columns = _uniform_columns(inferred)
+        if columns is None:
+            columns = {}
+            for record in inferred:
+                for path, value in flatten(record).items():
+                    column = columns.get(path)
+                    if column is None:
+                        columns[path] = [value]
+                    else:
+                        column.append(value)
         fields = self.fields
         for path, values in columns.items():
             fobs = fields.get(path)
@@ -501,6 +503,28 @@ def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return float(fn(a, b))
+
+
+def _uniform_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """The records' values by field path when they all have the same top-level keys (text)
+    and no nested object to flatten: one list comprehension per key instead of flattening
+    record by record. None when they do not (the caller flattens them one by one).
+
+    A sender's readings nearly always share one shape; :func:`flatten` on each would build the
+    same paths again for every record.
+    """
+    if not records:
+        return {}
+    keys = tuple(records[0])
+    if not all(type(k) is str for k in keys):
+        return None
+    if any(tuple(r) != keys for r in records):
+        return None
+    columns = {k: [r[k] for r in records] for k in keys}
+    for values in columns.values():
+        if any(isinstance(v, dict) and v for v in values):  # a nested object: paths below it
+            return None
+    return columns
 
 
 def _earliest_seen(known: datetime | None, seen: datetime) -> datetime:
