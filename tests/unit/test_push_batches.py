@@ -7,9 +7,11 @@ import json
 import random
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 import workbench.ingest.loss as loss
@@ -20,7 +22,10 @@ from workbench.catalog.sensor_ids import SensorIdReader
 from workbench.connectors.envelope import OBJECT, Envelope, build_envelopes, message_identity
 from workbench.connectors.envelope_batch import EnvelopeBatch
 from workbench.connectors.rest_push import RecordResult, parse_push_batch, push_answer
+from workbench.core.settings import IngestSettings
+from workbench.ingest.bronze_writer import BronzeWriter
 from workbench.ingest.loss import SENSOR_KEYS, LossCounts, LossLedger
+from workbench.lake.storage import LocalStorage
 from workbench.metrics.ingestor import IngestMetrics
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -276,9 +281,10 @@ def reference_written(ledger: LossLedger, rows: list[Envelope]) -> None:
             continue
         assert record is not None
         sensor = next((str(record[k]) for k in SENSOR_KEYS if k in record), "")
-        last = ledger._last_seq.get((env.ingestion_id, sensor))
+        last_of = ledger._last_seq.setdefault(env.ingestion_id, {})
+        last = last_of.get(sensor)
         if last is None or seq > last:
-            ledger._last_seq[(env.ingestion_id, sensor)] = seq
+            last_of[sensor] = seq
         if last is not None and seq > last + 1:
             counts.gaps += seq - last - 1
 
@@ -350,3 +356,23 @@ def test_one_drain_resolves_every_future_queued_before_it() -> None:
         return scheduled
 
     assert asyncio.run(main()) == 2  # one drain for the 50, one for the later one
+
+
+def test_a_flush_of_several_pushes_writes_their_rows_in_order_in_one_file(tmp_path: Path) -> None:
+    writer = BronzeWriter(
+        LocalStorage(str(tmp_path)), IngestSettings(flush_seconds=60), IngestMetrics()
+    )
+    pushes = [pushed(b"\n".join(OBJECT_LINES[i : i + 3])) for i in (0, 3, 6)]
+    for batch in pushes:
+        writer.add(batch)
+    writer.start()
+    assert writer.stop()
+    [path] = list((tmp_path / "bronze").rglob("*.parquet"))
+    assert pq.ParquetFile(path).num_row_groups == 1
+    table = pq.read_table(path)
+    rows = [e for batch in pushes for e in batch.envelopes()]
+    assert table["message_id"].to_pylist() == [e.message_id for e in rows]
+    assert table["event_time"].to_pylist() == [e.event_time for e in rows]
+    assert table["received_at"].to_pylist() == [e.received_at for e in rows]
+    assert table["payload"].to_pylist() == [e.payload for e in rows]
+    assert set(table["meta"].to_pylist()) == {"{}"} and set(table["error"].to_pylist()) == {None}

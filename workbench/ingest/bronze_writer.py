@@ -165,8 +165,18 @@ def timestamp_array(values: Sequence[datetime | None]) -> pa.Array:
     pyarrow converts each datetime object on its own (~0.8 µs); the rows of one batch share a
     few objects (one receive time per push, one parsed object per distinct time string), so
     each distinct object is converted once here and the column is built from integers: the
-    flusher's largest Python cost before.
+    flusher's largest Python cost before. A column of one value (a push's receive time, its
+    readings' shared time) is converted once and repeated by Arrow.
     """
+    n = len(values)
+    first = values[0] if n else None
+    if values.count(first) == n:  # also all None (or empty)
+        if first is None:
+            return pa.nulls(n, _TS)
+        try:
+            return pa.repeat(pa.scalar((first - _EPOCH) // _MICROSECOND, _TS), n)
+        except TypeError:  # a naive datetime: let pyarrow apply its own rule
+            return pa.array(values, _TS)
     micros: list[int | None] = []
     seen: dict[int, int] = {}
     try:
@@ -497,11 +507,16 @@ class BronzeWriter:
     def _write(self, iid: str, buf: _Buffer) -> EnvelopeBatch:
         """Write a buffer's rows durably and record them in the manifest; returns them as
         one batch (for the observer)."""
-        batch = EnvelopeBatch.concat(batches_of(buf.parts))
+        parts = batches_of(buf.parts)
+        batch = EnvelopeBatch.concat(parts)
+        # One table per part, joined without copying: a push's columns of one value (its
+        # receive time, topic...) stay one value each. The file is the same as from one table.
+        tables = [batch_table(part) for part in parts]
+        whole = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         m = self._metrics
         files = []
-        for (date, hour), table in partitions(batch_table(batch)):
+        for (date, hour), table in partitions(whole):
             path = (
                 f"bronze/ingestion_id={iid}/date={date}/hour={hour}/"
                 f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"

@@ -53,7 +53,8 @@ class LossLedger:
         # miscount one duplicate.
         self._recent: set[int] = set()
         self._older: set[int] = set()
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[str, dict[str, int]] = {}
+        """Per dataset, the last sequence number seen per sensor."""
         self._lock = threading.Lock()
 
     def received(self, ingestion_id: str, messages: int = 1) -> None:
@@ -150,25 +151,38 @@ class LossLedger:
         """Sequence numbers skipped by ``records`` (in order), remembering the last per sensor.
 
         A record counts when its ``seq`` is exactly an int (parsed JSON, never a bool); its
-        sensor is the first of :data:`SENSOR_KEYS` it holds.
+        sensor is the first of :data:`SENSOR_KEYS` it holds. The ``(sensor, seq)`` pairs are
+        read out with comprehensions, then followed in order through the dataset's own
+        sensor → last seq map.
         """
-        last_seq = self._last_seq
+        with_seq = [r for r in records if r and type(r.get("seq")) is int]
+        if not with_seq:
+            return 0
+        usual = SENSOR_KEYS[0]
+        if all(usual in r for r in with_seq):
+            sensors = [r[usual] for r in with_seq]
+            if not all(type(v) is str for v in sensors):
+                sensors = [str(v) for v in sensors]
+        else:
+            sensors = [_sensor_of(r) for r in with_seq]
+        last_of = self._last_seq.get(ingestion_id)
+        if last_of is None:
+            last_of = self._last_seq[ingestion_id] = {}
         total = 0
-        for record in records:
-            if not record:
-                continue
-            seq = record.get("seq")
-            if type(seq) is not int:  # parsed JSON: exactly int, and never a bool
-                continue
-            sensor = ""
-            for name in SENSOR_KEYS:
-                if name in record:
-                    sensor = str(record[name])
-                    break
-            key = (ingestion_id, sensor)
-            last = last_seq.get(key)
-            if last is None or seq > last:
-                last_seq[key] = seq
-            if last is not None and seq > last + 1:  # else first seen, next, or late/reordered
+        for sensor, record in zip(sensors, with_seq, strict=True):
+            seq = record["seq"]
+            last = last_of.get(sensor)
+            if last is None:
+                last_of[sensor] = seq
+            elif seq > last:  # next in line adds 0; a late/reordered one nothing
                 total += seq - last - 1
+                last_of[sensor] = seq
         return total
+
+
+def _sensor_of(record: dict[str, Any]) -> str:
+    """The record's sensor: the first of :data:`SENSOR_KEYS` it holds, as text ("" if none)."""
+    for name in SENSOR_KEYS:
+        if name in record:
+            return str(record[name])
+    return ""
