@@ -15,18 +15,20 @@ import asyncio
 import hmac
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from workbench.api.auth import Gate
+from workbench.api.auth import REFUSED, Gate, bearer_token
 from workbench.api.http_errors import error_response, install_error_handlers
+from workbench.api.loop_wakeup import waker_of
 from workbench.api.metadata_routes import build_metadata_router
 from workbench.api.source_routes import build_source_router
 from workbench.api.user_routes import build_user_router
@@ -34,7 +36,7 @@ from workbench.catalog.extraction import MetadataExtractor
 from workbench.catalog.records import LossRow
 from workbench.catalog.store import Catalog
 from workbench.connectors.registry import default_registry
-from workbench.connectors.rest_push import RecordResult
+from workbench.connectors.rest_push import push_answer
 from workbench.core.errors import ForbiddenError, PayloadTooLargeError, UnauthorizedError
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.ingest.service import IngestService, prepare_ingest_process
@@ -42,6 +44,10 @@ from workbench.ingest.spill import build_storage
 from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
+
+PUSH_THREADS = 16
+"""Threads that take pushes (their token checks may wait for the catalog; parsing is bounded
+by the cores)."""
 
 
 def build_ingest_app(settings: Settings) -> FastAPI:
@@ -65,6 +71,16 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     )
     service.register_defaults()
 
+    # A push makes one call on this pool: the API-token check, the parse, the hand-over to the
+    # bronze writer and the answer's encoding (each hop to a thread and back wakes the event
+    # loop). Parsing a body is CPU work under the GIL: more bodies parsed at once than there
+    # are cores only adds memory (their rows) and thread switching, never throughput, so the
+    # parse takes one of ``parsing``'s slots; the token check waits outside them (it may wait
+    # for SQLite's lock), and so does durability, so group commit still gathers every
+    # sender's batch.
+    pushers = ThreadPoolExecutor(max_workers=PUSH_THREADS, thread_name_prefix="push")
+    parsing = threading.BoundedSemaphore(os.cpu_count() or 2)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         extractor.start()
@@ -84,6 +100,7 @@ def build_ingest_app(settings: Settings) -> FastAPI:
             ledger_task.cancel()
             await run_in_threadpool(_write_loss, service, catalog)
             extractor.stop()
+            pushers.shutdown(wait=False)
             catalog.close()
             log.info("ingest service stopped flushed_all=%s", clean)
 
@@ -103,15 +120,14 @@ def build_ingest_app(settings: Settings) -> FastAPI:
     app.include_router(build_user_router(catalog, gate))
     user = gate.role("user")
 
-    # Parsing a body is CPU work under the GIL: more bodies parsed at once than there are cores
-    # only adds memory (their envelopes) and thread switching, never throughput. Waiting for
-    # durability happens outside, so group commit still gathers every sender's batch.
-    parsing = asyncio.Semaphore(os.cpu_count() or 2)
-
     @app.post("/api/push/{source}")
     async def push(source: str, request: Request) -> Response:
-        # In the thread pool: the catalog read can wait on SQLite's lock, never on the loop.
-        iid, config = await run_in_threadpool(service.sources.push_ingestion_id, source)
+        found = service.sources.cached_push_source(source)
+        if found is None:
+            # In the thread pool: the catalog read can wait on SQLite's lock, never on the loop.
+            found = await run_in_threadpool(service.sources.push_ingestion_id, source)
+        iid, config = found
+        check_user = False
         token = config.get("token")
         if token:
             # The whole header, exactly as configured; constant time: a byte-by-byte compare
@@ -124,39 +140,41 @@ def build_ingest_app(settings: Settings) -> FastAPI:
                         source=source,
                     )
                 )
-        else:  # a source without a token of its own takes readings from users only
-            await run_in_threadpool(_push_allowed, gate, request)
+        else:
+            # A source without a token of its own takes readings from users only. No token at
+            # all is refused before the body is read; a token is looked up in the catalog with
+            # the push itself, on every request (never cached: a revoked token stops at once).
+            if bearer_token(request) is None:
+                raise UnauthorizedError(REFUSED)
+            check_user = True
         limit = int(config.get("max_body_bytes") or settings.ingest.max_body_bytes)
         declared = int(request.headers.get("content-length") or 0)
         if declared > limit:
-            return _too_large(declared, limit)
+            return await _refused_too_large(declared, limit, gate, request, check_user)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return _too_large(len(body), limit)
+                return await _refused_too_large(len(body), limit, gate, request, check_user)
         loop = asyncio.get_running_loop()
-        durable = loop.create_future()
-
-        def resolve() -> None:
-            if not durable.done():
-                durable.set_result(True)
+        durable: asyncio.Future[bool] = loop.create_future()
+        waker = waker_of(loop)
+        content_type = request.headers.get("content-type", "application/json")
 
         def on_durable() -> None:
-            loop.call_soon_threadsafe(resolve)
+            waker.resolve(durable)
 
-        async with parsing:
-            results = await run_in_threadpool(
-                service.push,
-                source,
-                bytes(body),
-                request.headers.get("content-type", "application/json"),
-                on_durable,
-                ingestion_id=iid,
-            )
+        def accept(data: bytes) -> bytes:
+            if check_user:
+                _push_allowed(gate, request)
+            with parsing:
+                batch = service.push(source, data, content_type, on_durable, ingestion_id=iid)
+                return push_answer(batch)  # sent only once the rows are durable
+
+        answer = await loop.run_in_executor(pushers, accept, bytes(body))
         del body
         await durable
-        return Response(push_answer(results), media_type="application/json")
+        return Response(answer, media_type="application/json")
 
     @app.get("/api/loss", dependencies=[user])
     async def loss() -> list[dict[str, Any]]:
@@ -218,19 +236,13 @@ async def _write_loss_periodically(service: IngestService, catalog: Catalog, eve
         await run_in_threadpool(_write_loss, service, catalog)
 
 
-def push_answer(results: list[RecordResult]) -> bytes:
-    """The JSON answer to a push: counts and one entry per record.
-
-    Encoded with orjson: the answer to a 1,000-record batch is ~80 KB of JSON.
-    """
-    flagged = sum(1 for r in results if r.status != "accepted")
-    return orjson.dumps(
-        {
-            "accepted": len(results) - flagged,
-            "flagged": flagged,
-            "records": [r.to_dict() for r in results],
-        }
-    )
+async def _refused_too_large(
+    size: int, limit: int, gate: Gate, request: Request, check_user: bool
+) -> JSONResponse:
+    """The answer to a body over the limit; a caller who may not push hears that first."""
+    if check_user:
+        await run_in_threadpool(_push_allowed, gate, request)
+    return _too_large(size, limit)
 
 
 def _too_large(size: int, limit: int) -> JSONResponse:

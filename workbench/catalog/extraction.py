@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
 from workbench.catalog.migrations import DEFAULT_RULES
 from workbench.catalog.records import NormalizationRule
@@ -24,6 +25,7 @@ from workbench.catalog.schemas import DatasetObservation
 from workbench.catalog.sensor_ids import SENSOR_KEY, SensorIdReader, SensorKeys, as_text
 from workbench.catalog.store import Catalog
 from workbench.connectors.envelope import Envelope
+from workbench.connectors.envelope_batch import EnvelopeBatch
 from workbench.core.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -75,62 +77,65 @@ class MetadataExtractor:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def observe(self, envelopes: list[Envelope]) -> None:
-        """Fold durable rows into the pending observations (cheap, never blocks on the DB)."""
+    def observe(self, rows: list[Envelope] | EnvelopeBatch) -> None:
+        """Fold durable rows into the pending observations (cheap, never blocks on the DB).
+
+        Column by column, one dataset at a time (a flush is one batch of one dataset): counts,
+        sizes and times by list operations, sensor ids by dictionary look-ups in list
+        comprehensions, and only the sampled records' fields inferred
+        (:meth:`DatasetObservation.add_batch`). The result is what folding the rows one by one
+        would give.
+        """
+        batches = [rows] if isinstance(rows, EnvelopeBatch) else EnvelopeBatch.of_datasets(rows)
         with self._lock:
-            # One look-up per record for the dataset's observation, reader and new sensor ids.
-            batch: dict[str, tuple[DatasetObservation, SensorIdReader, set[str]]] = {}
-            for env in envelopes:
-                entry = batch.get(env.ingestion_id)
-                if entry is None:
-                    entry = batch[env.ingestion_id] = self._batch_entry(env)
-                obs, reader, sensor_ids = entry
-                record = env.record
-                if record is not None and reader.nested:
-                    sensor_id = reader.read(record)
-                    if sensor_id is not None:
-                        sensor_ids.add(sensor_id)
-                elif record is not None:
-                    # Every record's sensor id counts: SensorIdReader.read(scan=False) inlined
-                    # (the call would cost a third more), then a scan for a new spelling.
-                    for key in reader.spellings:
-                        value = record.get(key)
-                        if value is not None:
-                            sensor_ids.add(value if type(value) is str else as_text(value))
-                            break
-                    else:
-                        sensor_id = reader.read_unknown(record)
-                        if sensor_id is not None:
-                            sensor_ids.add(sensor_id)
-                # Counts are exact; field inference samples once a batch has seen plenty, so
-                # extraction keeps up with the full ingest rate (types still widen over time).
-                sampled = obs.records < FULL_INFERENCE_RECORDS or obs.records % SAMPLE_STRIDE == 0
-                obs.add(
-                    record if sampled else None,
-                    env.size,
-                    env.received_at,
-                    is_object=record is not None,
-                )
-            for obs, _, sensor_ids in batch.values():
-                obs.sensors.update(sensor_ids)
-            self._pending_records += len(envelopes)
+            for batch in batches:
+                if len(batch):
+                    self._observe_batch(batch)
+                self._pending_records += len(batch)
             if self._pending_records >= self._batch_size:
                 self._lock.notify_all()
 
-    def _batch_entry(self, env: Envelope) -> tuple[DatasetObservation, SensorIdReader, set[str]]:
-        obs = self._pending.get(env.ingestion_id)
+    def _observe_batch(self, batch: EnvelopeBatch) -> None:
+        obs, reader, sensor_ids = self._batch_entry(batch)
+        records = batch.records
+        objects = [r for r in records if r is not None]
+        read_sensor_ids(reader, objects, sensor_ids)
+        # Counts are exact; field inference samples once a batch has seen plenty, so
+        # extraction keeps up with the full ingest rate (types still widen over time). Record i
+        # is inferred while the observation had seen fewer than FULL_INFERENCE_RECORDS, then
+        # when the count it had seen is a multiple of SAMPLE_STRIDE.
+        n, seen = len(records), obs.records
+        full = max(0, min(n, FULL_INFERENCE_RECORDS - seen))
+        start = full + (-(seen + full)) % SAMPLE_STRIDE
+        sampled = records[:full] + records[start::SAMPLE_STRIDE]
+        inferred = [r for r in sampled if r is not None]
+        obs.add_batch(
+            inferred,
+            records=n,
+            size=batch.size,
+            first_seen=min(batch.received_at),
+            last_seen=max(batch.received_at),
+            skipped=len(objects) - len(inferred),
+        )
+        obs.sensors.update(sensor_ids)
+
+    def _batch_entry(
+        self, batch: EnvelopeBatch
+    ) -> tuple[DatasetObservation, SensorIdReader, set[str]]:
+        iid = batch.ingestion_id
+        obs = self._pending.get(iid)
         if obs is None:
-            obs = self._pending[env.ingestion_id] = DatasetObservation(
-                env.ingestion_id, env.source_type
-            )
-        reader = self._readers.get(env.ingestion_id)
+            obs = self._pending[iid] = DatasetObservation(iid, batch.source_type)
+        reader = self._readers.get(iid)
         if reader is None:
-            order = self._sensor_keys.order(env.ingestion_id)
-            reader = self._readers[env.ingestion_id] = SensorIdReader(order)
+            order = self._sensor_keys.order(iid)
+            reader = self._readers[iid] = SensorIdReader(order)
         reader.scans_left = SENSOR_UNKNOWN_SCANS
         # The batch's first record is scanned in full: a new spelling is learned even where a
-        # known one would have answered. (observe reads it again: a repeated id is harmless.)
-        first = reader.read(env.record) if env.record is not None else None
+        # known one would have answered. (It is read again with the others: a repeated id is
+        # harmless.)
+        record = batch.records[0]
+        first = reader.read(record) if record is not None else None
         return obs, reader, set() if first is None else {first}
 
     def refresh_sensor_rules(self) -> None:
@@ -209,6 +214,56 @@ class MetadataExtractor:
                 self._next_sweep = time.monotonic() + self._sweep_every
                 self.sweep_stale()
             deadline = time.monotonic() + self._batch_seconds
+
+
+def read_sensor_ids(reader: SensorIdReader, records: list[dict[str, Any]], found: set[str]) -> None:
+    """Add the sensor ids of ``records`` (objects, in order) to ``found``, as reading them one
+    by one with ``reader`` would.
+
+    Every record's id counts. The known spellings are looked up for all records at once, best
+    first; only from the first record none of them answers on is the batch read record by
+    record, since scanning that record may learn a spelling the records after it are read by.
+    """
+    if reader.nested:  # nested paths are found by scanning every record
+        for record in records:
+            sensor_id = reader.read(record)
+            if sensor_id is not None:
+                found.add(sensor_id)
+        return
+    spellings = reader.spellings
+    values: list[Any] = [None] * len(records)
+    if spellings:
+        values = [r.get(spellings[0]) for r in records]
+        for key in spellings[1:]:
+            if None not in values:
+                break
+            values = [
+                v if v is not None else r.get(key) for v, r in zip(values, records, strict=True)
+            ]
+    try:
+        unread = values.index(None)
+    except ValueError:
+        unread = len(values)
+    head = values[:unread]
+    try:
+        distinct: set[Any] | None = set(head)
+    except TypeError:  # an object or array as the id
+        distinct = None
+    if distinct is not None and all(type(v) is str for v in distinct):
+        found |= distinct
+    else:
+        found.update(v if type(v) is str else as_text(v) for v in head)
+    for record in records[unread:]:
+        # SensorIdReader.read(scan=False) inlined, then a scan for a new spelling.
+        for key in reader.spellings:
+            value = record.get(key)
+            if value is not None:
+                found.add(value if type(value) is str else as_text(value))
+                break
+        else:
+            sensor_id = reader.read_unknown(record)
+            if sensor_id is not None:
+                found.add(sensor_id)
 
 
 def _seed_sensor_rules() -> list[NormalizationRule]:

@@ -46,6 +46,27 @@ def infer_type(value: Any) -> str:
     return "string"
 
 
+def type_kind(tp: type) -> str | None:
+    """The lattice type of every value of Python type ``tp`` (:func:`infer_type` by type), or
+    None for strings, whose type depends on the value (timestamp or string)."""
+    if tp is type(None):
+        return "null"
+    if issubclass(tp, bool):
+        return "boolean"
+    if issubclass(tp, int):
+        return "integer"
+    if issubclass(tp, float):
+        return "double"
+    if issubclass(tp, list):
+        return "array"
+    if issubclass(tp, str):
+        return None
+    return "string"
+
+
+_NUMERIC = frozenset(("integer", "double"))
+
+
 def widen(a: str, b: str) -> str:
     """Least upper bound of two lattice types."""
     if a == b:
@@ -104,6 +125,44 @@ class FieldObservation:
             number = float(value)
             self.min = number if self.min is None else min(self.min, number)
             self.max = number if self.max is None else max(self.max, number)
+
+    def add_all(self, values: list[Any]) -> None:
+        """Fold ``values`` in, in order: the same result as :meth:`add` on each.
+
+        Column-wise: the type from the distinct Python types (and, for strings, the distinct
+        strings until one is not a timestamp), nulls counted, samples taken in order, and the
+        bounds with one ``min``/``max`` over the numbers, which compares as the one-by-one fold
+        does (NaN included).
+        """
+        self.seen += len(values)
+        types = set(map(type, values))
+        present = values
+        if type(None) in types:
+            present = [v for v in values if v is not None]
+            self.nulls += len(values) - len(present)
+        numeric: set[type] = set()
+        for tp in types:
+            kind = type_kind(tp)
+            if kind is None:  # strings: timestamps while every one of them is
+                if self.type == "string":
+                    continue  # the top of the lattice: nothing can change it
+                texts: set[str] = {v for v in present if type(v) is tp and isinstance(v, str)}
+                kind = "timestamp" if all(_ISO_TIME.match(t) for t in texts) else "string"
+            elif kind in _NUMERIC:
+                numeric.add(tp)
+            self.type = widen(self.type, kind)
+        samples = self.samples
+        if len(samples) < MAX_SAMPLES:
+            for value in present:
+                if value not in samples:
+                    samples.append(value if not isinstance(value, (dict, list)) else str(value))
+                    if len(samples) >= MAX_SAMPLES:
+                        break
+        if numeric:
+            numbers = [float(v) for v in present if type(v) in numeric]
+            low = numbers if self.min is None else [self.min, *numbers]
+            high = numbers if self.max is None else [self.max, *numbers]
+            self.min, self.max = min(low), max(high)
 
     def merge(self, other: FieldObservation) -> None:
         """Fold another observation of the same field in."""
@@ -170,6 +229,51 @@ class DatasetObservation:
         self.objects += 1
         for path, value in flatten(record).items():
             self.fields.setdefault(path, FieldObservation()).add(value)
+
+    def add_batch(
+        self,
+        inferred: list[dict[str, Any]],
+        *,
+        records: int,
+        size: int,
+        first_seen: datetime,
+        last_seen: datetime,
+        skipped: int,
+    ) -> None:
+        """Fold a batch of records: the same result as :meth:`add` on each of them in order.
+
+        Args:
+            inferred: the objects whose fields are inferred (in order).
+            records: every record of the batch (objects or not, inferred or not).
+            size: their payload bytes.
+            first_seen: the earliest receive time among them.
+            last_seen: the latest.
+            skipped: objects counted but not inferred (sampling).
+        """
+        self.records += records
+        self.bytes += size
+        self.first_seen = _earliest_seen(self.first_seen, first_seen)
+        self.last_seen = last_seen if self.last_seen is None else max(self.last_seen, last_seen)
+        self.skipped += skipped
+        self.objects += len(inferred)
+        # Each field's values gathered in record order, fields in the order first seen (the
+        # order new fields are logged in), then folded in per field.
+        columns = _uniform_columns(inferred)
+        if columns is None:
+            columns = {}
+            for record in inferred:
+                for path, value in flatten(record).items():
+                    column = columns.get(path)
+                    if column is None:
+                        columns[path] = [value]
+                    else:
+                        column.append(value)
+        fields = self.fields
+        for path, values in columns.items():
+            fobs = fields.get(path)
+            if fobs is None:
+                fobs = fields[path] = FieldObservation()
+            fobs.add_all(values)
 
     def merge(self, other: DatasetObservation) -> None:
         """Fold a later observation of the same dataset in."""
@@ -399,6 +503,32 @@ def _pick(fn: Any, a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return float(fn(a, b))
+
+
+def _uniform_columns(records: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """The records' values by field path when they all have the same top-level keys (text)
+    and no nested object to flatten: one list comprehension per key instead of flattening
+    record by record. None when they do not (the caller flattens them one by one).
+
+    A sender's readings nearly always share one shape; :func:`flatten` on each would build the
+    same paths again for every record.
+    """
+    if not records:
+        return {}
+    keys = tuple(records[0])
+    if not all(type(k) is str for k in keys):
+        return None
+    if any(tuple(r) != keys for r in records):
+        return None
+    columns = {k: [r[k] for r in records] for k in keys}
+    for values in columns.values():
+        if any(isinstance(v, dict) and v for v in values):  # a nested object: paths below it
+            return None
+    return columns
+
+
+def _earliest_seen(known: datetime | None, seen: datetime) -> datetime:
+    return seen if known is None else min(known, seen)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -1,9 +1,10 @@
 """The bronze writer: per-dataset buffers flushed to Parquet by rows, bytes or age.
 
-Connectors call :meth:`BronzeWriter.add` with envelopes and an ``on_durable`` callback (the MQTT
-ack, the HTTP response). The callback runs only after every row of the call is in a file that
-was fsynced and atomically renamed into place, and the flush's entry in the bronze manifest
-(:mod:`workbench.lake.manifest`) is durable too. When buffers hold more than
+Connectors call :meth:`BronzeWriter.add` with envelopes (a REST push: its rows as one
+:class:`~workbench.connectors.envelope_batch.EnvelopeBatch`) and an ``on_durable`` callback
+(the MQTT ack, the HTTP response). The callback runs only after every row of the call is in a
+file that was fsynced and atomically renamed into place, and the flush's entry in the bronze
+manifest (:mod:`workbench.lake.manifest`) is durable too. When buffers hold more than
 ``max_buffer_bytes``, ``add`` blocks: connectors stop reading instead of dropping.
 
 A failed flush keeps its rows; whether it is retried is the error's to say
@@ -28,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.connectors.envelope import Envelope
+from workbench.connectors.envelope_batch import EnvelopeBatch, batches_of
 from workbench.core.errors import (
     UNKNOWN_ATTEMPTS,
     InternalError,
@@ -73,7 +75,8 @@ BRONZE_FILE_SCHEMA = pa.schema(
     ]
 )
 
-Observer = Callable[[list[Envelope]], None]
+Observer = Callable[[EnvelopeBatch], None]
+"""Called with a flush's rows (one dataset) once they are durable."""
 
 #: An ``add`` of at least this many rows is a batch whose sender is waiting for the answer (a
 #: REST push body, a poll page): its buffer is flushed as soon as the flusher is free (group
@@ -84,12 +87,32 @@ GROUP_COMMIT_ROWS = 500
 
 @dataclass
 class _Buffer:
-    rows: list[Envelope] = field(default_factory=list)
+    parts: list[EnvelopeBatch | list[Envelope]] = field(default_factory=list)
+    """What ``add`` buffered, in order: pushed batches as they came, consecutive single
+    envelopes gathered in one list. One batch of all of them is built at flush time."""
+    count: int = 0
+    """Rows in ``parts``."""
+    source_type: str = ""
     callbacks: list[Callable[[], None]] = field(default_factory=list)
     bytes: int = 0
     since: float = 0.0
     waiting_batch: bool = False
     """A batch of at least ``GROUP_COMMIT_ROWS`` rows waits: flush when the flusher is free."""
+
+    def append(self, rows: EnvelopeBatch | list[Envelope]) -> None:
+        """Buffer ``rows`` (of this buffer's dataset) after what is already here."""
+        if not self.parts:
+            self.source_type = (
+                rows.source_type if isinstance(rows, EnvelopeBatch) else rows[0].source_type
+            )
+        last = self.parts[-1] if self.parts else None
+        if isinstance(rows, EnvelopeBatch):
+            self.parts.append(rows)
+        elif isinstance(last, list):
+            last.extend(rows)
+        else:
+            self.parts.append(list(rows))
+        self.count += len(rows)
 
 
 class _Countdown:
@@ -136,14 +159,24 @@ def _date_hour(moment: datetime) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H")
 
 
-def timestamp_array(values: list[datetime | None]) -> pa.Array:
+def timestamp_array(values: Sequence[datetime | None]) -> pa.Array:
     """Aware datetimes as a UTC microsecond timestamp array.
 
     pyarrow converts each datetime object on its own (~0.8 µs); the rows of one batch share a
     few objects (one receive time per push, one parsed object per distinct time string), so
     each distinct object is converted once here and the column is built from integers: the
-    flusher's largest Python cost before.
+    flusher's largest Python cost before. A column of one value (a push's receive time, its
+    readings' shared time) is converted once and repeated by Arrow.
     """
+    n = len(values)
+    first = values[0] if n else None
+    if values.count(first) == n:  # also all None (or empty)
+        if first is None:
+            return pa.nulls(n, _TS)
+        try:
+            return pa.repeat(pa.scalar((first - _EPOCH) // _MICROSECOND, _TS), n)
+        except TypeError:  # a naive datetime: let pyarrow apply its own rule
+            return pa.array(values, _TS)
     micros: list[int | None] = []
     seen: dict[int, int] = {}
     try:
@@ -162,6 +195,13 @@ def timestamp_array(values: list[datetime | None]) -> pa.Array:
 
 def to_arrow(rows: list[Envelope]) -> pa.Table:
     """Envelopes as a bronze table."""
+    if not rows:
+        return BRONZE_FILE_SCHEMA.empty_table()
+    return batch_table(EnvelopeBatch.from_envelopes(rows))
+
+
+def batch_table(batch: EnvelopeBatch) -> pa.Table:
+    """A batch as a bronze table, each column converted from its list at once."""
     dumped: dict[tuple[Any, ...], str] = {}
     by_object: dict[int, str] = {}
 
@@ -179,28 +219,45 @@ def to_arrow(rows: list[Envelope]) -> pa.Table:
             text = dumped[key] = json.dumps(meta)
         return text
 
-    metas: list[str] = []
-    for row in rows:
-        # A push shares one meta dict among its rows: look each object up once.
-        text = by_object.get(id(row.meta))  # ``rows`` keeps every dict alive: ids are unique
-        if text is None:
-            text = by_object[id(row.meta)] = meta_text(row.meta)
-        metas.append(text)
+    metas: list[str | None]
+    first = batch.metas[0] if batch.metas else None
+    if first is not None and all(meta is first for meta in batch.metas):
+        metas = [meta_text(first)] * len(batch.metas)  # a push: one dict for all its rows
+    else:
+        metas = []
+        for meta in batch.metas:
+            # MQTT messages repeat a few small metas: look each object up once.
+            text = by_object.get(id(meta))  # the batch keeps every dict alive: ids are unique
+            if text is None:
+                text = by_object[id(meta)] = meta_text(meta)
+            metas.append(text)
     return pa.Table.from_arrays(
         [
-            pa.array([r.message_id for r in rows], pa.string()),
-            pa.array([r.source_type for r in rows], pa.string()),
-            pa.array([r.topic for r in rows], pa.string()),
-            timestamp_array([r.received_at for r in rows]),
-            timestamp_array([r.event_time for r in rows]),
-            pa.array([r.event_time_raw for r in rows], pa.string()),
-            pa.array([r.payload for r in rows], pa.string()),
-            pa.array([r.payload_kind for r in rows], pa.string()),
-            pa.array([r.error for r in rows], pa.string()),
-            pa.array(metas, pa.string()),
+            string_array(batch.message_ids),
+            string_array(batch.source_types),
+            string_array(batch.topics),
+            timestamp_array(batch.received_at),
+            timestamp_array(batch.event_times),
+            string_array(batch.event_times_raw),
+            string_array(batch.payloads),
+            string_array(batch.kinds),
+            string_array(batch.errors),
+            string_array(metas),
         ],
         schema=BRONZE_FILE_SCHEMA,
     )
+
+
+def string_array(values: Sequence[str | None]) -> pa.Array:
+    """A string column; one repeated value (a push's source type, topic, kind, no error) is
+    converted once and repeated by Arrow, instead of once per row."""
+    n = len(values)
+    if n and values.count(values[0]) == n:
+        first = values[0]
+        if first is None:
+            return pa.nulls(n, pa.string())
+        return pa.repeat(pa.scalar(first, pa.string()), n)
+    return pa.array(values, pa.string())
 
 
 class BronzeWriter:
@@ -232,7 +289,11 @@ class BronzeWriter:
 
     # -- producer side -----------------------------------------------------------------------
 
-    def add(self, envelopes: list[Envelope], on_durable: Callable[[], None] | None = None) -> None:
+    def add(
+        self,
+        envelopes: list[Envelope] | EnvelopeBatch,
+        on_durable: Callable[[], None] | None = None,
+    ) -> None:
         """Buffer ``envelopes``; ``on_durable`` runs once all of them are in bronze files.
 
         Blocks while the buffers are full, and while the writer has failed (back-pressure).
@@ -241,7 +302,7 @@ class BronzeWriter:
             if on_durable:
                 on_durable()
             return
-        size = sum(e.size for e in envelopes)
+        size = envelopes.size if isinstance(envelopes, EnvelopeBatch) else _size(envelopes)
         with self._lock:
             while not self._stopping and (
                 self._failure is not None
@@ -251,9 +312,7 @@ class BronzeWriter:
                 )
             ):
                 self._lock.wait(0.1)
-            by_id: dict[str, list[Envelope]] = {}
-            for env in envelopes:
-                by_id.setdefault(env.ingestion_id, []).append(env)
+            by_id = _by_dataset(envelopes)
             done = (
                 on_durable
                 if on_durable is None or len(by_id) == 1
@@ -263,17 +322,17 @@ class BronzeWriter:
             wake = False
             for iid, rows in by_id.items():
                 buf = self._buffers.setdefault(iid, _Buffer())
-                if not buf.rows:
+                if not buf.count:
                     buf.since = time.monotonic()
-                buf.rows.extend(rows)
-                buf.bytes += sum(e.size for e in rows)
+                buf.append(rows)
+                buf.bytes += rows.size if isinstance(rows, EnvelopeBatch) else _size(rows)
                 if len(rows) >= GROUP_COMMIT_ROWS:
                     buf.waiting_batch = True
                 if done is not None:
                     buf.callbacks.append(done)
                 wake = wake or (
                     buf.waiting_batch
-                    or len(buf.rows) >= settings.flush_rows
+                    or buf.count >= settings.flush_rows
                     or buf.bytes >= settings.flush_bytes
                 )
             self._buffered_bytes += size
@@ -301,7 +360,7 @@ class BronzeWriter:
             self._force = True
             self._lock.notify_all()
             try:
-                while self._buffered_bytes > 0 or any(b.rows for b in self._buffers.values()):
+                while self._buffered_bytes > 0 or any(b.count for b in self._buffers.values()):
                     if self._failure is not None or time.monotonic() > deadline:
                         return False
                     self._lock.wait(0.05)
@@ -336,7 +395,7 @@ class BronzeWriter:
     def buffered(self) -> tuple[int, int]:
         """``(rows, bytes)`` waiting in buffers."""
         with self._lock:
-            return sum(len(b.rows) for b in self._buffers.values()), self._buffered_bytes
+            return sum(b.count for b in self._buffers.values()), self._buffered_bytes
 
     # -- flusher -----------------------------------------------------------------------------
 
@@ -345,11 +404,11 @@ class BronzeWriter:
         return [
             iid
             for iid, buf in self._buffers.items()
-            if buf.rows
+            if buf.count
             and (
                 self._force
                 or buf.waiting_batch
-                or len(buf.rows) >= s.flush_rows
+                or buf.count >= s.flush_rows
                 or buf.bytes >= s.flush_bytes
                 or now - buf.since >= s.flush_seconds
             )
@@ -372,13 +431,13 @@ class BronzeWriter:
                     self._restore(iid, buf)  # kept, unacknowledged, for resume()
                     continue
                 try:
-                    self._write(iid, buf)
+                    batch = self._write(iid, buf)
                 except Exception as err:  # noqa: BLE001 - the flusher must survive any failure
                     failures += 1
                     self.last_error = f"{error_code(err)}: {type(err).__name__}: {err}"
                     self._metrics.failed.labels(
-                        self._metrics.pod, buf.rows[0].source_type, iid, "storage"
-                    ).inc(len(buf.rows))
+                        self._metrics.pod, buf.source_type, iid, "storage"
+                    ).inc(buf.count)
                     self._restore(iid, buf)
                     if not should_retry(err, failures, unknown_attempts=UNKNOWN_ATTEMPTS):
                         self._fail(iid, err, failures)
@@ -388,7 +447,7 @@ class BronzeWriter:
                         "bronze flush failed ingestion_id=%s rows=%s failures=%d error=%s; "
                         "will retry",
                         iid,
-                        len(buf.rows),
+                        buf.count,
                         failures,
                         self.last_error,
                     )
@@ -402,7 +461,7 @@ class BronzeWriter:
                     self._lock.notify_all()
                 for callback in buf.callbacks:
                     callback()
-                self._observe(iid, buf.rows)
+                self._observe(iid, batch)
             self._update_gauges()
 
     def _fail(self, iid: str, err: Exception, failures: int) -> None:
@@ -438,17 +497,26 @@ class BronzeWriter:
         with self._lock:
             newer = self._buffers.get(iid)
             if newer is not None:
-                buf.rows.extend(newer.rows)
+                buf.parts.extend(newer.parts)
+                buf.count += newer.count
                 buf.callbacks.extend(newer.callbacks)
                 buf.bytes += newer.bytes
                 buf.waiting_batch = buf.waiting_batch or newer.waiting_batch
             self._buffers[iid] = buf
 
-    def _write(self, iid: str, buf: _Buffer) -> None:
+    def _write(self, iid: str, buf: _Buffer) -> EnvelopeBatch:
+        """Write a buffer's rows durably and record them in the manifest; returns them as
+        one batch (for the observer)."""
+        parts = batches_of(buf.parts)
+        batch = EnvelopeBatch.concat(parts)
+        # One table per part, joined without copying: a push's columns of one value (its
+        # receive time, topic...) stay one value each. The file is the same as from one table.
+        tables = [batch_table(part) for part in parts]
+        whole = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         m = self._metrics
         files = []
-        for (date, hour), table in partitions(to_arrow(buf.rows)):
+        for (date, hour), table in partitions(whole):
             path = (
                 f"bronze/ingestion_id={iid}/date={date}/hour={hour}/"
                 f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
@@ -460,22 +528,38 @@ class BronzeWriter:
         # After the files, before the acks: a crash in between leaves files no entry names,
         # which no reader sees, and messages nobody acknowledged, which come again.
         self.manifest.record(files)
-        source_type = buf.rows[0].source_type
-        m.processed.labels(m.pod, source_type, iid).inc(len(buf.rows))
+        m.processed.labels(m.pod, buf.source_type, iid).inc(len(batch))
+        return batch
 
-    def _observe(self, iid: str, rows: list[Envelope]) -> None:
+    def _observe(self, iid: str, batch: EnvelopeBatch) -> None:
         # Called after the durability callbacks: acks and HTTP answers never wait for metadata.
         if self._observer is None:
             return
         try:
-            self._observer(rows)
+            self._observer(batch)
         except Exception:  # metadata must never block or fail ingestion
             log.exception("metadata observer failed ingestion_id=%s", iid)
 
     def _update_gauges(self) -> None:
         m = self._metrics
         with self._lock:
-            snapshot = {iid: (len(b.rows), b.bytes) for iid, b in self._buffers.items()}
+            snapshot = {iid: (b.count, b.bytes) for iid, b in self._buffers.items()}
         for iid, (rows, size) in snapshot.items():
             m.buffer_messages.labels(m.pod, iid).set(rows)
             m.buffer_bytes.labels(m.pod, iid).set(size)
+
+
+def _size(rows: list[Envelope]) -> int:
+    return sum(len(e.payload) for e in rows)
+
+
+def _by_dataset(
+    rows: list[Envelope] | EnvelopeBatch,
+) -> dict[str, list[Envelope]] | dict[str, EnvelopeBatch]:
+    """``rows`` split by dataset, each part in order (a batch is one dataset already)."""
+    if isinstance(rows, EnvelopeBatch):
+        return {rows.ingestion_id: rows}
+    by_id: dict[str, list[Envelope]] = {}
+    for env in rows:
+        by_id.setdefault(env.ingestion_id, []).append(env)
+    return by_id

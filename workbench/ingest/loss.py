@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from workbench.connectors.envelope import OBJECT, Envelope
+from workbench.connectors.envelope_batch import EnvelopeBatch
 from workbench.metrics.ingestor import IngestMetrics
 
 SENSOR_KEYS = ("sensor_id", "sensorId", "sensorid", "device_id", "deviceId", "id")
@@ -52,7 +53,8 @@ class LossLedger:
         # miscount one duplicate.
         self._recent: set[int] = set()
         self._older: set[int] = set()
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[str, dict[str, int]] = {}
+        """Per dataset, the last sequence number seen per sensor."""
         self._lock = threading.Lock()
 
     def received(self, ingestion_id: str, messages: int = 1) -> None:
@@ -61,38 +63,66 @@ class LossLedger:
             self._counts(ingestion_id).received += messages
 
     def written(self, rows: list[Envelope]) -> None:
-        """Rows that just became durable in bronze."""
-        half = RECENT_IDS // 2
-        # Once per row at full ingest rate: the dataset's counters are looked up again only when
-        # the dataset changes (a flush holds one dataset), and the labelled metrics are
-        # incremented once per dataset and call.
-        touched: dict[str, tuple[LossCounts, int, int]] = {}
+        """Rows that just became durable in bronze (see :meth:`written_batch`)."""
+        for batch in EnvelopeBatch.of_datasets(rows):
+            self.written_batch(batch)
+
+    def written_batch(self, batch: EnvelopeBatch) -> None:
+        """A flush's rows (one dataset) that just became durable in bronze.
+
+        Counted per batch, not per row: ``written`` and ``flagged`` are the batch's counts, the
+        message ids are hashed in one pass and checked against the remembered ones as sets, and
+        only the sequence numbers are followed record by record (a gap depends on the order).
+        A batch the set shortcut cannot take (a repeated id, or the remembered ids about to roll
+        over) is counted row by row, in order.
+        """
+        if not len(batch):
+            return
+        keys = list(map(hash, batch.message_ids))
+        iid = batch.ingestion_id
         with self._lock:
-            counts: LossCounts | None = None
-            counts_of = ""
-            for env in rows:
-                iid = env.ingestion_id
-                if counts is None or iid != counts_of:
-                    counts, counts_of = self._counts(iid), iid
-                    if iid not in touched:
-                        touched[iid] = (counts, counts.duplicates, counts.gaps)
-                counts.written += 1
-                if env.payload_kind != OBJECT:
-                    counts.flagged += 1
-                key = hash(env.message_id)
-                if key in self._recent or key in self._older:
-                    counts.duplicates += 1
-                    continue
-                if len(self._recent) >= half:
-                    self._older, self._recent = self._recent, set()
-                self._recent.add(key)
-                counts.gaps += self._gap(env)
+            counts = self._counts(iid)
+            distinct = set(keys)
+            if not (
+                len(distinct) == len(keys)
+                and len(self._recent) + len(distinct) <= RECENT_IDS // 2
+                and distinct.isdisjoint(self._recent)
+                and distinct.isdisjoint(self._older)
+            ):
+                duplicates, gaps = self._written_rows(batch, keys, counts)
+            else:
+                self._recent |= distinct
+                counts.written += len(keys)
+                counts.flagged += batch.flagged
+                duplicates, gaps = 0, self._gaps(iid, batch.records)
+                counts.gaps += gaps
         m = self._metrics
-        for iid, (counts, duplicates, gaps) in touched.items():
-            if counts.duplicates > duplicates:
-                m.duplicates.labels(m.pod, iid).inc(counts.duplicates - duplicates)
-            if counts.gaps > gaps:
-                m.sequence_gaps.labels(m.pod, iid).inc(counts.gaps - gaps)
+        if duplicates:
+            m.duplicates.labels(m.pod, iid).inc(duplicates)
+        if gaps:
+            m.sequence_gaps.labels(m.pod, iid).inc(gaps)
+
+    def _written_rows(
+        self, batch: EnvelopeBatch, keys: list[int], counts: LossCounts
+    ) -> tuple[int, int]:
+        """Count a batch row by row (under the lock); ``(duplicates, gaps)`` it added."""
+        half = RECENT_IDS // 2
+        duplicates = gaps = 0
+        iid = batch.ingestion_id
+        for key, kind, record in zip(keys, batch.kinds, batch.records, strict=True):
+            counts.written += 1
+            if kind != OBJECT:
+                counts.flagged += 1
+            if key in self._recent or key in self._older:
+                duplicates += 1
+                continue
+            if len(self._recent) >= half:
+                self._older, self._recent = self._recent, set()
+            self._recent.add(key)
+            gaps += self._gaps(iid, [record])
+        counts.duplicates += duplicates
+        counts.gaps += gaps
+        return duplicates, gaps
 
     def take(self) -> dict[str, LossCounts]:
         """The counters accumulated since the last call (for the catalog), and reset them."""
@@ -117,22 +147,42 @@ class LossLedger:
             counts = self._pending[ingestion_id] = LossCounts()
         return counts
 
-    def _gap(self, env: Envelope) -> int:
-        record: dict[str, Any] | None = env.record
-        if not record:
+    def _gaps(self, ingestion_id: str, records: list[dict[str, Any] | None]) -> int:
+        """Sequence numbers skipped by ``records`` (in order), remembering the last per sensor.
+
+        A record counts when its ``seq`` is exactly an int (parsed JSON, never a bool); its
+        sensor is the first of :data:`SENSOR_KEYS` it holds. The ``(sensor, seq)`` pairs are
+        read out with comprehensions, then followed in order through the dataset's own
+        sensor → last seq map.
+        """
+        with_seq = [r for r in records if r and type(r.get("seq")) is int]
+        if not with_seq:
             return 0
-        seq = record.get("seq")
-        if type(seq) is not int:  # parsed JSON: exactly int, and never a bool
-            return 0
-        sensor = ""
-        for name in SENSOR_KEYS:
-            if name in record:
-                sensor = str(record[name])
-                break
-        key = (env.ingestion_id, sensor)
-        last = self._last_seq.get(key)
-        if last is None or seq > last:
-            self._last_seq[key] = seq
-        if last is None or seq <= last + 1:
-            return 0  # first seen, next in line, or a late/reordered one
-        return seq - last - 1
+        usual = SENSOR_KEYS[0]
+        if all(usual in r for r in with_seq):
+            sensors = [r[usual] for r in with_seq]
+            if not all(type(v) is str for v in sensors):
+                sensors = [str(v) for v in sensors]
+        else:
+            sensors = [_sensor_of(r) for r in with_seq]
+        last_of = self._last_seq.get(ingestion_id)
+        if last_of is None:
+            last_of = self._last_seq[ingestion_id] = {}
+        total = 0
+        for sensor, record in zip(sensors, with_seq, strict=True):
+            seq = record["seq"]
+            last = last_of.get(sensor)
+            if last is None:
+                last_of[sensor] = seq
+            elif seq > last:  # next in line adds 0; a late/reordered one nothing
+                total += seq - last - 1
+                last_of[sensor] = seq
+        return total
+
+
+def _sensor_of(record: dict[str, Any]) -> str:
+    """The record's sensor: the first of :data:`SENSOR_KEYS` it holds, as text ("" if none)."""
+    for name in SENSOR_KEYS:
+        if name in record:
+            return str(record[name])
+    return ""

@@ -7,6 +7,7 @@ import gc
 import importlib.abc
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from prometheus_client import Histogram
 
 from workbench.connectors.envelope import OBJECT, Envelope
+from workbench.connectors.envelope_batch import EnvelopeBatch
 from workbench.connectors.registry import ConnectorRegistry, SourceContext
-from workbench.connectors.rest_push import RecordResult, parse_push_body
+from workbench.connectors.rest_push import parse_push_batch
 from workbench.core.clock import utcnow
 from workbench.core.errors import ServiceUnavailableError
 from workbench.core.settings import Settings
@@ -111,7 +113,7 @@ class IngestService:
         metrics: the process's ingest metrics.
         registry: connector types.
         store: where sources are kept (the catalog).
-        observer: called with rows once they are durable (metadata extraction).
+        observer: called with each flush's rows once they are durable (metadata extraction).
     """
 
     def __init__(
@@ -156,10 +158,10 @@ class IngestService:
             self.storage.close()  # what is still spilled is uploaded at the next start
         return flushed
 
-    def _on_durable(self, rows: list[Envelope]) -> None:
-        self.ledger.written(rows)
+    def _on_durable(self, batch: EnvelopeBatch) -> None:
+        self.ledger.written_batch(batch)
         if self._observer is not None:
-            self._observer(rows)
+            self._observer(batch)
 
     def count_received(
         self, source_type: str, iid: str, size: int, envelopes: list[Envelope]
@@ -192,6 +194,38 @@ class IngestService:
         for kind, count in failures.items():
             m.failed.labels(m.pod, source_type, iid, kind).inc(count)
 
+    def count_received_batch(self, batch: EnvelopeBatch, size: int) -> None:
+        """:meth:`count_received` for a pushed batch, column by column: the same counts."""
+        m = self.metrics
+        source_type, iid = batch.source_type, batch.ingestion_id
+        m.received.labels(m.pod, source_type, iid).inc()
+        self.ledger.received(iid)
+        m.bytes_received.labels(m.pod, source_type).inc(size)
+        failures: dict[str, int] = {}
+        if batch.flagged:
+            failures = dict(Counter(k for k in batch.kinds if k != OBJECT))
+        now = utcnow()
+        delays: dict[float, int] = {}
+        # Equal times (one parsed object per distinct string) are counted, then each distinct
+        # one's delay computed once.
+        for event_time, n in Counter(batch.event_times).items():
+            if event_time is not None:
+                delay = max(0.0, (now - event_time).total_seconds())
+                delays[delay] = delays.get(delay, 0) + n
+        raws = batch.event_times_raw
+        if raws.count(None) != len(raws):
+            unparsable = sum(
+                1
+                for raw, moment in zip(raws, batch.event_times, strict=True)
+                if moment is None and raw is not None
+            )
+            if unparsable:
+                failures["unparsable_time"] = unparsable
+        if delays:
+            observe_many(m.timestamp_delay.labels(m.pod, source_type), delays)
+        for kind, count in failures.items():
+            m.failed.labels(m.pod, source_type, iid, kind).inc(count)
+
     def push(
         self,
         source: str,
@@ -200,8 +234,11 @@ class IngestService:
         on_durable: Callable[[], None],
         *,
         ingestion_id: str | None = None,
-    ) -> list[RecordResult]:
+    ) -> EnvelopeBatch:
         """Accept a pushed body for ``source``; ``on_durable`` runs once it is in bronze.
+
+        Returns the body's rows (``rest_push.push_answer`` turns them into the answer); they
+        are read, never changed, by the writer from here on.
 
         Args:
             source: the REST push source's name.
@@ -223,7 +260,7 @@ class IngestService:
                 cause=failure.code,
             )
         iid = ingestion_id or self.sources.push_ingestion_id(source)[0]
-        envelopes, results = parse_push_body(
+        batch = parse_push_batch(
             body,
             content_type=content_type,
             ingestion_id=iid,
@@ -231,9 +268,9 @@ class IngestService:
             received_at=utcnow(),
             time_fields=self.settings.ingest.time_fields,
         )
-        self.count_received("rest_push", iid, len(body), envelopes)
-        self.writer.add(envelopes, on_durable)
-        return results
+        self.count_received_batch(batch, len(body))
+        self.writer.add(batch, on_durable)
+        return batch
 
     def health(self) -> dict[str, Any]:
         """Sources, buffers, the writer, the spill and the last storage error.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Protocol
 
 from workbench.connectors.base import Connector, SourceHealth
@@ -19,6 +20,10 @@ from workbench.core.masking import mask_text
 from workbench.metrics.ingestor import IngestMetrics
 
 log = logging.getLogger(__name__)
+
+PUSH_SOURCE_SECONDS = 2.0
+"""How long the REST push path answers from its last read of the sources (see
+:meth:`SourceManager.cached_push_source`)."""
 
 
 class SourceStore(Protocol):
@@ -49,6 +54,11 @@ class SourceManager:
         self._metrics = metrics
         self._running: dict[str, Connector] = {}
         self._lock = threading.RLock()
+        # The push path's last read of the sources: (monotonic time, records by name). Changes
+        # made here bump the generation and drop it at once; a read that overlapped a change
+        # is not kept (it may predate the change).
+        self._snapshot: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._generation = 0
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -69,17 +79,43 @@ class SourceManager:
         return records[name]
 
     def push_ingestion_id(self, name: str) -> tuple[str, dict[str, Any]]:
-        """``(ingestion_id, config)`` of an enabled REST push source."""
-        record = self.record(name)
-        if record["type"] != "rest_push":
-            raise NotFoundError(
-                f"source {name!r} is a {record['type']} source, not rest_push", source=name
-            )
-        if not record["enabled"]:
-            raise CatalogError(
-                f"source {name!r} is stopped; start it to accept pushes", source=name
-            )
-        return record["ingestion_id"], record["config"]
+        """``(ingestion_id, config)`` of an enabled REST push source, read from the catalog.
+
+        The read is kept for :meth:`cached_push_source`.
+
+        Raises:
+            NotFoundError: no such source, or not a REST push source.
+            CatalogError: the source is stopped.
+        """
+        generation = self._generation
+        records = self.records()
+        if generation == self._generation:
+            self._snapshot = (time.monotonic(), records)
+        return _push_source(name, records)
+
+    def cached_push_source(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        """:meth:`push_ingestion_id` from the last catalog read if it is younger than
+        :data:`PUSH_SOURCE_SECONDS`, else None (the caller reads the catalog, off the event
+        loop).
+
+        Every push looked its source up in the catalog: one SQLite transaction per request.
+        Changes made through this manager take effect at once; changes another process makes
+        in the catalog within :data:`PUSH_SOURCE_SECONDS`. Only the source is cached here,
+        never who may push: API tokens are checked on every request.
+
+        Raises:
+            NotFoundError: no such source, or not a REST push source.
+            CatalogError: the source is stopped.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or time.monotonic() - snapshot[0] >= PUSH_SOURCE_SECONDS:
+            return None
+        return _push_source(name, snapshot[1])
+
+    def _changed(self) -> None:
+        """Forget the push path's snapshot: the stored sources just changed."""
+        self._generation += 1
+        self._snapshot = None
 
     def health(self, name: str | None = None) -> list[SourceHealth]:
         """Health of one source or all: running connectors report their own state."""
@@ -119,11 +155,13 @@ class SourceManager:
         self.registry.restore_config(source_type, config, {})
         self.registry.validate(source_type, config)
         self._store.save_source(name, source_type, config)
+        self._changed()
         try:
             self.start(name)
         except Exception:
             # A source that cannot start (refused target, bad credentials) is not kept.
             self._store.delete_source(name)
+            self._changed()
             raise
         return self.record(name)
 
@@ -134,6 +172,7 @@ class SourceManager:
         # Not validated: defaults come from typed settings, and validation would load
         # jsonschema (~30 MB) into every fresh ingest process.
         self._store.save_source(name, source_type, config)
+        self._changed()
 
     def update(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         """Replace a source's config; a running source restarts with it.
@@ -148,6 +187,7 @@ class SourceManager:
             was_running = name in self._running
             self._stop_connector(name)
             self._store.save_source(name, record["type"], config)
+            self._changed()
             if was_running or record["enabled"]:
                 self.start(name)
         return self.record(name)
@@ -158,12 +198,14 @@ class SourceManager:
         with self._lock:
             self._stop_connector(name)
             self._store.delete_source(name)
+            self._changed()
 
     def start(self, name: str) -> None:
         """Start one source (no-op if running)."""
         record = self.record(name)
         with self._lock:
             self._store.set_source_enabled(name, True)
+            self._changed()
             if name in self._running:
                 return
             kind = self.registry.get(record["type"])
@@ -183,6 +225,7 @@ class SourceManager:
         with self._lock:
             self._stop_connector(name)
             self._store.set_source_enabled(name, False)
+            self._changed()
 
     def restart(self, name: str) -> None:
         """Stop then start one source."""
@@ -213,3 +256,18 @@ class SourceManager:
                 self._metrics.pod, getattr(connector, "type", "?")
             ).dec()
             log.info("source stopped name=%s", name)
+
+
+def _push_source(name: str, records: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """``(ingestion_id, config)`` of the enabled REST push source ``name`` among ``records``."""
+    record = records.get(name)
+    if record is None:
+        known = ", ".join(sorted(records)) or "none"
+        raise NotFoundError(f"no source named {name!r}; known: {known}", source=name)
+    if record["type"] != "rest_push":
+        raise NotFoundError(
+            f"source {name!r} is a {record['type']} source, not rest_push", source=name
+        )
+    if not record["enabled"]:
+        raise CatalogError(f"source {name!r} is stopped; start it to accept pushes", source=name)
+    return record["ingestion_id"], record["config"]
