@@ -55,7 +55,8 @@ from workbench.bench.enrich_data import (
     link_bronze,
     load_manifest,
 )
-from workbench.bench.harness import peak_rss_mb, result
+from workbench.bench.harness import result
+from workbench.bench.processes import peak_rss_mb
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings
 

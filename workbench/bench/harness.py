@@ -26,6 +26,7 @@ import httpx
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from workbench.bench.processes import peak_rss_mb
 from workbench.client.credentials import auth_headers
 from workbench.core.settings import Settings
 from workbench.stack.demo_access import with_admin_token
@@ -240,17 +241,6 @@ class IngestService:
                 log.warning(
                     "profile %s\n%s", self.profile_path, summarize_profile(self.profile_path)
                 )
-
-
-def peak_rss_mb(pid: int) -> float:
-    """``VmHWM`` of ``pid`` in MB (0 when unavailable)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
 
 
 def bronze_counts(lake_root: str) -> tuple[int, int, float]:

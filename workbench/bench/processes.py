@@ -51,9 +51,19 @@ def sched_seconds(pid: int) -> tuple[float, float]:
 
 def rss_mb(pid: int) -> float:
     """``VmRSS`` of ``pid`` in MB (0 when unavailable)."""
+    return _status_mb(pid, "VmRSS")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """``VmHWM`` (peak RSS) of ``pid`` in MB (0 when unavailable)."""
+    return _status_mb(pid, "VmHWM")
+
+
+def _status_mb(pid: int, key: str) -> float:
+    """The ``key:`` line of ``/proc/<pid>/status`` (kB there) in MB; 0 when unavailable."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass

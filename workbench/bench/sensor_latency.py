@@ -53,11 +53,11 @@ from workbench.bench.harness import (
     free_port,
     isolated_settings,
     mosquitto_version,
-    peak_rss_mb,
     read_line,
     result,
     spawn,
 )
+from workbench.bench.processes import peak_rss_mb
 from workbench.catalog.store import Catalog
 from workbench.core.settings import Settings, ensure_local_dirs
 from workbench.stack.broker import start_broker
