@@ -31,19 +31,10 @@ MAX_SAMPLES = 5
 
 def infer_type(value: Any) -> str:
     """The lattice type of one JSON value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str) and _ISO_TIME.match(value):
-        return "timestamp"
-    return "string"
+    kind = type_kind(type(value))
+    if kind is not None:
+        return kind
+    return "timestamp" if _ISO_TIME.match(value) else "string"
 
 
 def type_kind(tp: type) -> str | None:
