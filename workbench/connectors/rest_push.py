@@ -123,9 +123,8 @@ def parse_push_batch(
     )
     if batch is not None:
         return batch
+    # Not empty: the last line is not blank.
     numbered = [(n, line) for n, line in enumerate(lines) if line and not line.isspace()]
-    if not numbered:
-        return EnvelopeBatch.empty(ingestion_id, SOURCE_TYPE)
     return EnvelopeBatch.from_envelopes(
         _ndjson_envelopes(
             numbered,
