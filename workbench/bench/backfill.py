@@ -229,7 +229,7 @@ def _with_engine(settings: Settings, sensors: int, hours: int, bar: tqdm) -> dic
 def bronze_files_per_flush(lake_root: str) -> tuple[int, int]:
     """``(most files of one dataset in one manifest entry, entries)`` of a local lake."""
     reader = ManifestReader(LocalStorage(lake_root))
-    most, entries = 0, reader.between({}, reader.advance({}, max_files=2**62))
+    most, entries = 0, reader.between({}, reader.end())
     for entry in entries:
         per_dataset = collections.Counter(
             (bronze_partition(f.path) or ("?",))[0] for f in entry.files

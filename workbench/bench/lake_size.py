@@ -280,7 +280,7 @@ def run(
             # The reader resumes past the history and what the latency run ingested.
             root = Path(bench.lake.root)
             manifest = ManifestReader(LocalStorage(str(root)))
-            probes.append(Probe(root, manifest.advance(built["end"], max_files=sys.maxsize)))
+            probes.append(Probe(root, manifest.end(built["end"])))
         for _ in tqdm(range(triggers), desc="the reader alone, the lakes in turn", unit="trigger"):
             for probe in probes:
                 probe.trigger()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -222,7 +221,7 @@ def drain_target(settings: Settings, checkpoint: str, spark: SparkSession | None
     files = LakeFiles(spark)
     manifest = ManifestReader(open_lake(settings.lake.root, settings.s3))
     start = committed_offset(files, checkpoint.rstrip("/"))
-    return manifest.advance(start, max_files=sys.maxsize)
+    return manifest.end(start)
 
 
 def reached(committed: Offset, target: Offset) -> bool:

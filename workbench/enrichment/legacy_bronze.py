@@ -53,11 +53,7 @@ def name_legacy_bronze(spark: SparkSession, settings: Settings, *, old_checkpoin
     writers = manifest.writers()
     if LEGACY_WRITER in writers:
         return 0
-    named = {
-        f.path
-        for entry in manifest.between({}, manifest.advance({}, max_files=2**62))
-        for f in entry.files
-    }
+    named = {f.path for entry in manifest.between({}, manifest.end()) for f in entry.files}
     starts = [_start_seconds(w) for w in writers]
     before = min((s for s in starts if s is not None), default=float("inf"))
     files = LakeFiles(spark)

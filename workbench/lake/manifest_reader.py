@@ -11,6 +11,7 @@ The writer side, the entry format and the layout are in :mod:`workbench.lake.man
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -110,6 +111,13 @@ class ManifestReader:
                 still.append(writer)
             active = still
         return _offset(position)
+
+    def end(self, start: Mapping[str, int] | None = None) -> Offset:
+        """The offset after every entry written beyond ``start`` (default: from the beginning).
+
+        Probes each writer's entries after its position by name: costs what is new.
+        """
+        return self.advance(start or {}, max_files=sys.maxsize)
 
     def between(self, start: Mapping[str, int], end: Mapping[str, int]) -> list[ManifestEntry]:
         """The entries after ``start`` up to and including ``end``, by writer then number.
