@@ -84,10 +84,7 @@ class EnvelopeBatch:
         first = rows[0].ingestion_id
         if all(r.ingestion_id == first for r in rows):
             return [cls.from_envelopes(rows)]
-        by_id: dict[str, list[Envelope]] = {}
-        for row in rows:
-            by_id.setdefault(row.ingestion_id, []).append(row)
-        return [cls.from_envelopes(part) for part in by_id.values()]
+        return [cls.from_envelopes(part) for part in by_dataset(rows).values()]
 
     @classmethod
     def concat(cls, parts: Sequence[EnvelopeBatch]) -> EnvelopeBatch:
@@ -141,6 +138,14 @@ class EnvelopeBatch:
                 strict=True,
             )
         ]
+
+
+def by_dataset(rows: Iterable[Envelope]) -> dict[str, list[Envelope]]:
+    """``rows`` grouped by ``ingestion_id``, each group in the rows' order."""
+    groups: dict[str, list[Envelope]] = {}
+    for row in rows:
+        groups.setdefault(row.ingestion_id, []).append(row)
+    return groups
 
 
 def batches_of(parts: Iterable[EnvelopeBatch | list[Envelope]]) -> list[EnvelopeBatch]:

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.connectors.envelope import Envelope
-from workbench.connectors.envelope_batch import EnvelopeBatch, batches_of
+from workbench.connectors.envelope_batch import EnvelopeBatch, batches_of, by_dataset
 from workbench.core.errors import (
     UNKNOWN_ATTEMPTS,
     InternalError,
@@ -559,7 +559,4 @@ def _by_dataset(
     """``rows`` split by dataset, each part in order (a batch is one dataset already)."""
     if isinstance(rows, EnvelopeBatch):
         return {rows.ingestion_id: rows}
-    by_id: dict[str, list[Envelope]] = {}
-    for env in rows:
-        by_id.setdefault(env.ingestion_id, []).append(env)
-    return by_id
+    return by_dataset(rows)
