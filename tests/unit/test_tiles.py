@@ -83,6 +83,18 @@ def test_table_and_stat_tiles() -> None:
     assert build_tile_figure(_frame(), stat).data[0].value == 12.0
 
 
+def test_a_stat_or_gauge_whose_newest_value_is_null_says_there_is_no_data_yet() -> None:
+    # An average over no readings yet: the row exists, its value is null.
+    frame = pd.DataFrame({"sensor_id": ["a"], "avg_value": [None]})
+    for tile_type in ("stat", "gauge"):
+        tile = Computation(
+            name="s", sql="SELECT 1", tile_type=tile_type, tile_config={"value": "avg_value"}
+        )
+        figure = build_tile_figure(frame, tile)
+        assert figure.data == ()
+        assert figure.layout.annotations[0].text == EMPTY_MESSAGE
+
+
 def test_empty_result_says_so() -> None:
     figure = build_tile_figure(_frame().iloc[0:0], TIMESERIES)
     assert figure.data == ()

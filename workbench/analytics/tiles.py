@@ -218,22 +218,28 @@ def _cell_values(series: pd.Series) -> list[Any]:
     return ["" if pd.isna(v) else str(v) for v in series]
 
 
-def _stat_value(df: pd.DataFrame, computation: Computation) -> float:
+def _stat_value(df: pd.DataFrame, computation: Computation) -> float | None:
+    """The newest value, or None while it is null (an aggregate over no readings yet)."""
     # The last row is the newest one for time-ordered queries, the only one for aggregates.
     column = _column(df, computation, "value", _first_numeric(df))
-    return float(df[column].iloc[-1])
+    value = df[column].iloc[-1]
+    return None if pd.isna(value) else float(value)
 
 
 def _stat(df: pd.DataFrame, computation: Computation) -> go.Figure:
-    indicator = go.Indicator(mode="number", value=_stat_value(df, computation))
-    return go.Figure(indicator)
+    value = _stat_value(df, computation)
+    if value is None:
+        return _empty_figure(computation)
+    return go.Figure(go.Indicator(mode="number", value=value))
 
 
 def _gauge(df: pd.DataFrame, computation: Computation) -> go.Figure:
+    value = _stat_value(df, computation)
+    if value is None:
+        return _empty_figure(computation)
     config = computation.tile_config
     gauge = {"axis": {"range": [config.get("min", 0), config.get("max", 100)]}}
-    indicator = go.Indicator(mode="gauge+number", value=_stat_value(df, computation), gauge=gauge)
-    return go.Figure(indicator)
+    return go.Figure(go.Indicator(mode="gauge+number", value=value, gauge=gauge))
 
 
 def _empty_figure(computation: Computation) -> go.Figure:
