@@ -6,6 +6,8 @@ service lands bronze, the engine streams silver and gold, and the Voila tile dra
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import socket
@@ -42,11 +44,26 @@ def stack(settings: Settings) -> Iterator[tuple[subprocess.Popen[str], float]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a failed test stops every service
     )
     yield proc, started
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    # After a failure ``workbench up`` may still run; killing it alone would orphan the
+    # services it started (and leave them loading the machine for the rest of the suite).
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to a terminal's group
+    except ProcessLookupError:
+        return  # stopped, with every child, by the test itself
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        proc.poll()  # reap it: a zombie still counts as a member of the group
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def test_demo_stack_fills_the_dashboard_and_stops_on_ctrl_c(
